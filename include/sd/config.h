@@ -1,0 +1,92 @@
+/*
+ * sd/config.h - the gateway's configuration, built once and then read-only.
+ *
+ * A config comes from command-line flags (one listener) or a YAML file (many
+ * listeners); both produce the same struct and go through the same
+ * sd_config_validate(), so every rule is enforced in one place.
+ *
+ * Client authentication is not configurable: every listener requires and
+ * verifies a client certificate at the handshake. There is deliberately no
+ * field for "optional" client auth or a plaintext listener.
+ */
+#ifndef SD_CONFIG_H
+#define SD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sd/err.h"
+#include "sd/net.h"
+
+#define SD_MAX_LISTENERS 64
+#define SD_MAX_WORKERS 64
+
+#define SD_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
+#define SD_DEFAULT_CONNECT_TIMEOUT_MS 5000u
+#define SD_DEFAULT_IDLE_TIMEOUT_MS 300000u
+#define SD_DEFAULT_DRAIN_TIMEOUT_MS 30000u
+#define SD_DEFAULT_MAX_CONNS 10000u
+#define SD_DEFAULT_VERIFY_DEPTH 8
+
+struct sd_listener_conf {
+    char *name;      /* for logs; defaults to the listen text */
+    char *listen;    /* text as given */
+    char *target;    /* text as given */
+    char *cert;      /* server certificate chain (PEM) */
+    char *key;       /* server private key (PEM) */
+    char *cacert;    /* CA bundle that client certificates must chain to */
+    int allow_all;   /* admit any client whose certificate verifies */
+    uint32_t handshake_timeout_ms;
+    uint32_t connect_timeout_ms;
+    uint32_t idle_timeout_ms;
+    struct sd_addr listen_addr; /* filled by sd_config_validate */
+    struct sd_addr target_addr; /* filled by sd_config_validate */
+};
+
+struct sd_config {
+    struct sd_listener_conf listeners[SD_MAX_LISTENERS];
+    size_t nlisteners;
+    int workers;               /* 0 = one per online core */
+    uint32_t drain_timeout_ms;
+    uint32_t max_conns;        /* per worker */
+    char *source;              /* config file path, or NULL for flags */
+};
+
+/* Returns a config with defaults and no listener; NULL on allocation failure.
+ * The caller owns it and frees it with sd_config_free(). */
+struct sd_config *sd_config_new(void);
+void sd_config_free(struct sd_config *cfg);
+
+/* Appends a listener with default timeouts; returns it (owned by cfg), or NULL
+ * with err when SD_MAX_LISTENERS is reached. */
+struct sd_listener_conf *sd_config_add_listener(struct sd_config *cfg,
+                                                struct sd_err *err);
+
+/* Replaces *slot with a copy of value. Returns 0, or -1 on allocation failure. */
+int sd_config_set_str(char **slot, const char *value, struct sd_err *err);
+
+/* Parses "500ms", "10s", "5m", "1h" or a plain number of seconds into
+ * milliseconds (at most 24 h). Returns 0, or -1 with err naming what. */
+int sd_config_parse_duration(const char *what, const char *text, uint32_t *ms,
+                             struct sd_err *err);
+
+/* Parses a decimal integer in [min, max]. Returns 0, or -1 with err. */
+int sd_config_parse_uint(const char *what, const char *text, uint32_t min,
+                         uint32_t max, uint32_t *out, struct sd_err *err);
+
+/* Rejects words that would weaken client authentication (optional client
+ * certificates, plaintext listeners, "insecure" anything) with a message that
+ * explains steeldoor has no such mode. Returns 0 when name is harmless. */
+int sd_config_refuse_weakening(const char *name, struct sd_err *err);
+
+/* Checks every listener is complete and consistent, parses addresses and
+ * fills the defaults (name, workers). Does not open files: that is done when
+ * the TLS contexts are built, which is where each file's error is named. */
+int sd_config_validate(struct sd_config *cfg, struct sd_err *err);
+
+/* Loads a YAML config file into cfg (see docs/config.md). Unknown keys are an
+ * error, so a typo never silently weakens a listener. */
+int sd_config_load_yaml(struct sd_config *cfg, const char *path,
+                        struct sd_err *err);
+
+#endif

@@ -1,0 +1,17 @@
+/*
+ * sd/master.h - the supervising process of `steeldoor serve`.
+ *
+ * The master builds every TLS context and opens every listening socket
+ * before the first worker starts (so any bad file or address stops the start
+ * with a clear error), then forks the workers, restarts one that dies, and on
+ * SIGTERM/SIGINT closes the listeners, lets the workers drain, and exits 0.
+ */
+#ifndef SD_MASTER_H
+#define SD_MASTER_H
+
+#include "sd/config.h"
+
+/* Runs the gateway described by cfg (validated). Returns the exit status. */
+int sd_master_run(struct sd_config *cfg);
+
+#endif

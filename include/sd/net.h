@@ -1,0 +1,47 @@
+/*
+ * sd/net.h - addresses and sockets.
+ *
+ * An sd_addr is parsed once from text at configuration time ("127.0.0.1:8443",
+ * "[::1]:8443", "localhost:8443", "unix:/run/app.sock") and then used as-is by
+ * every connection; no name resolution ever happens on the data path.
+ */
+#ifndef SD_NET_H
+#define SD_NET_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "sd/err.h"
+
+struct sd_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[128]; /* as the user wrote it, for logs and errors */
+};
+
+/* Parses "host:port", "[v6]:port" or (when allow_unix) "unix:/path" into out.
+ * A host name is resolved once, here. Returns 0, or -1 with err naming text. */
+int sd_addr_parse(const char *text, int allow_unix, struct sd_addr *out,
+                  struct sd_err *err);
+
+/* Formats a peer address as "1.2.3.4:5" or "[::1]:5" into buf. */
+void sd_addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
+                    size_t size);
+
+/* Creates a non-blocking listening socket bound to addr with SO_REUSEPORT,
+ * so that each worker can own one socket of the same port. Returns the fd,
+ * or -1 with err. The caller owns the fd. */
+int sd_net_listen(const struct sd_addr *addr, int backlog, struct sd_err *err);
+
+/* Starts a non-blocking connect to addr. Returns the fd (connection may still
+ * be in progress: wait for writability, then check sd_net_connect_result), or
+ * -1 with errno set. The caller owns the fd. */
+int sd_net_connect(const struct sd_addr *addr);
+
+/* Returns 0 when the in-progress connect on fd succeeded, else the errno. */
+int sd_net_connect_result(int fd);
+
+/* Enables TCP_NODELAY when fd is a TCP socket (ignored for unix sockets). */
+void sd_net_nodelay(int fd);
+
+#endif

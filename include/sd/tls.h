@@ -1,0 +1,73 @@
+/*
+ * sd/tls.h - the TLS server side, the only place (with pki.c) that sees OpenSSL.
+ *
+ * Configure once, apply many times (as libtls): sd_tls_server_new() builds a
+ * listener's context from its configuration, checks every file and fails
+ * closed; sd_tls_conn_new() applies it to one accepted socket.
+ *
+ * Policy that is not negotiable lives here and has no switch: TLS 1.2 and
+ * 1.3 only, ECDHE + AEAD only for 1.2, no renegotiation, no compression, a
+ * client certificate required and verified during the handshake, EKU
+ * clientAuth required, and a session id context unique to the listener so a
+ * session never resumes on another listener.
+ *
+ * Non-blocking I/O: every call returns an sd_io; SD_IO_WANT_READ/WRITE mean
+ * "call again when the socket is readable/writable" (TLS may need to read
+ * while writing, or write while reading).
+ */
+#ifndef SD_TLS_H
+#define SD_TLS_H
+
+#include <stddef.h>
+
+#include "sd/config.h"
+#include "sd/err.h"
+#include "sd/log.h"
+
+struct sd_tls;      /* per listener, shared by its connections */
+struct sd_tls_conn; /* per connection */
+
+enum sd_io {
+    SD_IO_OK = 0,
+    SD_IO_WANT_READ,
+    SD_IO_WANT_WRITE,
+    SD_IO_EOF,   /* the peer closed its side (close_notify, or TCP FIN) */
+    SD_IO_ERROR, /* fatal: the connection is over; see sd_tls_conn_reason() */
+};
+
+/* Builds the server context for one listener: loads and checks the server
+ * certificate chain and key (must match, must be within validity), the CA
+ * bundle (must hold at least one CA certificate). Returns a new context
+ * owned by the caller, or NULL with err naming the file at fault. */
+struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
+                                 struct sd_err *err);
+void sd_tls_free(struct sd_tls *tls);
+
+/* Wraps an accepted, non-blocking socket. The caller keeps owning fd.
+ * Returns NULL on allocation failure. */
+struct sd_tls_conn *sd_tls_conn_new(struct sd_tls *tls, int fd);
+void sd_tls_conn_free(struct sd_tls_conn *c);
+
+enum sd_io sd_tls_handshake(struct sd_tls_conn *c);
+/* Reads up to len bytes of plaintext; *n is set when SD_IO_OK. */
+enum sd_io sd_tls_read(struct sd_tls_conn *c, void *buf, size_t len, size_t *n);
+/* Writes up to len bytes (partial writes allowed); *n is set when SD_IO_OK.
+ * After WANT_*, call again with at least the same bytes (they may move). */
+enum sd_io sd_tls_write(struct sd_tls_conn *c, const void *buf, size_t len,
+                        size_t *n);
+/* Sends close_notify (our half-close); reading may continue afterwards.
+ * Returns SD_IO_OK once sent. */
+enum sd_io sd_tls_shutdown(struct sd_tls_conn *c);
+
+/* Why the connection failed, as a stable word for the log ("unknown_ca",
+ * "no_client_certificate", ...), or NULL; detail is free text or NULL. */
+const char *sd_tls_conn_reason(const struct sd_tls_conn *c);
+const char *sd_tls_conn_detail(const struct sd_tls_conn *c);
+
+/* Adds tls_version, cipher, resumed, subject and sans to a log line. */
+void sd_tls_conn_log(const struct sd_tls_conn *c, struct sd_logline *l);
+
+/* Process-wide initialisation (idempotent). */
+void sd_tls_init(void);
+
+#endif

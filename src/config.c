@@ -1,0 +1,195 @@
+/* config.c - configuration defaults, value parsing and validation. */
+#include "sd/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+struct sd_config *sd_config_new(void)
+{
+    struct sd_config *cfg = calloc(1, sizeof(*cfg));
+
+    if (cfg == NULL)
+        return NULL;
+    cfg->workers = 0;
+    cfg->drain_timeout_ms = SD_DEFAULT_DRAIN_TIMEOUT_MS;
+    cfg->max_conns = SD_DEFAULT_MAX_CONNS;
+    return cfg;
+}
+
+void sd_config_free(struct sd_config *cfg)
+{
+    size_t i;
+
+    if (cfg == NULL)
+        return;
+    for (i = 0; i < cfg->nlisteners; i++) {
+        struct sd_listener_conf *l = &cfg->listeners[i];
+        free(l->name);
+        free(l->listen);
+        free(l->target);
+        free(l->cert);
+        free(l->key);
+        free(l->cacert);
+    }
+    free(cfg->source);
+    free(cfg);
+}
+
+struct sd_listener_conf *sd_config_add_listener(struct sd_config *cfg,
+                                                struct sd_err *err)
+{
+    struct sd_listener_conf *l;
+
+    if (cfg->nlisteners >= SD_MAX_LISTENERS) {
+        sd_err_set(err, "too many listeners (at most %d)", SD_MAX_LISTENERS);
+        return NULL;
+    }
+    l = &cfg->listeners[cfg->nlisteners++];
+    memset(l, 0, sizeof(*l));
+    l->handshake_timeout_ms = SD_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    l->connect_timeout_ms = SD_DEFAULT_CONNECT_TIMEOUT_MS;
+    l->idle_timeout_ms = SD_DEFAULT_IDLE_TIMEOUT_MS;
+    return l;
+}
+
+int sd_config_set_str(char **slot, const char *value, struct sd_err *err)
+{
+    char *copy = strdup(value);
+
+    if (copy == NULL)
+        return sd_err_set(err, "out of memory");
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+int sd_config_parse_duration(const char *what, const char *text, uint32_t *ms,
+                             struct sd_err *err)
+{
+    char *end;
+    double v, mult;
+
+    errno = 0;
+    v = strtod(text, &end);
+    if (end == text || errno != 0 || v < 0)
+        goto bad;
+    if (*end == '\0' || strcmp(end, "s") == 0)
+        mult = 1000.0;
+    else if (strcmp(end, "ms") == 0)
+        mult = 1.0;
+    else if (strcmp(end, "m") == 0)
+        mult = 60000.0;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000.0;
+    else
+        goto bad;
+    v *= mult;
+    if (v < 1.0 || v > 86400000.0)
+        return sd_err_set(err, "%s: '%s' must be between 1ms and 24h", what, text);
+    *ms = (uint32_t)v;
+    return 0;
+bad:
+    return sd_err_set(err, "%s: '%s' is not a duration (use e.g. 500ms, 10s, 5m)",
+                      what, text);
+}
+
+int sd_config_parse_uint(const char *what, const char *text, uint32_t min,
+                         uint32_t max, uint32_t *out, struct sd_err *err)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    if (text[0] == '-' || text[0] == '\0')
+        goto bad;
+    v = strtoul(text, &end, 10);
+    if (*end != '\0' || errno != 0 || v < min || v > max)
+        goto bad;
+    *out = (uint32_t)v;
+    return 0;
+bad:
+    return sd_err_set(err, "%s: '%s' must be a whole number from %u to %u",
+                      what, text, min, max);
+}
+
+int sd_config_refuse_weakening(const char *name, struct sd_err *err)
+{
+    static const char *const words[] = {
+        "client-auth", "verify-client", "verify", "optional", "plaintext",
+        "plain", "no-tls", "insecure", "disable-authentication", "no-client-auth",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (strcasecmp(name, words[i]) == 0 ||
+            strncasecmp(name, "insecure", 8) == 0)
+            return sd_err_set(err,
+                "'%s': steeldoor has no optional client authentication and no "
+                "plaintext listener; every connection must present a valid "
+                "client certificate at the TLS handshake", name);
+    }
+    return 0;
+}
+
+static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
+                                       struct sd_err *err)
+{
+    struct sd_err sub;
+    char where[64];
+
+    if (l->listen == NULL)
+        return sd_err_set(err, "listener %zu: missing listen address (--listen)", idx);
+    snprintf(where, sizeof(where), "listener %s", l->name ? l->name : l->listen);
+    if (l->target == NULL)
+        return sd_err_set(err, "%s: missing target (--target)", where);
+    if (l->cert == NULL)
+        return sd_err_set(err, "%s: missing server certificate (--cert)", where);
+    if (l->key == NULL)
+        return sd_err_set(err, "%s: missing server private key (--key)", where);
+    if (l->cacert == NULL)
+        return sd_err_set(err, "%s: missing CA bundle for client certificates "
+                          "(--cacert); client certificates are always required", where);
+    if (!l->allow_all)
+        return sd_err_set(err, "%s: no allow rule: refusing to start; say who may "
+                          "connect (e.g. --allow-all admits any client certificate "
+                          "that chains to --cacert)", where);
+    if (sd_addr_parse(l->listen, 0, &l->listen_addr, &sub) != 0)
+        return sd_err_set(err, "%s: listen: %s", where, sub.msg);
+    if (sd_addr_parse(l->target, 1, &l->target_addr, &sub) != 0)
+        return sd_err_set(err, "%s: target: %s", where, sub.msg);
+    if (l->name == NULL && sd_config_set_str(&l->name, l->listen, err) != 0)
+        return -1;
+    return 0;
+}
+
+int sd_config_validate(struct sd_config *cfg, struct sd_err *err)
+{
+    size_t i, j;
+
+    if (cfg->nlisteners == 0)
+        return sd_err_set(err, "no listener configured (use --listen ... or --config FILE)");
+    for (i = 0; i < cfg->nlisteners; i++)
+        if (sd_config_validate_listener(&cfg->listeners[i], i, err) != 0)
+            goto fail;
+    for (i = 0; i < cfg->nlisteners; i++) {
+        for (j = i + 1; j < cfg->nlisteners; j++) {
+            if (strcmp(cfg->listeners[i].name, cfg->listeners[j].name) == 0) {
+                sd_err_set(err, "listener name '%s' is used twice", cfg->listeners[i].name);
+                goto fail;
+            }
+        }
+    }
+    if (cfg->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n < 1 ? 1 : (n > SD_MAX_WORKERS ? SD_MAX_WORKERS : (int)n);
+    }
+    return 0;
+fail:
+    if (cfg->source != NULL)
+        sd_err_prefix(err, cfg->source);
+    return -1;
+}

@@ -1,0 +1,42 @@
+/* main.c - `steeldoor` entry point: dispatches to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "sd/cli.h"
+#include "sd/pki.h"
+
+static const char sd_usage[] =
+    "Usage: steeldoor COMMAND [options]\n"
+    "\n"
+    "A mutual-TLS gateway: every client must present a valid certificate at the\n"
+    "TLS handshake, on every listener, always.\n"
+    "\n"
+    "Commands:\n"
+    "  serve     run the gateway (steeldoor serve --help)\n"
+    "  pki       a small development PKI (steeldoor pki --help)\n"
+    "\n"
+    "  --version print the version\n"
+    "  --help    this text\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(sd_usage, stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("steeldoor %s\n", SD_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(sd_usage, stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") == 0)
+        return sd_cli_serve_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "pki") == 0)
+        return sd_pki_main(argc - 1, argv + 1);
+    fprintf(stderr, "steeldoor: unknown command '%s'\n\n%s", argv[1], sd_usage);
+    return 2;
+}

@@ -1,0 +1,314 @@
+/* master.c - start-up, worker supervision and shutdown (see sd/master.h). */
+#include "sd/master.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sd/log.h"
+#include "sd/tls.h"
+#include "sd/worker.h"
+
+#define SD_LISTEN_BACKLOG 4096
+#define SD_RESTART_BACKOFF_MS 1000 /* a worker that dies young waits this long */
+#define SD_KILL_GRACE_MS 5000      /* after the drain timeout, SIGKILL */
+
+struct sd_worker_slot {
+    pid_t pid;
+    int64_t started_ms;
+    int64_t restart_at_ms; /* 0: no restart pending */
+};
+
+struct sd_master {
+    struct sd_config *cfg;
+    struct sd_tls **tls;   /* [nlisteners] */
+    int *fds;              /* [nlisteners * workers], listener-major */
+    struct sd_worker_slot *slots;
+    int sigfd;
+    int stopping;
+    int64_t kill_at_ms;
+};
+
+static void sd_master_close_listeners(struct sd_master *m)
+{
+    size_t i, n = m->cfg->nlisteners * (size_t)m->cfg->workers;
+
+    for (i = 0; m->fds != NULL && i < n; i++) {
+        if (m->fds[i] >= 0) {
+            close(m->fds[i]);
+            m->fds[i] = -1;
+        }
+    }
+}
+
+static void sd_master_free(struct sd_master *m)
+{
+    size_t i;
+
+    sd_master_close_listeners(m);
+    for (i = 0; m->tls != NULL && i < m->cfg->nlisteners; i++)
+        sd_tls_free(m->tls[i]);
+    free(m->tls);
+    free(m->fds);
+    free(m->slots);
+    if (m->sigfd >= 0)
+        close(m->sigfd);
+}
+
+/* Raises the soft open-file limit to the hard one: each connection needs
+ * two descriptors. */
+static void sd_master_raise_nofile(const struct sd_config *cfg)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+        rl.rlim_cur < (rlim_t)cfg->max_conns * 2)
+        sd_log_msg("warn", "config", "open-file limit %lu is below what max-conns %u "
+                   "needs (%u); connections beyond it wait in the kernel queue",
+                   (unsigned long)rl.rlim_cur, cfg->max_conns, cfg->max_conns * 2);
+}
+
+static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
+{
+    const struct sd_config *cfg = m->cfg;
+    size_t i, nw = (size_t)cfg->workers, nl = cfg->nlisteners;
+    int w;
+
+    m->tls = calloc(nl, sizeof(*m->tls));
+    m->fds = malloc(nl * nw * sizeof(*m->fds));
+    m->slots = calloc(nw, sizeof(*m->slots));
+    if (m->tls == NULL || m->fds == NULL || m->slots == NULL)
+        return sd_err_set(err, "out of memory");
+    for (i = 0; i < nl * nw; i++)
+        m->fds[i] = -1;
+    for (i = 0; i < nl; i++) {
+        m->tls[i] = sd_tls_server_new(&cfg->listeners[i], err);
+        if (m->tls[i] == NULL)
+            return -1;
+    }
+    for (i = 0; i < nl; i++) {
+        for (w = 0; w < cfg->workers; w++) {
+            int fd = sd_net_listen(&cfg->listeners[i].listen_addr, SD_LISTEN_BACKLOG, err);
+            if (fd < 0)
+                return sd_err_prefix(err, cfg->listeners[i].name);
+            m->fds[i * nw + (size_t)w] = fd;
+        }
+    }
+    return 0;
+}
+
+/* Child side of fork(): keeps only this worker's sockets and runs it. */
+static void sd_master_worker_main(struct sd_master *m, int index)
+{
+    size_t i, nl = m->cfg->nlisteners, nw = (size_t)m->cfg->workers;
+    int *mine = calloc(nl, sizeof(*mine));
+    int rc = 1;
+
+    /* Die with the master rather than linger as an orphan holding ports. */
+    (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+    close(m->sigfd);
+    m->sigfd = -1;
+    if (mine != NULL) {
+        for (i = 0; i < nl; i++) {
+            mine[i] = m->fds[i * nw + (size_t)index];
+            m->fds[i * nw + (size_t)index] = -1;
+        }
+        sd_master_close_listeners(m);
+        rc = sd_worker_run(m->cfg, m->tls, mine, index);
+    }
+    free(mine);
+    sd_master_free(m);
+    sd_config_free(m->cfg);
+    exit(rc);
+}
+
+static int sd_master_spawn(struct sd_master *m, int index)
+{
+    pid_t pid = fork();
+    struct sd_logline l;
+
+    if (pid < 0) {
+        sd_log_msg("error", "worker_start_failed", "fork: %s", strerror(errno));
+        m->slots[index].restart_at_ms = sd_now_ms() + SD_RESTART_BACKOFF_MS;
+        return -1;
+    }
+    if (pid == 0)
+        sd_master_worker_main(m, index);
+    m->slots[index].pid = pid;
+    m->slots[index].started_ms = sd_now_ms();
+    m->slots[index].restart_at_ms = 0;
+    sd_log_begin(&l, "info", "worker_started");
+    sd_log_i64(&l, "worker", index);
+    sd_log_i64(&l, "worker_pid", pid);
+    sd_log_end(&l);
+    return 0;
+}
+
+static void sd_master_reap(struct sd_master *m)
+{
+    int status, i;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (i = 0; i < m->cfg->workers; i++) {
+            struct sd_worker_slot *s = &m->slots[i];
+            struct sd_logline l;
+            int64_t now = sd_now_ms();
+
+            if (s->pid != pid)
+                continue;
+            s->pid = 0;
+            sd_log_begin(&l, m->stopping ? "info" : "error", "worker_exited");
+            sd_log_i64(&l, "worker", i);
+            sd_log_i64(&l, "worker_pid", pid);
+            if (WIFEXITED(status))
+                sd_log_i64(&l, "exit_status", WEXITSTATUS(status));
+            else if (WIFSIGNALED(status))
+                sd_log_str(&l, "signal", strsignal(WTERMSIG(status)));
+            sd_log_bool(&l, "restart", !m->stopping);
+            sd_log_end(&l);
+            if (!m->stopping)
+                s->restart_at_ms = now - s->started_ms < SD_RESTART_BACKOFF_MS
+                                       ? now + SD_RESTART_BACKOFF_MS : now;
+        }
+    }
+}
+
+static int sd_master_alive(const struct sd_master *m)
+{
+    int i, n = 0;
+
+    for (i = 0; i < m->cfg->workers; i++)
+        n += m->slots[i].pid > 0;
+    return n;
+}
+
+static void sd_master_stop(struct sd_master *m, const char *why)
+{
+    int i;
+
+    if (m->stopping)
+        return;
+    m->stopping = 1;
+    sd_log_msg("info", "shutdown", "%s: closing listeners, draining connections", why);
+    /* Closing the master's copies as well as the workers' removes the
+     * sockets from the kernel, so new connections are refused at once. */
+    sd_master_close_listeners(m);
+    for (i = 0; i < m->cfg->workers; i++) {
+        m->slots[i].restart_at_ms = 0;
+        if (m->slots[i].pid > 0)
+            kill(m->slots[i].pid, SIGTERM);
+    }
+    m->kill_at_ms = sd_now_ms() + m->cfg->drain_timeout_ms + SD_KILL_GRACE_MS;
+}
+
+static int sd_master_loop(struct sd_master *m)
+{
+    for (;;) {
+        struct pollfd pfd = { .fd = m->sigfd, .events = POLLIN };
+        struct signalfd_siginfo si;
+        int64_t now = sd_now_ms(), wake = -1;
+        int i, timeout;
+
+        if (m->stopping && sd_master_alive(m) == 0)
+            return 0;
+        for (i = 0; i < m->cfg->workers; i++) {
+            struct sd_worker_slot *s = &m->slots[i];
+            if (s->restart_at_ms != 0 && s->restart_at_ms <= now)
+                sd_master_spawn(m, i);
+            if (s->restart_at_ms != 0 && (wake < 0 || s->restart_at_ms < wake))
+                wake = s->restart_at_ms;
+        }
+        if (m->stopping) {
+            if (now >= m->kill_at_ms) {
+                for (i = 0; i < m->cfg->workers; i++)
+                    if (m->slots[i].pid > 0)
+                        kill(m->slots[i].pid, SIGKILL);
+                m->kill_at_ms = now + SD_KILL_GRACE_MS;
+            }
+            wake = m->kill_at_ms;
+        }
+        timeout = wake < 0 ? -1 : (int)(wake > now ? wake - now : 0);
+        if (poll(&pfd, 1, timeout) < 0 && errno != EINTR)
+            return 1;
+        while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            switch (si.ssi_signo) {
+            case SIGCHLD:
+                sd_master_reap(m);
+                break;
+            case SIGTERM:
+                sd_master_stop(m, "SIGTERM");
+                break;
+            case SIGINT:
+                sd_master_stop(m, "SIGINT");
+                break;
+            case SIGHUP:
+                sd_log_msg("warn", "reload", "SIGHUP: configuration reload is not "
+                           "supported yet; the running configuration stays in force");
+                break;
+            }
+        }
+        sd_master_reap(m); /* a SIGCHLD can be merged with another */
+    }
+}
+
+int sd_master_run(struct sd_config *cfg)
+{
+    struct sd_master m;
+    struct sd_err err;
+    sigset_t set;
+    size_t i;
+    int w, rc = 1;
+
+    memset(&m, 0, sizeof(m));
+    m.cfg = cfg;
+    m.sigfd = -1;
+    sd_tls_init();
+    signal(SIGPIPE, SIG_IGN);
+    if (sd_master_prepare(&m, &err) != 0) {
+        fprintf(stderr, "steeldoor: %s\n", err.msg);
+        goto out;
+    }
+    sd_master_raise_nofile(cfg);
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0 ||
+        (m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        fprintf(stderr, "steeldoor: signalfd: %s\n", strerror(errno));
+        goto out;
+    }
+    for (i = 0; i < cfg->nlisteners; i++) {
+        struct sd_logline l;
+        const struct sd_listener_conf *lc = &cfg->listeners[i];
+        sd_log_begin(&l, "info", "listening");
+        sd_log_str(&l, "listener", lc->name);
+        sd_log_str(&l, "listen", lc->listen);
+        sd_log_str(&l, "target", lc->target);
+        sd_log_str(&l, "cacert", lc->cacert);
+        sd_log_bool(&l, "client_cert_required", 1);
+        sd_log_i64(&l, "workers", cfg->workers);
+        sd_log_end(&l);
+    }
+    for (w = 0; w < cfg->workers; w++)
+        sd_master_spawn(&m, w);
+    rc = sd_master_loop(&m);
+    sd_log_msg("info", "stopped", "all workers have exited");
+out:
+    sd_master_free(&m);
+    return rc;
+}

@@ -1,0 +1,177 @@
+/* net.c - address parsing and socket set-up (see sd/net.h). */
+#include "sd/net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int sd_addr_parse_unix(const char *text, const char *path,
+                              struct sd_addr *out, struct sd_err *err)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)&out->ss;
+    size_t n = strlen(path);
+
+    if (n == 0 || path[0] != '/')
+        return sd_err_set(err, "%s: unix socket path must be absolute", text);
+    if (n >= sizeof(sun->sun_path))
+        return sd_err_set(err, "%s: unix socket path too long", text);
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, n + 1);
+    out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
+int sd_addr_parse(const char *text, int allow_unix, struct sd_addr *out,
+                  struct sd_err *err)
+{
+    char host[256];
+    const char *port, *h;
+    size_t hlen;
+    struct addrinfo hints, *res = NULL;
+    char *end;
+    long pnum;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (text == NULL || *text == '\0')
+        return sd_err_set(err, "empty address");
+    if (strlen(text) >= sizeof(out->text))
+        return sd_err_set(err, "%.40s...: address too long", text);
+    memcpy(out->text, text, strlen(text) + 1);
+
+    if (strncmp(text, "unix:", 5) == 0) {
+        if (!allow_unix)
+            return sd_err_set(err, "%s: a unix socket is not allowed here", text);
+        return sd_addr_parse_unix(text, text + 5, out, err);
+    }
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':')
+            return sd_err_set(err, "%s: expected [IPv6]:PORT", text);
+        h = text + 1;
+        hlen = (size_t)(close - h);
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (colon == NULL)
+            return sd_err_set(err, "%s: expected HOST:PORT", text);
+        if (memchr(text, ':', (size_t)(colon - text)) != NULL)
+            return sd_err_set(err, "%s: IPv6 addresses must be written [ADDR]:PORT", text);
+        h = text;
+        hlen = (size_t)(colon - text);
+        port = colon + 1;
+    }
+    if (hlen == 0 || hlen >= sizeof(host))
+        return sd_err_set(err, "%s: missing or too long host", text);
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    errno = 0;
+    pnum = strtol(port, &end, 10);
+    if (*port == '\0' || *end != '\0' || errno != 0 || pnum < 1 || pnum > 65535)
+        return sd_err_set(err, "%s: port must be a number from 1 to 65535", text);
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0)
+        return sd_err_set(err, "%s: cannot resolve host: %s", text, gai_strerror(rc));
+    if (res->ai_addrlen > sizeof(out->ss)) {
+        freeaddrinfo(res);
+        return sd_err_set(err, "%s: unsupported address", text);
+    }
+    memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+void sd_addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
+                    size_t size)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    (void)len;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(buf, size, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, size, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        snprintf(buf, size, "unix");
+    } else {
+        snprintf(buf, size, "unknown");
+    }
+}
+
+int sd_net_listen(const struct sd_addr *addr, int backlog, struct sd_err *err)
+{
+    int fd, one = 1;
+
+    fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return sd_err_set(err, "%s: socket: %s", addr->text, strerror(errno));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        goto fail;
+    if (addr->ss.ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
+        goto fail;
+    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0)
+        goto fail;
+    if (listen(fd, backlog) != 0)
+        goto fail;
+    return fd;
+fail:
+    sd_err_set(err, "%s: cannot listen: %s", addr->text, strerror(errno));
+    close(fd);
+    return -1;
+}
+
+int sd_net_connect(const struct sd_addr *addr)
+{
+    int fd, saved;
+
+    fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0 &&
+        errno != EINPROGRESS) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    sd_net_nodelay(fd);
+    return fd;
+}
+
+int sd_net_connect_result(int fd)
+{
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+        return errno;
+    return soerr;
+}
+
+void sd_net_nodelay(int fd)
+{
+    int one = 1;
+
+    /* Fails harmlessly (ENOTSUP/EOPNOTSUPP) on unix sockets. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}

@@ -1,0 +1,228 @@
+/*
+ * worker.c - the per-process event loop (see sd/worker.h).
+ *
+ * One epoll set, edge-triggered; listeners, connections and a signalfd are
+ * event sources. Timeouts are checked by walking the connection list at most
+ * every SD_TICK_MS: cheap for the connection counts a worker holds, and it
+ * keeps per-event work to setting two flags.
+ */
+#include "sd/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sd/log.h"
+
+#define SD_TICK_MS 250
+#define SD_EVENTS 256
+#define SD_POOL_FREE_MAX 512
+
+int64_t sd_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sd_worker_accept(struct sd_worker *w, struct sd_listener_rt *l)
+{
+    if (l->fd < 0)
+        return;
+    while (w->nconns < w->max_conns) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                l->paused = 0;
+                return;
+            }
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            /* EMFILE, ENFILE, ENOBUFS...: the connection stays queued in
+             * the kernel; try again on the next tick. */
+            if (!l->paused)
+                sd_log_msg("warn", "accept", "listener %s: accept: %s",
+                           l->conf->name, strerror(errno));
+            l->paused = 1;
+            w->accept_retry = 1;
+            return;
+        }
+        sd_conn_accept(w, l, fd, (struct sockaddr *)&ss, len);
+    }
+    l->paused = 1; /* at max-conns: resumes when a connection closes */
+    w->accept_retry = 1;
+}
+
+static void sd_worker_stop_accepting(struct sd_worker *w)
+{
+    size_t i;
+
+    for (i = 0; i < w->nls; i++) {
+        if (w->ls[i].fd >= 0) {
+            close(w->ls[i].fd);
+            w->ls[i].fd = -1;
+        }
+    }
+}
+
+static void sd_worker_on_signal(struct sd_worker *w)
+{
+    struct signalfd_siginfo si;
+
+    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !w->draining) {
+            w->draining = 1;
+            w->drain_deadline_ms = w->now_ms + w->drain_timeout_ms;
+            sd_worker_stop_accepting(w);
+            {
+                struct sd_logline l;
+                sd_log_begin(&l, "info", "drain");
+                sd_log_i64(&l, "worker", w->index);
+                sd_log_u64(&l, "open_connections", w->nconns);
+                sd_log_u64(&l, "drain_timeout_ms", w->drain_timeout_ms);
+                sd_log_end(&l);
+            }
+        }
+    }
+}
+
+static void sd_worker_tick(struct sd_worker *w)
+{
+    struct sd_conn *c, *next;
+    size_t i;
+
+    if (w->accept_retry && !w->draining) {
+        w->accept_retry = 0;
+        for (i = 0; i < w->nls; i++)
+            if (w->ls[i].paused)
+                sd_worker_accept(w, &w->ls[i]);
+    }
+    for (c = w->conns; c != NULL; c = next) {
+        next = sd_conn_next(c);
+        if (w->draining && w->now_ms >= w->drain_deadline_ms)
+            sd_conn_abort(c, "drain_timeout");
+        else
+            sd_conn_check_deadline(c);
+    }
+}
+
+static int sd_worker_setup(struct sd_worker *w, const struct sd_config *cfg,
+                           struct sd_tls **tls, const int *listen_fds)
+{
+    struct epoll_event ev;
+    sigset_t set;
+    size_t i;
+
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (w->ep < 0)
+        return -1;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (w->sigfd < 0)
+        return -1;
+    w->sigev.kind = SD_EV_SIGNAL;
+    ev.events = EPOLLIN;
+    ev.data.ptr = &w->sigev;
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->sigfd, &ev) != 0)
+        return -1;
+    w->nls = cfg->nlisteners;
+    w->ls = calloc(w->nls, sizeof(*w->ls));
+    if (w->ls == NULL)
+        return -1;
+    for (i = 0; i < w->nls; i++) {
+        struct sd_listener_rt *l = &w->ls[i];
+        l->ev.kind = SD_EV_LISTENER;
+        l->fd = listen_fds[i];
+        l->conf = &cfg->listeners[i];
+        l->tls = tls[i];
+        ev.events = EPOLLIN | EPOLLET;
+        ev.data.ptr = &l->ev;
+        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->fd, &ev) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int sd_worker_run(const struct sd_config *cfg, struct sd_tls **tls,
+                  const int *listen_fds, int index)
+{
+    struct sd_worker w;
+    struct epoll_event events[SD_EVENTS];
+    int64_t next_tick;
+    int rc = 0;
+
+    memset(&w, 0, sizeof(w));
+    w.ep = w.sigfd = -1;
+    w.index = index;
+    w.max_conns = cfg->max_conns;
+    w.drain_timeout_ms = cfg->drain_timeout_ms;
+    w.now_ms = sd_now_ms();
+    sd_bufpool_init(&w.pool, SD_POOL_FREE_MAX);
+    if (sd_worker_setup(&w, cfg, tls, listen_fds) != 0) {
+        sd_log_msg("error", "worker", "worker %d: set-up failed: %s", index, strerror(errno));
+        rc = 1;
+        goto out;
+    }
+    next_tick = w.now_ms + SD_TICK_MS;
+    for (;;) {
+        int n, i, timeout;
+
+        if (w.draining && w.nconns == 0)
+            break;
+        timeout = (int)(next_tick - w.now_ms);
+        if (timeout < 0)
+            timeout = 0;
+        n = epoll_wait(w.ep, events, SD_EVENTS, timeout);
+        w.now_ms = sd_now_ms();
+        if (n < 0 && errno != EINTR) {
+            sd_log_msg("error", "worker", "epoll_wait: %s", strerror(errno));
+            rc = 1;
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            struct sd_evsrc *src = events[i].data.ptr;
+            switch (src->kind) {
+            case SD_EV_LISTENER:
+                if (!w.draining)
+                    sd_worker_accept(&w, (struct sd_listener_rt *)src);
+                break;
+            case SD_EV_CLIENT:
+            case SD_EV_BACKEND:
+                sd_conn_event(src, events[i].events);
+                break;
+            case SD_EV_SIGNAL:
+                sd_worker_on_signal(&w);
+                break;
+            }
+        }
+        if (w.now_ms >= next_tick) {
+            sd_worker_tick(&w);
+            next_tick = w.now_ms + SD_TICK_MS;
+        }
+        sd_conn_reap(&w);
+    }
+out:
+    while (w.conns != NULL)
+        sd_conn_abort(w.conns, "shutdown");
+    sd_conn_reap(&w);
+    sd_worker_stop_accepting(&w);
+    sd_bufpool_clear(&w.pool);
+    free(w.ls);
+    if (w.sigfd >= 0)
+        close(w.sigfd);
+    if (w.ep >= 0)
+        close(w.ep);
+    return rc;
+}

@@ -1,0 +1,395 @@
+"""Fixtures for the steeldoor integration suite.
+
+Run with Debian's python:  /usr/bin/python3 -m pytest tests/integration
+Binary: $STEELDOOR_BIN or <repo>/build/steeldoor.
+"""
+import datetime
+import os
+import resource
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sdlib  # noqa: E402
+from sdlib import Steeldoor, Backend, free_port, run  # noqa: E402,F401
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, ed25519, ed448  # noqa: E402
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO / "build" / "steeldoor"
+
+
+def pytest_configure(config):
+    # 1000-connection tests need many fds; steeldoor inherits this limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+# --------------------------------------------------------------------------
+# binary
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def sd_bin():
+    p = Path(os.environ.get("STEELDOOR_BIN") or DEFAULT_BIN)
+    if not p.is_file() or not os.access(p, os.X_OK):
+        pytest.fail("steeldoor binary not found or not executable at %s "
+                    "(build it with `make` or set STEELDOOR_BIN)" % p, pytrace=False)
+    return p
+
+
+# --------------------------------------------------------------------------
+# PKI
+# --------------------------------------------------------------------------
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _sig_alg(key):
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        return None
+    return hashes.SHA256()
+
+
+def _write_key(path, key):
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    os.chmod(path, 0o600)
+
+
+def _write_cert(path, cert):
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def make_ca(cn):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(_now() - datetime.timedelta(days=1))
+            .not_valid_after(_now() + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(ski, critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def make_leaf(ca_cert, ca_key, cn, eku, not_before=None, not_after=None,
+              uris=(), dns=(), ips=(), key=None):
+    import ipaddress
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    nb = not_before or (_now() - datetime.timedelta(hours=1))
+    na = not_after or (_now() + datetime.timedelta(days=30))
+    sans = [x509.UniformResourceIdentifier(u) for u in uris]
+    sans += [x509.DNSName(d) for d in dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+         .issuer_name(ca_cert.subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(nb).not_valid_after(na)
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                      key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+                                      data_encipherment=False, key_agreement=False,
+                                      key_cert_sign=False, crl_sign=False,
+                                      encipher_only=False, decipher_only=False), critical=True)
+         .add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False))
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                            critical=False)
+    except x509.ExtensionNotFound:
+        pass
+    cert = b.sign(ca_key, _sig_alg(ca_key))
+    return cert, key
+
+
+def _find_ca_key(d, ca_cert):
+    want = ca_cert.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    cands = [d / "ca.key"] + sorted(d.glob("*.key")) + sorted(d.rglob("*key*"))
+    for p in cands:
+        if not p.is_file():
+            continue
+        try:
+            k = serialization.load_pem_private_key(p.read_bytes(), password=None)
+        except Exception:
+            continue
+        if k.public_key().public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo) == want:
+            return k
+    raise AssertionError("could not find the CA private key in %s (files: %s)"
+                         % (d, sorted(x.name for x in d.rglob("*"))))
+
+
+@pytest.fixture(scope="session")
+def pki(sd_bin, tmp_path_factory):
+    """Good PKI made with `steeldoor pki`, plus bad certs made with cryptography."""
+    d = tmp_path_factory.mktemp("pki")
+    steps = [
+        ["pki", "init", "--dir", d],
+        ["pki", "issue", "--dir", d, "--name", "api", "--server", "--dns", "localhost",
+         "--ip", "127.0.0.1"],
+        ["pki", "issue", "--dir", d, "--name", "billing", "--client", "--uri",
+         "spiffe://example.org/billing"],
+    ]
+    for s in steps:
+        r = run([sd_bin] + s, timeout=30)
+        if r.returncode != 0:
+            pytest.fail("`steeldoor %s` failed rc=%d\nstdout:%s\nstderr:%s" % (
+                " ".join(map(str, s)), r.returncode, r.stdout.decode(errors="replace"),
+                r.stderr.decode(errors="replace")), pytrace=False)
+    for f in ("ca.crt", "api.crt", "api.key", "billing.crt", "billing.key"):
+        if not (d / f).is_file():
+            pytest.fail("steeldoor pki did not write %s (dir has %s)" % (
+                f, sorted(x.name for x in d.iterdir())), pytrace=False)
+
+    ca_cert = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
+    ca_key = _find_ca_key(d, ca_cert)
+    bad = d / "bad"
+    bad.mkdir()
+    ns = SimpleNamespace(dir=d, ca=d / "ca.crt", server_cert=d / "api.crt",
+                         server_key=d / "api.key", client_cert=d / "billing.crt",
+                         client_key=d / "billing.key", bad=bad)
+
+    def leaf(name, **kw):
+        cert, key = make_leaf(ca_cert, ca_key, name, **kw)
+        _write_cert(bad / (name + ".crt"), cert)
+        _write_key(bad / (name + ".key"), key)
+        return bad / (name + ".crt"), bad / (name + ".key")
+
+    now = _now()
+    # positive control: a client cert made by *this* generator that is valid
+    ns.pygood = leaf("pygood", eku=[ExtendedKeyUsageOID.CLIENT_AUTH],
+                     uris=["spiffe://example.org/pygood"], dns=["pygood.example.org"])
+    ns.expired = leaf("expired", eku=[ExtendedKeyUsageOID.CLIENT_AUTH],
+                      not_before=now - datetime.timedelta(days=30),
+                      not_after=now - datetime.timedelta(days=1))
+    ns.notyet = leaf("notyet", eku=[ExtendedKeyUsageOID.CLIENT_AUTH],
+                     not_before=now + datetime.timedelta(days=1),
+                     not_after=now + datetime.timedelta(days=30))
+    ns.serverauth = leaf("serverauth", eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    # server-side certs for startup-error and cipher tests
+    ns.expired_server = leaf("expired-server", eku=[ExtendedKeyUsageOID.SERVER_AUTH],
+                             dns=["localhost"], ips=["127.0.0.1"],
+                             not_before=now - datetime.timedelta(days=30),
+                             not_after=now - datetime.timedelta(days=1))
+    ns.rsa_server = leaf("rsa-server", eku=[ExtendedKeyUsageOID.SERVER_AUTH],
+                         dns=["localhost"], ips=["127.0.0.1"],
+                         key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    # another CA and a client from it
+    other_cert, other_key = make_ca("steeldoor-test other CA")
+    _write_cert(bad / "other-ca.crt", other_cert)
+    _write_key(bad / "other-ca.key", other_key)
+    c, k = make_leaf(other_cert, other_key, "intruder", eku=[ExtendedKeyUsageOID.CLIENT_AUTH],
+                     uris=["spiffe://example.org/billing"])
+    _write_cert(bad / "intruder.crt", c)
+    _write_key(bad / "intruder.key", k)
+    ns.othca_client = (bad / "intruder.crt", bad / "intruder.key")
+    ns.other_ca = bad / "other-ca.crt"
+    # an impostor CA with the *same* subject name as the good CA
+    imp_cert, imp_key = make_ca("x")
+    imp_cert = (x509.CertificateBuilder().subject_name(ca_cert.subject).issuer_name(ca_cert.subject)
+                .public_key(imp_key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=365))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(imp_key, hashes.SHA256()))
+    c, k = make_leaf(imp_cert, imp_key, "impostor", eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    _write_cert(bad / "impostor.crt", c)
+    _write_key(bad / "impostor.key", k)
+    ns.impostor = (bad / "impostor.crt", bad / "impostor.key")
+    # garbage / mismatching keys
+    (bad / "garbage.key").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    ns.garbage_key = bad / "garbage.key"
+    ns.ca_cert_obj = ca_cert
+    ns.server_key_is_rsa = isinstance(
+        serialization.load_pem_private_key((d / "api.key").read_bytes(), None), rsa.RSAPrivateKey)
+    return ns
+
+
+# --------------------------------------------------------------------------
+# steeldoor processes
+# --------------------------------------------------------------------------
+
+def serve_args(pki, port, target, name=None, allow_all=True, host="127.0.0.1",
+               cert=None, key=None, cacert=None, extra=()):
+    listen = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+    a = ["serve", "--listen", listen, "--target", target,
+         "--cert", cert or pki.server_cert, "--key", key or pki.server_key,
+         "--cacert", cacert or pki.ca]
+    if allow_all:
+        a.append("--allow-all")
+    if name:
+        a += ["--name", name]
+    return a + list(extra)
+
+
+@pytest.fixture
+def steeldoor(sd_bin, pki, tmp_path):
+    """Factory: steeldoor(target=..., port=None, **kw) -> running Steeldoor.
+
+    kw: name, workers, extra (list), args (full arg list, overrides), wait_ports,
+        config (YAML text -> written to tmp and passed with --config)."""
+    started = []
+    counter = [0]
+
+    def start(target=None, port=None, name=None, workers=1, extra=(), args=None,
+              wait_ports=None, config=None, host="127.0.0.1", drain="3s", **kw):
+        counter[0] += 1
+        if config is not None:
+            cfg = tmp_path / ("steeldoor-%d.yaml" % counter[0])
+            cfg.write_text(config)
+            args = ["serve", "--config", cfg]
+            wait_ports = wait_ports or ()
+        elif args is None:
+            port = port or free_port(host)
+            ex = list(extra)
+            if workers is not None and "--workers" not in ex:
+                ex += ["--workers", str(workers)]
+            if drain and "--drain-timeout" not in ex:
+                ex += ["--drain-timeout", drain]
+            args = serve_args(pki, port, target, name=name, host=host, extra=ex, **kw)
+            if wait_ports is None:
+                wait_ports = [(host, port)]
+        sd = Steeldoor(sd_bin, args, tmp_path, name="sd%d" % counter[0])
+        sd.port = port
+        started.append(sd)
+        sd.start(wait_ports=wait_ports or ())
+        return sd
+
+    yield start
+
+    problems = []
+    for sd in started:
+        if sd.proc is None:
+            continue
+        if sd.proc.poll() is None and not sd.stopped:
+            try:
+                sd.stop(timeout=10, expect_rc=None)
+                if sd.returncode != 0:
+                    problems.append("steeldoor %s exited %r on SIGTERM at teardown"
+                                    % (sd.stderr_path.name, sd.returncode))
+            except AssertionError as e:
+                problems.append(str(e))
+        sd.kill()
+        sd.close_files()
+        f = sd.sanitizer_findings()
+        if f:
+            problems.append("sanitizer report in %s: %s\n%s" % (
+                sd.stderr_path, f, sd.stderr_text()[-6000:]))
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+# --------------------------------------------------------------------------
+# backends and clients
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def backends():
+    """Factory for threaded backends; all closed at teardown."""
+    made = []
+
+    def make(handler=None, **kw):
+        b = Backend(handler, **kw)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
+
+
+@pytest.fixture
+def echo_backend(backends):
+    return backends()
+
+
+@pytest.fixture
+def client_ctx(pki):
+    def make(cert="good", **kw):
+        if cert == "good":
+            cert = (pki.client_cert, pki.client_key)
+        if cert is None:
+            return sdlib.client_ctx(pki.ca, **kw)
+        return sdlib.client_ctx(pki.ca, cert[0], cert[1], **kw)
+    return make
+
+
+@pytest.fixture
+def good_ctx(client_ctx):
+    return client_ctx()
+
+
+def assert_healthy(port, ctx, payload=b"health-check\n", host="127.0.0.1"):
+    """A fresh valid client can still pass bytes through the proxy."""
+    with sdlib.tls_connect(ctx, port, host=host) as s:
+        got = sdlib.echo_roundtrip(s, payload)
+    assert got == payload, "proxy not healthy: echo %r != %r" % (got, payload)
+
+
+@pytest.fixture
+def healthy():
+    return assert_healthy
+
+
+def yaml_config(pki, listeners, workers=1, drain="3s", max_conns=None, extra_top=""):
+    """Build a steeldoor YAML config. listeners: list of dicts with keys
+    name, port, target and optional overrides (cert, key, cacert, allow-all,
+    handshake-timeout, ...). Extra raw YAML lines per listener: key 'raw'."""
+    lines = []
+    if workers is not None:
+        lines.append("workers: %d" % workers)
+    if drain:
+        lines.append("drain-timeout: %s" % drain)
+    if max_conns is not None:
+        lines.append("max-conns: %d" % max_conns)
+    if extra_top:
+        lines.append(extra_top.rstrip("\n"))
+    lines.append("listeners:")
+    for l in listeners:
+        l = dict(l)
+        lines.append("  - name: %s" % l.pop("name"))
+        lines.append('    listen: "%s"' % l.pop("listen", "127.0.0.1:%d" % l.pop("port", 0)))
+        lines.append('    target: "%s"' % l.pop("target"))
+        lines.append('    cert: "%s"' % l.pop("cert", pki.server_cert))
+        lines.append('    key: "%s"' % l.pop("key", pki.server_key))
+        lines.append('    cacert: "%s"' % l.pop("cacert", pki.ca))
+        if l.pop("allow-all", True):
+            lines.append("    allow-all: true")
+        raw = l.pop("raw", "")
+        for k, v in l.items():
+            lines.append("    %s: %s" % (k, v))
+        if raw:
+            lines.append(raw.rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def make_config(pki):
+    def mk(listeners, **kw):
+        return yaml_config(pki, listeners, **kw)
+    return mk
