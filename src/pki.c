@@ -257,8 +257,13 @@ static int sd_pki_write_file(const char *dir, const char *file, mode_t mode,
     }
     fd = -1; /* owned by fp now */
     setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf));
+    errno = 0;
     if (emit(fp, obj) != 0 || ferror(fp)) {
-        sd_err_openssl(err, "%s: cannot write", path);
+        /* A stdio failure leaves errno; an encoding one, OpenSSL's queue. */
+        if (errno != 0)
+            sd_err_openssl(err, "%s: cannot write: %s", path, strerror(errno));
+        else
+            sd_err_openssl(err, "%s: cannot write", path);
         goto out;
     }
     if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {

@@ -1,0 +1,35 @@
+#!/bin/sh
+# deps.sh - installs the Debian packages steeldoor needs for a purpose, when
+# run as root; otherwise prints the exact command to run and fails.
+#   scripts/deps.sh build|run|test|bench|fuzz
+set -eu
+
+build="gcc make pkg-config libssl-dev libyaml-dev openssl"
+case "${1:-build}" in
+build) want="$build" ;;
+run)   want="$build curl python3" ;;
+test)  want="$build curl python3 python3-pytest python3-cryptography libcmocka-dev procps iproute2" ;;
+bench) want="$build curl python3 nginx-light haproxy stunnel4" ;;
+fuzz)  want="$build clang libclang-rt-14-dev" ;;
+*) echo "usage: $0 build|run|test|bench|fuzz" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "steeldoor: missing Debian packages:$missing" >&2
+    echo "run: sudo apt-get update && sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "steeldoor: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# Debian's service policy may try to start daemons (nginx, haproxy) on
+# install; the benchmark starts its own copies, so their services stay off.
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,317 @@
+"""Startup errors: non-zero exit, message naming the culprit, no degraded start."""
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+import sdlib
+from sdlib import free_port, children_of, pid_alive
+from conftest import serve_args, yaml_config
+
+
+def expect_startup_failure(sd_bin, args, cwd, watch_ports=(), timeout=10):
+    """Run steeldoor, expect it to exit non-zero on its own. While waiting,
+    check that none of watch_ports ever accepts a connection."""
+    p = subprocess.Popen([str(sd_bin)] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(cwd))
+    served = []
+    t = time.monotonic()
+    kids = set()
+    try:
+        while p.poll() is None and time.monotonic() - t < timeout:
+            kids |= set(children_of(p.pid))
+            for port in watch_ports:
+                if sdlib.tcp_accepts("127.0.0.1", port, timeout=0.1):
+                    served.append(port)
+            time.sleep(0.02)
+        running = p.poll() is None
+    finally:
+        if p.poll() is None:
+            kids |= set(children_of(p.pid))
+            p.kill()
+        out, err = p.communicate(timeout=10)
+        for k in kids:
+            if pid_alive(k):
+                try:
+                    import os, signal
+                    os.kill(k, signal.SIGKILL)
+                except OSError:
+                    pass
+    err = err.decode(errors="replace")
+    assert not running, "steeldoor still running %ds after a bad start (degraded start?)\nstderr:\n%s" % (timeout, err)
+    assert p.returncode != 0, "exit code 0 for a bad configuration\nstderr:\n%s" % err
+    assert p.returncode > 0, "killed by signal %d rather than a clean error exit\n%s" % (-p.returncode, err)
+    assert not served, "ports %s accepted connections before the failed start exited" % sorted(set(served))
+    assert err.strip(), "no message on stderr"
+    for port in watch_ports:
+        assert sdlib.tcp_connect_result("127.0.0.1", port) == "refused", "port %d held after exit" % port
+    return err
+
+
+@pytest.fixture
+def target():
+    return "127.0.0.1:%d" % free_port()
+
+
+def _cli(pki, port, target, **kw):
+    return serve_args(pki, port, target, **kw) + ["--workers", "2"]
+
+
+def test_valid_cli_starts_positive_control(steeldoor, echo_backend):
+    sd = steeldoor(target=echo_backend.target)
+    assert sd.running()
+
+
+# ---------------------------------------------------------------- CLI errors
+def test_missing_cert(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    missing = tmp_path / "nope" / "server.crt"
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, cert=missing), tmp_path, [port])
+    assert str(missing) in err
+
+
+def test_missing_key(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    missing = tmp_path / "missing.key"
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, key=missing), tmp_path, [port])
+    assert str(missing) in err
+
+
+def test_key_is_directory(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    d = tmp_path / "keydir"
+    d.mkdir()
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, key=d), tmp_path, [port])
+    assert str(d) in err
+
+
+def test_garbage_key(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, key=pki.garbage_key), tmp_path, [port])
+    assert str(pki.garbage_key) in err
+
+
+def test_garbage_cert(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    bad = tmp_path / "garbage.crt"
+    bad.write_text("this is not a certificate\n")
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, cert=bad), tmp_path, [port])
+    assert str(bad) in err
+
+
+def test_key_does_not_match_cert(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, key=pki.client_key), tmp_path, [port])
+    assert str(pki.client_key) in err or str(pki.server_cert) in err
+    assert re.search(r"match", err, re.I), err
+
+
+def test_cacert_without_ca(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, cacert=pki.client_cert), tmp_path, [port])
+    assert str(pki.client_cert) in err
+
+
+def test_cacert_missing(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    missing = tmp_path / "ca-missing.crt"
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, cacert=missing), tmp_path, [port])
+    assert str(missing) in err
+
+
+def test_expired_server_cert(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    cert, key = pki.expired_server
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, cert=cert, key=key), tmp_path, [port])
+    assert str(cert) in err
+    assert re.search(r"expir", err, re.I), err
+
+
+def test_no_allow_rule(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target, allow_all=False), tmp_path, [port])
+    assert re.search(r"allow", err, re.I), err
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:99999", "not-an-address", "127.0.0.1", "256.1.1.1:8443",
+                                    "127.0.0.1:-1", ""])
+def test_bad_listen_address(sd_bin, pki, tmp_path, target, listen):
+    args = ["serve", "--listen", listen, "--target", target, "--cert", pki.server_cert,
+            "--key", pki.server_key, "--cacert", pki.ca, "--allow-all"]
+    err = expect_startup_failure(sd_bin, args, tmp_path)
+    if listen:
+        assert listen in err, "message does not name the bad address %r:\n%s" % (listen, err)
+
+
+@pytest.mark.parametrize("tgt", ["127.0.0.1:99999", "nonsense", "unix:"])
+def test_bad_target_address(sd_bin, pki, tmp_path, tgt):
+    port = free_port()
+    err = expect_startup_failure(sd_bin, _cli(pki, port, tgt), tmp_path, [port])
+
+
+def test_port_in_use(sd_bin, pki, tmp_path, target):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        p = subprocess.Popen([str(sd_bin)] + [str(a) for a in _cli(pki, port, target)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            rc = p.wait(10)
+        except subprocess.TimeoutExpired:
+            kids = children_of(p.pid)
+            p.kill()
+            for k in kids:
+                import os, signal
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except OSError:
+                    pass
+            p.wait(5)
+            pytest.fail("steeldoor kept running on a port that is already in use")
+        err = p.stderr.read().decode(errors="replace")
+        p.stdout.close()
+        p.stderr.close()
+        assert rc > 0, "exit code %r\n%s" % (rc, err)
+        assert str(port) in err, err
+    finally:
+        blocker.close()
+
+
+@pytest.mark.parametrize("flags", [["--client-auth", "optional"], ["--plaintext"],
+                                   ["--verify-client", "optional"], ["--client-auth", "none"]])
+def test_optional_client_auth_flags_refused(sd_bin, pki, tmp_path, target, flags):
+    port = free_port()
+    err = expect_startup_failure(sd_bin, _cli(pki, port, target) + flags, tmp_path, [port])
+    assert re.search(r"client cert", err, re.I) and re.search(r"always|required", err, re.I), \
+        "message should say client certificates are always required:\n" + err
+
+
+# ---------------------------------------------------------------- config errors
+def _write(tmp_path, text, name="steeldoor.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_valid_config_positive_control(steeldoor, echo_backend, make_config, good_ctx):
+    port = free_port()
+    sd = steeldoor(config=make_config([{"name": "a", "port": port, "target": echo_backend.target}]),
+                   wait_ports=[port])
+    with sdlib.tls_connect(good_ctx, port) as s:
+        assert sdlib.echo_roundtrip(s) == b"ping-steeldoor\n"
+
+
+def test_missing_config_file(sd_bin, tmp_path):
+    p = tmp_path / "does-not-exist.yaml"
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path)
+    assert str(p) in err
+
+
+def test_invalid_yaml(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    good = yaml_config(pki, [{"name": "a", "port": port, "target": target}])
+    p = _write(tmp_path, good + "listeners: [this is: {broken\n")
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert str(p) in err or p.name in err, err
+
+
+def test_invalid_yaml_tabs(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    text = yaml_config(pki, [{"name": "a", "port": port, "target": target}]).replace("    cert:", "\tcert:")
+    p = _write(tmp_path, text)
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert p.name in err, err
+
+
+def test_unknown_top_level_key(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    p = _write(tmp_path, yaml_config(pki, [{"name": "a", "port": port, "target": target}],
+                                     extra_top="frobnicate: 3"))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert p.name in err and "frobnicate" in err, err
+
+
+def test_unknown_listener_key(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    p = _write(tmp_path, yaml_config(pki, [{"name": "a", "port": port, "target": target,
+                                            "handshake-timeoutt": "10s"}]))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert p.name in err and "handshake-timeoutt" in err, err
+
+
+@pytest.mark.parametrize("kv", ["client-auth: optional", "verify-client: optional", "plaintext: true",
+                                "client-auth: none"])
+def test_optional_client_auth_config_refused(sd_bin, pki, tmp_path, target, kv):
+    port = free_port()
+    k, v = kv.split(": ")
+    p = _write(tmp_path, yaml_config(pki, [{"name": "a", "port": port, "target": target, k: v}]))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert re.search(r"client cert", err, re.I) and re.search(r"always|required", err, re.I), \
+        "message should say client certificates are always required:\n" + err
+
+
+@pytest.mark.parametrize("kv", ["client-auth: optional", "plaintext: true"])
+def test_optional_client_auth_top_level_refused(sd_bin, pki, tmp_path, target, kv):
+    port = free_port()
+    p = _write(tmp_path, yaml_config(pki, [{"name": "a", "port": port, "target": target}], extra_top=kv))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert re.search(r"client cert", err, re.I) and re.search(r"always|required", err, re.I), err
+
+
+def test_config_missing_cert_names_file(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    missing = tmp_path / "gone.crt"
+    p = _write(tmp_path, yaml_config(pki, [{"name": "a", "port": port, "target": target,
+                                            "cert": missing}]))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert str(missing) in err or "gone.crt" in err, err
+
+
+def test_config_no_allow_rule(sd_bin, pki, tmp_path, target):
+    port = free_port()
+    p = _write(tmp_path, yaml_config(pki, [{"name": "a", "port": port, "target": target,
+                                            "allow-all": False}]))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert re.search(r"allow", err, re.I), err
+
+
+def test_config_second_listener_bad_no_degraded_start(sd_bin, pki, tmp_path, target):
+    """One bad listener fails the whole start: listener a never serves."""
+    pa, pb = free_port(), free_port()
+    bad_key = pki.garbage_key
+    p = _write(tmp_path, yaml_config(pki, [
+        {"name": "a", "port": pa, "target": target},
+        {"name": "b", "port": pb, "target": target, "key": bad_key}], workers=2))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [pa, pb])
+    assert "garbage.key" in err, err
+
+
+def test_config_duplicate_listen_address(sd_bin, pki, tmp_path, target):
+    pa = free_port()
+    p = _write(tmp_path, yaml_config(pki, [
+        {"name": "a", "port": pa, "target": target},
+        {"name": "b", "port": pa, "target": target}]))
+    expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [pa])
+
+
+@pytest.mark.parametrize("kv", ["workers: -1", "workers: lots", "drain-timeout: soon",
+                                "max-conns: many"])
+def test_bad_top_level_values(sd_bin, pki, tmp_path, target, kv):
+    port = free_port()
+    text = yaml_config(pki, [{"name": "a", "port": port, "target": target}], workers=None, drain=None,
+                       extra_top=kv)
+    p = _write(tmp_path, text)
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert kv.split(":")[0] in err, err
+
+
+@pytest.mark.parametrize("flag,val", [("--handshake-timeout", "abc"), ("--idle-timeout", "-5s"),
+                                      ("--workers", "two"), ("--max-conns", "x")])
+def test_bad_flag_values(sd_bin, pki, tmp_path, target, flag, val):
+    port = free_port()
+    err = expect_startup_failure(sd_bin, serve_args(pki, port, target) + [flag, val], tmp_path, [port])
+    assert flag.lstrip("-") in err or val in err, err
