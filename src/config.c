@@ -73,6 +73,11 @@ int sd_config_parse_duration(const char *what, const char *text, uint32_t *ms,
     char *end;
     double v, mult;
 
+    /* Digits and one optional fraction only: strtod alone would also take
+     * "nan", "inf", hex and exponents. */
+    if (text[0] < '0' || text[0] > '9' || text[strspn(text, "0123456789.")] == 'e' ||
+        strchr(text, 'x') != NULL)
+        goto bad;
     errno = 0;
     v = strtod(text, &end);
     if (end == text || errno != 0 || v < 0)
@@ -170,8 +175,10 @@ int sd_config_validate(struct sd_config *cfg, struct sd_err *err)
 {
     size_t i, j;
 
-    if (cfg->nlisteners == 0)
-        return sd_err_set(err, "no listener configured (use --listen ... or --config FILE)");
+    if (cfg->nlisteners == 0) {
+        sd_err_set(err, "no listener configured (use --listen ... or --config FILE)");
+        goto fail;
+    }
     for (i = 0; i < cfg->nlisteners; i++)
         if (sd_config_validate_listener(&cfg->listeners[i], i, err) != 0)
             goto fail;

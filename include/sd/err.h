@@ -38,8 +38,8 @@ int sd_err_set(struct sd_err *err, const char *fmt, ...) SD_PRINTF(2, 3);
 int sd_err_prefix(struct sd_err *err, const char *prefix);
 
 /* Appends the reasons queued by OpenSSL (if any) to err's message and
- * clears OpenSSL's error queue; returns -1. Defined in tls.c because only
- * the TLS files may include OpenSSL. */
+ * clears OpenSSL's error queue; returns -1. Defined in ossl_err.c, one of
+ * the few files that may include OpenSSL. */
 int sd_err_openssl(struct sd_err *err, const char *fmt, ...) SD_PRINTF(2, 3);
 
 #endif

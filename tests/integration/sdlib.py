@@ -250,6 +250,9 @@ class RawTLS:
             try:
                 data = self.obj.read(n)
                 self._flush()
+                if not data:
+                    # SSLObject.read returns b'' once a close_notify was received
+                    self.last_eof = "close_notify"
                 return data
             except ssl.SSLWantReadError:
                 self._flush()

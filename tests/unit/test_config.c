@@ -1,0 +1,208 @@
+/* Unit tests for config.c and config_yaml.c: values, validation, the YAML
+ * loader, and the refusal of anything that would weaken client auth. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sd/config.h"
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    int fd;
+
+    snprintf(path, sizeof(path), "/tmp/sd_test_cfg_XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+/* Loads text as a YAML config; returns the loader's result, err filled. */
+static int load(const char *text, struct sd_config **out, struct sd_err *err)
+{
+    char *path = write_tmp(text);
+    struct sd_config *cfg = sd_config_new();
+    int rc;
+
+    assert_non_null(cfg);
+    rc = sd_config_load_yaml(cfg, path, err);
+    if (rc == 0)
+        rc = sd_config_validate(cfg, err);
+    unlink(path);
+    *out = cfg;
+    return rc;
+}
+
+static const char good[] =
+    "workers: 3\n"
+    "drain-timeout: 2s\n"
+    "max-conns: 500\n"
+    "listeners:\n"
+    "  - name: a\n"
+    "    listen: 127.0.0.1:8443\n"
+    "    target: unix:/run/app.sock\n"
+    "    cert: s.crt\n"
+    "    key: s.key\n"
+    "    cacert: ca.crt\n"
+    "    allow-all: true\n"
+    "    idle-timeout: 5m\n"
+    "  - listen: '[::1]:9443'\n"
+    "    target: 127.0.0.1:8080\n"
+    "    cert: s.crt\n"
+    "    key: s.key\n"
+    "    cacert: ca.crt\n"
+    "    allow-all: yes\n"
+    "    handshake-timeout: 500ms\n";
+
+static void test_yaml_good(void **state)
+{
+    struct sd_config *cfg;
+    struct sd_err err;
+
+    (void)state;
+    assert_int_equal(load(good, &cfg, &err), 0);
+    assert_int_equal(cfg->nlisteners, 2);
+    assert_int_equal(cfg->workers, 3);
+    assert_int_equal(cfg->drain_timeout_ms, 2000);
+    assert_int_equal(cfg->max_conns, 500);
+    assert_string_equal(cfg->listeners[0].name, "a");
+    assert_int_equal(cfg->listeners[0].idle_timeout_ms, 300000);
+    assert_int_equal(cfg->listeners[0].target_addr.ss.ss_family, AF_UNIX);
+    /* the name defaults to the listen address */
+    assert_string_equal(cfg->listeners[1].name, "[::1]:9443");
+    assert_int_equal(cfg->listeners[1].handshake_timeout_ms, 500);
+    assert_int_equal(cfg->listeners[1].connect_timeout_ms, SD_DEFAULT_CONNECT_TIMEOUT_MS);
+    sd_config_free(cfg);
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+    struct sd_config *cfg;
+    struct sd_err err;
+
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(load(text, &cfg, &err), -1);
+    if (strstr(err.msg, needle) == NULL)
+        fail_msg("error '%s' does not mention '%s'", err.msg, needle);
+    /* every loader error names the file */
+    if (strstr(err.msg, "/tmp/sd_test_cfg_") == NULL)
+        fail_msg("error '%s' does not name the file", err.msg);
+    sd_config_free(cfg);
+}
+
+static void test_yaml_errors(void **state)
+{
+    (void)state;
+    expect_error("listeners: [\n", "YAML error");
+    expect_error("workers: 2\n", "no 'listeners'");
+    expect_error("bogus: 1\nlisteners: []\n", "unknown key 'bogus'");
+    expect_error("listeners:\n  - listen: 127.0.0.1:1\n    colour: red\n", "unknown listener key 'colour'");
+    expect_error("workers: 0\nlisteners: []\n", "workers");
+    expect_error("workers: lots\nlisteners: []\n", "workers");
+    expect_error("listeners: []\n", "no listener");
+    expect_error("- a\n- b\n", "mapping");
+    expect_error("listeners:\n  - listen: 127.0.0.1:1\n    idle-timeout: soon\n", "not a duration");
+    /* a listener missing a piece, and one without an allow rule */
+    expect_error("listeners:\n  - listen: 127.0.0.1:1\n    target: 127.0.0.1:2\n"
+                 "    cert: a\n    key: b\n", "cacert");
+    expect_error("listeners:\n  - listen: 127.0.0.1:1\n    target: 127.0.0.1:2\n"
+                 "    cert: a\n    key: b\n    cacert: c\n", "no allow rule");
+    expect_error("listeners:\n  - listen: 127.0.0.1:1\n    target: 127.0.0.1:2\n"
+                 "    cert: a\n    key: b\n    cacert: c\n    allow-all: false\n", "no allow rule");
+    expect_error("listeners:\n  - listen: 127.0.0.1\n    target: 127.0.0.1:2\n"
+                 "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n", "HOST:PORT");
+    expect_error("listeners:\n  - listen: 127.0.0.1:1\n    target: 127.0.0.1:2\n"
+                 "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n"
+                 "  - listen: 127.0.0.1:1\n    name: 127.0.0.1:1\n    target: 127.0.0.1:2\n"
+                 "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n", "used twice");
+}
+
+/* The back door: no spelling of "optional client auth" or "plaintext" is
+ * accepted, at the top level or in a listener. */
+static void test_yaml_refuses_weakening(void **state)
+{
+    static const char *keys[] = { "client-auth: optional", "verify-client: optional",
+                                  "verify: none", "plaintext: true", "insecure-skip-verify: true",
+                                  "optional: true" };
+    char text[512];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        snprintf(text, sizeof(text),
+                 "listeners:\n  - listen: 127.0.0.1:1\n    target: 127.0.0.1:2\n"
+                 "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n    %s\n", keys[i]);
+        expect_error(text, "no optional client authentication");
+        snprintf(text, sizeof(text), "%s\nlisteners: []\n", keys[i]);
+        expect_error(text, "no optional client authentication");
+    }
+}
+
+static void test_durations(void **state)
+{
+    uint32_t ms = 0;
+    struct sd_err err;
+
+    (void)state;
+    assert_int_equal(sd_config_parse_duration("x", "10", &ms, &err), 0);
+    assert_int_equal(ms, 10000);
+    assert_int_equal(sd_config_parse_duration("x", "250ms", &ms, &err), 0);
+    assert_int_equal(ms, 250);
+    assert_int_equal(sd_config_parse_duration("x", "1.5s", &ms, &err), 0);
+    assert_int_equal(ms, 1500);
+    assert_int_equal(sd_config_parse_duration("x", "2m", &ms, &err), 0);
+    assert_int_equal(ms, 120000);
+    assert_int_equal(sd_config_parse_duration("x", "1h", &ms, &err), 0);
+    assert_int_equal(ms, 3600000);
+    assert_int_equal(sd_config_parse_duration("x", "", &ms, &err), -1);
+    assert_int_equal(sd_config_parse_duration("x", "-1s", &ms, &err), -1);
+    assert_int_equal(sd_config_parse_duration("x", "0", &ms, &err), -1);
+    assert_int_equal(sd_config_parse_duration("x", "10 s", &ms, &err), -1);
+    assert_int_equal(sd_config_parse_duration("x", "25h", &ms, &err), -1);
+    assert_int_equal(sd_config_parse_duration("x", "1e30", &ms, &err), -1);
+    assert_int_equal(sd_config_parse_duration("x", "nan", &ms, &err), -1);
+    assert_int_equal(sd_config_parse_duration("x", "3d", &ms, &err), -1);
+}
+
+static void test_uints(void **state)
+{
+    uint32_t v = 0;
+    struct sd_err err;
+
+    (void)state;
+    assert_int_equal(sd_config_parse_uint("n", "7", 1, 10, &v, &err), 0);
+    assert_int_equal(v, 7);
+    assert_int_equal(sd_config_parse_uint("n", "0", 1, 10, &v, &err), -1);
+    assert_int_equal(sd_config_parse_uint("n", "11", 1, 10, &v, &err), -1);
+    assert_int_equal(sd_config_parse_uint("n", "-1", 0, 10, &v, &err), -1);
+    assert_int_equal(sd_config_parse_uint("n", "3x", 0, 10, &v, &err), -1);
+    assert_int_equal(sd_config_parse_uint("n", "99999999999999999999", 0, 10, &v, &err), -1);
+}
+
+static void test_free_null(void **state)
+{
+    (void)state;
+    sd_config_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_yaml_good),
+        cmocka_unit_test(test_yaml_errors),
+        cmocka_unit_test(test_yaml_refuses_weakening),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_uints),
+        cmocka_unit_test(test_free_null),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
