@@ -151,11 +151,11 @@ def _count_server_finished(out):
 
 def test_renegotiation_control_with_openssl_s_server(pki, tmp_path):
     """Positive control for the measurement: against `openssl s_server`, which
-    allows renegotiation, 'R' produces a second server Finished."""
+    is told to allow client renegotiation, "R" produces a second server Finished."""
     port = sdlib.free_port()
     srv = subprocess.Popen(["openssl", "s_server", "-accept", str(port), "-tls1_2",
                             "-cert", str(pki.server_cert), "-key", str(pki.server_key),
-                            "-CAfile", str(pki.ca), "-Verify", "1", "-quiet"],
+                            "-CAfile", str(pki.ca), "-Verify", "1", "-quiet", "-client_renegotiation"],
                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 5
