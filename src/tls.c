@@ -407,7 +407,9 @@ static enum sd_io sd_tls_io_result(struct sd_tls_conn *c, int ret)
     default:
         if (c->reason == NULL) {
             unsigned long err = ERR_peek_error();
-            c->reason = "tls_error";
+            /* A handshake in progress after the first one finished can only
+             * be a client's renegotiation attempt, which steeldoor refuses. */
+            c->reason = SSL_in_init(c->ssl) ? "renegotiation_refused" : "tls_error";
             c->detail = err != 0 ? ERR_reason_error_string(err) : NULL;
         }
         ERR_clear_error();
@@ -540,7 +542,7 @@ void sd_tls_conn_log(const struct sd_tls_conn *c, struct sd_logline *l)
 {
     X509 *peer;
 
-    if (SSL_is_init_finished(c->ssl)) {
+    if (SSL_get_current_cipher(c->ssl) != NULL) {
         sd_log_str(l, "tls_version", SSL_get_version(c->ssl));
         sd_log_str(l, "cipher", SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));
         sd_log_bool(l, "resumed", SSL_session_reused(c->ssl));
