@@ -188,6 +188,13 @@ int sd_config_validate(struct sd_config *cfg, struct sd_err *err)
                 sd_err_set(err, "listener name '%s' is used twice", cfg->listeners[i].name);
                 goto fail;
             }
+            if (sd_net_same_addr(&cfg->listeners[i].listen_addr,
+                                 &cfg->listeners[j].listen_addr)) {
+                sd_err_set(err, "listeners %s and %s both listen on %s",
+                           cfg->listeners[i].name, cfg->listeners[j].name,
+                           cfg->listeners[j].listen);
+                goto fail;
+            }
         }
     }
     if (cfg->workers == 0) {

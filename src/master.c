@@ -99,6 +99,8 @@ static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
             return -1;
     }
     for (i = 0; i < nl; i++) {
+        if (sd_net_check_free(&cfg->listeners[i].listen_addr, err) != 0)
+            return sd_err_prefix(err, cfg->listeners[i].name);
         for (w = 0; w < cfg->workers; w++) {
             int fd = sd_net_listen(&cfg->listeners[i].listen_addr, SD_LISTEN_BACKLOG, err);
             if (fd < 0)

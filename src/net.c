@@ -140,6 +140,33 @@ fail:
     return -1;
 }
 
+int sd_net_check_free(const struct sd_addr *addr, struct sd_err *err)
+{
+    int fd, one = 1;
+
+    /* Without SO_REUSEPORT: the bind fails if any other socket (another
+     * steeldoor or anything else) already holds the address, even one that
+     * set SO_REUSEPORT itself, which would otherwise silently share it. */
+    fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return sd_err_set(err, "%s: socket: %s", addr->text, strerror(errno));
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (addr->ss.ss_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0) {
+        sd_err_set(err, "%s: cannot listen: %s", addr->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+int sd_net_same_addr(const struct sd_addr *a, const struct sd_addr *b)
+{
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
 int sd_net_connect(const struct sd_addr *addr)
 {
     int fd, saved;

@@ -33,6 +33,13 @@ void sd_addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
  * or -1 with err. The caller owns the fd. */
 int sd_net_listen(const struct sd_addr *addr, int backlog, struct sd_err *err);
 
+/* Checks that no other socket holds addr (see net.c for why). Returns 0, or
+ * -1 with err. */
+int sd_net_check_free(const struct sd_addr *addr, struct sd_err *err);
+
+/* Returns non-zero when a and b are the same socket address. */
+int sd_net_same_addr(const struct sd_addr *a, const struct sd_addr *b);
+
 /* Starts a non-blocking connect to addr. Returns the fd (connection may still
  * be in progress: wait for writability, then check sd_net_connect_result), or
  * -1 with errno set. The caller owns the fd. */

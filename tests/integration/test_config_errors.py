@@ -301,14 +301,6 @@ def test_config_second_listener_bad_no_degraded_start(sd_bin, pki, tmp_path, tar
     assert "garbage.key" in err, err
 
 
-def test_config_duplicate_listen_address(sd_bin, pki, tmp_path, target):
-    pa = free_port()
-    p = _write(tmp_path, yaml_config(pki, [
-        {"name": "a", "port": pa, "target": target},
-        {"name": "b", "port": pa, "target": target}]))
-    expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [pa])
-
-
 @pytest.mark.parametrize("kv", ["workers: -1", "workers: lots", "drain-timeout: soon",
                                 "max-conns: many"])
 def test_bad_top_level_values(sd_bin, pki, tmp_path, target, kv):
@@ -326,3 +318,25 @@ def test_bad_flag_values(sd_bin, pki, tmp_path, target, flag, val):
     port = free_port()
     err = expect_startup_failure(sd_bin, serve_args(pki, port, target) + [flag, val], tmp_path, [port])
     assert flag.lstrip("-") in err or val in err, err
+
+
+def test_port_in_use_by_another_steeldoor(steeldoor, echo_backend, sd_bin, pki, tmp_path):
+    """A second instance must not silently share the port of a running one
+    (SO_REUSEPORT would let the kernel split clients between the two)."""
+    first = steeldoor(target=echo_backend.target)
+    err = expect_startup_failure(sd_bin, _cli(pki, first.port, "127.0.0.1:%d" % free_port()), tmp_path,
+                                 timeout=3)
+    assert str(first.port) in err, err
+    assert first.running()
+
+
+def test_duplicate_listen_address_in_config_detail(sd_bin, pki, tmp_path):
+    """Two listeners with the same listen address: steeldoor must refuse to
+    start; otherwise the kernel spreads clients over both listeners (and their
+    different targets / CAs)."""
+    pa = free_port()
+    p = _write(tmp_path, yaml_config(pki, [
+        {"name": "a", "port": pa, "target": "127.0.0.1:%d" % free_port()},
+        {"name": "b", "port": pa, "target": "127.0.0.1:%d" % free_port()}]), name="dup.yaml")
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, timeout=3)
+    assert str(pa) in err, err

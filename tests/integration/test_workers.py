@@ -51,20 +51,21 @@ def test_worker_restart_after_kill9(steeldoor, echo_backend, good_ctx):
     e = sd.wait_log(lambda e: e.get("event") == "worker_exited", timeout=3, what="worker_exited event")
 
 
-def _inode_for_peer(client_port):
-    """Inode of the server-side socket whose remote port is client_port."""
+def _inode_for_peer(server_port, client_port):
+    """Inode of the server-side socket local=server_port, remote=client_port."""
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             parts = line.split()
-            rem = parts[2]
-            if int(rem.split(":")[1], 16) == client_port:
-                return parts[9]
+            loc, rem, inode = parts[1], parts[2], parts[9]
+            if (int(loc.split(":")[1], 16) == server_port and
+                    int(rem.split(":")[1], 16) == client_port and inode != "0"):
+                return inode
     return None
 
 
-def _owner(pids, client_port):
-    ino = _inode_for_peer(client_port)
+def _owner(pids, server_port, client_port):
+    ino = _inode_for_peer(server_port, client_port)
     if not ino:
         return None
     needle = "socket:[%s]" % ino
@@ -90,7 +91,7 @@ def test_killed_worker_does_not_break_other_workers_connections(steeldoor, echo_
     try:
         for c in conns:
             assert sdlib.echo_roundtrip(c) == b"ping-steeldoor\n"
-        owners = [_owner(pids, c.getsockname()[1]) for c in conns]
+        owners = [_owner(pids, sd.port, c.getsockname()[1]) for c in conns]
         assert all(o in pids for o in owners), "could not map connections to workers: %s" % owners
         victim = max(pids, key=lambda p: owners.count(p) if owners.count(p) < 12 else -1)
         survivors = [c for c, o in zip(conns, owners) if o != victim]

@@ -124,6 +124,11 @@ static void test_yaml_errors(void **state)
                  "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n"
                  "  - listen: 127.0.0.1:1\n    name: 127.0.0.1:1\n    target: 127.0.0.1:2\n"
                  "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n", "used twice");
+    /* two listeners on one address would share connections at random */
+    expect_error("listeners:\n  - listen: 127.0.0.1:1\n    name: x\n    target: 127.0.0.1:2\n"
+                 "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n"
+                 "  - listen: 127.0.0.1:1\n    name: y\n    target: 127.0.0.1:3\n"
+                 "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n", "both listen on");
 }
 
 /* The back door: no spelling of "optional client auth" or "plaintext" is
