@@ -22,9 +22,25 @@ static const char sd_serve_usage[] =
     "  --target ADDR:PORT        the protected service (or unix:/path/to.sock)\n"
     "  --cert FILE               server certificate chain (PEM)\n"
     "  --key FILE                server private key (PEM, mode 0600)\n"
-    "  --cacert FILE             CA bundle that client certificates must chain to\n"
-    "  --allow-all               admit any client whose certificate verifies\n"
-    "                            (without an allow rule steeldoor refuses to start)\n"
+    "  --cacert FILE|DIR         CA bundle client certificates must chain to (a\n"
+    "                            directory: every PEM file in it; several roots)\n"
+    "Who may enter (repeatable; any match admits; without a rule steeldoor refuses\n"
+    "to start):\n"
+    "  --allow-uri PATTERN       URI SAN, e.g. spiffe://example.org/ns/*/sa/api;\n"
+    "                            '*' = one path segment, final '**' = one or more\n"
+    "  --allow-dns NAME          DNS SAN, exact, case-insensitive\n"
+    "  --allow-cn NAME           subject CN, exact\n"
+    "  --allow-ou NAME           subject OU, exact\n"
+    "  --allow-spki SHA256       pin: SHA-256 of the client's public key (hex or base64)\n"
+    "  --allow-all               any client whose certificate verifies (alone only)\n"
+    "Revocation and chains:\n"
+    "  --crl FILE                CRL, PEM or DER (repeatable); leaf and intermediates\n"
+    "                            are checked; every CA level then needs a CRL\n"
+    "  --crl-grace DUR           accept a CRL this long past nextUpdate (default 0)\n"
+    "  --verify-depth N          max intermediate CAs in a client chain (default 3)\n"
+    "Identity to the backend:\n"
+    "  --proxy-protocol          start each backend connection with a PROXY v2 header\n"
+    "                            carrying the client address and verified identity\n"
     "  --name NAME               listener name in logs (default: the listen address)\n"
     "  --handshake-timeout DUR   default 10s\n"
     "  --connect-timeout DUR     backend connect, default 5s\n"
@@ -40,7 +56,9 @@ static const char sd_serve_usage[] =
 enum {
     OPT_LISTEN = 256, OPT_TARGET, OPT_CERT, OPT_KEY, OPT_CACERT, OPT_ALLOW_ALL,
     OPT_NAME, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_CONFIG,
-    OPT_WORKERS, OPT_DRAIN_TIMEOUT, OPT_MAX_CONNS,
+    OPT_WORKERS, OPT_DRAIN_TIMEOUT, OPT_MAX_CONNS, OPT_ALLOW_URI, OPT_ALLOW_DNS,
+    OPT_ALLOW_CN, OPT_ALLOW_OU, OPT_ALLOW_SPKI, OPT_CRL, OPT_CRL_GRACE,
+    OPT_VERIFY_DEPTH, OPT_PROXY_PROTOCOL,
 };
 
 static const struct option sd_serve_opts[] = {
@@ -50,6 +68,15 @@ static const struct option sd_serve_opts[] = {
     { "key", required_argument, NULL, OPT_KEY },
     { "cacert", required_argument, NULL, OPT_CACERT },
     { "allow-all", no_argument, NULL, OPT_ALLOW_ALL },
+    { "allow-uri", required_argument, NULL, OPT_ALLOW_URI },
+    { "allow-dns", required_argument, NULL, OPT_ALLOW_DNS },
+    { "allow-cn", required_argument, NULL, OPT_ALLOW_CN },
+    { "allow-ou", required_argument, NULL, OPT_ALLOW_OU },
+    { "allow-spki", required_argument, NULL, OPT_ALLOW_SPKI },
+    { "crl", required_argument, NULL, OPT_CRL },
+    { "crl-grace", required_argument, NULL, OPT_CRL_GRACE },
+    { "verify-depth", required_argument, NULL, OPT_VERIFY_DEPTH },
+    { "proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL },
     { "name", required_argument, NULL, OPT_NAME },
     { "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
     { "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
@@ -92,105 +119,116 @@ static int sd_cli_refuse_weakening_flags(int argc, char **argv, struct sd_err *e
 int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
                        struct sd_err *err)
 {
-    struct sd_listener_conf *l = NULL;
+    struct sd_listener_conf *l;
     const char *config = NULL;
-    int opt, listener_flags = 0, workers_set = 0;
+    int opt, listener_flags = 0, workers_set = 0, drain_set = 0, maxc_set = 0;
     uint32_t workers = 0, drain = 0, maxc = 0;
-    int drain_set = 0, maxc_set = 0;
-    struct sd_listener_conf tmp;
-    char *strs[6] = { NULL };
-    int rc = -1;
 
-    memset(&tmp, 0, sizeof(tmp));
-    tmp.handshake_timeout_ms = SD_DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    tmp.connect_timeout_ms = SD_DEFAULT_CONNECT_TIMEOUT_MS;
-    tmp.idle_timeout_ms = SD_DEFAULT_IDLE_TIMEOUT_MS;
     if (sd_cli_refuse_weakening_flags(argc, argv, err) != 0)
+        return -1;
+    /* Flags fill listener 0; a config file replaces it (and may not be
+     * combined with listener flags). */
+    l = sd_config_add_listener(cfg, err);
+    if (l == NULL)
         return -1;
     optind = 0;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", sd_serve_opts, NULL)) != -1) {
         char **slot = NULL;
+        int rc = 0;
+
         switch (opt) {
         case 'h':
             fputs(sd_serve_usage, stdout);
-            rc = 1;
-            goto out;
-        case OPT_LISTEN: slot = &strs[0]; break;
-        case OPT_TARGET: slot = &strs[1]; break;
-        case OPT_CERT: slot = &strs[2]; break;
-        case OPT_KEY: slot = &strs[3]; break;
-        case OPT_CACERT: slot = &strs[4]; break;
-        case OPT_NAME: slot = &strs[5]; break;
-        case OPT_ALLOW_ALL: tmp.allow_all = 1; listener_flags = 1; break;
+            return 1;
+        case OPT_LISTEN: slot = &l->listen; break;
+        case OPT_TARGET: slot = &l->target; break;
+        case OPT_CERT: slot = &l->cert; break;
+        case OPT_KEY: slot = &l->key; break;
+        case OPT_CACERT: slot = &l->cacert; break;
+        case OPT_NAME: slot = &l->name; break;
+        case OPT_ALLOW_ALL:
+            rc = sd_config_add_rule(l, "allow-all", "", err);
+            break;
+        case OPT_ALLOW_URI:
+            rc = sd_config_add_rule(l, "allow-uri", optarg, err);
+            break;
+        case OPT_ALLOW_DNS:
+            rc = sd_config_add_rule(l, "allow-dns", optarg, err);
+            break;
+        case OPT_ALLOW_CN:
+            rc = sd_config_add_rule(l, "allow-cn", optarg, err);
+            break;
+        case OPT_ALLOW_OU:
+            rc = sd_config_add_rule(l, "allow-ou", optarg, err);
+            break;
+        case OPT_ALLOW_SPKI:
+            rc = sd_config_add_rule(l, "allow-spki", optarg, err);
+            break;
+        case OPT_CRL:
+            rc = sd_config_add_crl(l, optarg, err);
+            break;
+        case OPT_CRL_GRACE:
+            rc = sd_config_parse_duration("--crl-grace", optarg, &l->crl_grace_ms, err);
+            break;
+        case OPT_VERIFY_DEPTH:
+            rc = sd_config_parse_uint("--verify-depth", optarg, 0, SD_MAX_VERIFY_DEPTH,
+                                      &l->verify_depth, err);
+            break;
+        case OPT_PROXY_PROTOCOL:
+            l->proxy_protocol = 1;
+            break;
         case OPT_HS_TIMEOUT:
-            if (sd_config_parse_duration("--handshake-timeout", optarg,
-                                         &tmp.handshake_timeout_ms, err) != 0)
-                goto out;
-            listener_flags = 1;
+            rc = sd_config_parse_duration("--handshake-timeout", optarg,
+                                          &l->handshake_timeout_ms, err);
             break;
         case OPT_CONNECT_TIMEOUT:
-            if (sd_config_parse_duration("--connect-timeout", optarg,
-                                         &tmp.connect_timeout_ms, err) != 0)
-                goto out;
-            listener_flags = 1;
+            rc = sd_config_parse_duration("--connect-timeout", optarg,
+                                          &l->connect_timeout_ms, err);
             break;
         case OPT_IDLE_TIMEOUT:
-            if (sd_config_parse_duration("--idle-timeout", optarg,
-                                         &tmp.idle_timeout_ms, err) != 0)
-                goto out;
-            listener_flags = 1;
+            rc = sd_config_parse_duration("--idle-timeout", optarg,
+                                          &l->idle_timeout_ms, err);
             break;
-        case OPT_CONFIG: config = optarg; break;
+        case OPT_CONFIG:
+            config = optarg;
+            continue;
         case OPT_WORKERS:
             if (sd_config_parse_uint("--workers", optarg, 1, SD_MAX_WORKERS, &workers, err) != 0)
-                goto out;
+                return -1;
             workers_set = 1;
-            break;
+            continue;
         case OPT_DRAIN_TIMEOUT:
             if (sd_config_parse_duration("--drain-timeout", optarg, &drain, err) != 0)
-                goto out;
+                return -1;
             drain_set = 1;
-            break;
+            continue;
         case OPT_MAX_CONNS:
             if (sd_config_parse_uint("--max-conns", optarg, 1, 1000000, &maxc, err) != 0)
-                goto out;
+                return -1;
             maxc_set = 1;
-            break;
+            continue;
         case ':':
-            sd_err_set(err, "%s needs a value", argv[optind - 1]);
-            goto out;
+            return sd_err_set(err, "%s needs a value", argv[optind - 1]);
         default:
-            sd_err_set(err, "unknown option %s (see steeldoor serve --help)",
-                       argv[optind - 1]);
-            goto out;
+            return sd_err_set(err, "unknown option %s (see steeldoor serve --help)",
+                              argv[optind - 1]);
         }
-        if (slot != NULL) {
-            if (sd_config_set_str(slot, optarg, err) != 0)
-                goto out;
-            listener_flags = 1;
-        }
+        if (rc == 0 && slot != NULL)
+            rc = sd_config_set_str(slot, optarg, err);
+        if (rc != 0)
+            return -1;
+        listener_flags = 1;
     }
-    if (optind < argc) {
-        sd_err_set(err, "unexpected argument '%s'", argv[optind]);
-        goto out;
-    }
+    if (optind < argc)
+        return sd_err_set(err, "unexpected argument '%s'", argv[optind]);
     if (config != NULL) {
-        if (listener_flags) {
-            sd_err_set(err, "--config cannot be combined with listener flags; "
-                       "put the listener in the config file");
-            goto out;
-        }
+        if (listener_flags)
+            return sd_err_set(err, "--config cannot be combined with listener flags; "
+                              "put the listener in the config file");
+        sd_config_drop_listeners(cfg);
         if (sd_config_load_yaml(cfg, config, err) != 0)
-            goto out;
-    } else {
-        l = sd_config_add_listener(cfg, err);
-        if (l == NULL)
-            goto out;
-        tmp.listen = strs[0]; tmp.target = strs[1]; tmp.cert = strs[2];
-        tmp.key = strs[3]; tmp.cacert = strs[4]; tmp.name = strs[5];
-        memset(strs, 0, sizeof(strs)); /* now owned by the config */
-        *l = tmp;
+            return -1;
     }
     if (workers_set)
         cfg->workers = (int)workers;
@@ -198,11 +236,7 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
         cfg->drain_timeout_ms = drain;
     if (maxc_set)
         cfg->max_conns = maxc;
-    rc = 0;
-out:
-    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
-        free(strs[i]);
-    return rc;
+    return 0;
 }
 
 int sd_cli_serve_main(int argc, char **argv)

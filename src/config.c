@@ -20,12 +20,10 @@ struct sd_config *sd_config_new(void)
     return cfg;
 }
 
-void sd_config_free(struct sd_config *cfg)
+void sd_config_drop_listeners(struct sd_config *cfg)
 {
-    size_t i;
+    size_t i, c;
 
-    if (cfg == NULL)
-        return;
     for (i = 0; i < cfg->nlisteners; i++) {
         struct sd_listener_conf *l = &cfg->listeners[i];
         free(l->name);
@@ -34,7 +32,19 @@ void sd_config_free(struct sd_config *cfg)
         free(l->cert);
         free(l->key);
         free(l->cacert);
+        sd_policy_free(l->policy);
+        for (c = 0; c < l->ncrls; c++)
+            free(l->crls[c]);
+        memset(l, 0, sizeof(*l));
     }
+    cfg->nlisteners = 0;
+}
+
+void sd_config_free(struct sd_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    sd_config_drop_listeners(cfg);
     free(cfg->source);
     free(cfg);
 }
@@ -53,7 +63,40 @@ struct sd_listener_conf *sd_config_add_listener(struct sd_config *cfg,
     l->handshake_timeout_ms = SD_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     l->connect_timeout_ms = SD_DEFAULT_CONNECT_TIMEOUT_MS;
     l->idle_timeout_ms = SD_DEFAULT_IDLE_TIMEOUT_MS;
+    l->verify_depth = SD_DEFAULT_VERIFY_DEPTH;
     return l;
+}
+
+int sd_config_add_rule(struct sd_listener_conf *l, const char *word,
+                       const char *value, struct sd_err *err)
+{
+    static const struct { const char *word; enum sd_rule_kind kind; } kinds[] = {
+        { "allow-all", SD_RULE_ALL }, { "allow-uri", SD_RULE_URI },
+        { "allow-dns", SD_RULE_DNS }, { "allow-cn", SD_RULE_CN },
+        { "allow-ou", SD_RULE_OU }, { "allow-spki", SD_RULE_SPKI },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (strcmp(word, kinds[i].word) != 0)
+            continue;
+        if (l->policy == NULL && (l->policy = sd_policy_new()) == NULL)
+            return sd_err_set(err, "out of memory");
+        return sd_policy_add(l->policy, kinds[i].kind, value, err);
+    }
+    return sd_err_set(err, "unknown allow rule '%s'", word);
+}
+
+int sd_config_add_crl(struct sd_listener_conf *l, const char *path,
+                      struct sd_err *err)
+{
+    if (l->ncrls >= SD_MAX_CRLS)
+        return sd_err_set(err, "too many CRL files (at most %d)", SD_MAX_CRLS);
+    l->crls[l->ncrls] = strdup(path);
+    if (l->crls[l->ncrls] == NULL)
+        return sd_err_set(err, "out of memory");
+    l->ncrls++;
+    return 0;
 }
 
 int sd_config_set_str(char **slot, const char *value, struct sd_err *err)
@@ -158,10 +201,8 @@ static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
     if (l->cacert == NULL)
         return sd_err_set(err, "%s: missing CA bundle for client certificates "
                           "(--cacert); client certificates are always required", where);
-    if (!l->allow_all)
-        return sd_err_set(err, "%s: no allow rule: refusing to start; say who may "
-                          "connect (e.g. --allow-all admits any client certificate "
-                          "that chains to --cacert)", where);
+    if (sd_policy_check(l->policy, &sub) != 0)
+        return sd_err_set(err, "%s: %s", where, sub.msg);
     if (sd_addr_parse(l->listen, 0, &l->listen_addr, &sub) != 0)
         return sd_err_set(err, "%s: listen: %s", where, sub.msg);
     if (sd_addr_parse(l->target, 1, &l->target_addr, &sub) != 0)

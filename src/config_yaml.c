@@ -39,6 +39,30 @@ static int sd_yaml_bool(const char *key, const char *v, int *out, struct sd_err 
     return sd_err_set(err, "%s: expected true or false", key);
 }
 
+/* Applies a key that takes one string or a list of strings (allow rules,
+ * CRL files) to listener l. */
+static int sd_yaml_each(struct sd_yaml *y, yaml_node_t *vn, const char *k,
+                        struct sd_listener_conf *l, struct sd_err *err)
+{
+    yaml_node_item_t *it;
+    const char *v = sd_yaml_scalar(vn);
+
+    if (v != NULL)
+        return strcmp(k, "crl") == 0 ? sd_config_add_crl(l, v, err)
+                                     : sd_config_add_rule(l, k, v, err);
+    if (vn == NULL || vn->type != YAML_SEQUENCE_NODE)
+        return sd_err_set(err, "'%s' must be a string or a list of strings", k);
+    for (it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
+        v = sd_yaml_scalar(yaml_document_get_node(y->doc, *it));
+        if (v == NULL)
+            return sd_err_set(err, "'%s' must be a string or a list of strings", k);
+        if ((strcmp(k, "crl") == 0 ? sd_config_add_crl(l, v, err)
+                                   : sd_config_add_rule(l, k, v, err)) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
                             struct sd_config *cfg, struct sd_err *err)
 {
@@ -63,6 +87,13 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
                               map->start_mark.line + 1);
         if (sd_config_refuse_weakening(k, err) != 0)
             goto bad;
+        if ((strncmp(k, "allow-", 6) == 0 && strcmp(k, "allow-all") != 0) ||
+            strcmp(k, "crl") == 0) {
+            rc = sd_yaml_each(y, vn, k, l, err);
+            if (rc != 0)
+                goto bad;
+            continue;
+        }
         if (v == NULL)
             return sd_err_set(err, "line %zu: '%s' must have a single value",
                               kn->start_mark.line + 1, k);
@@ -72,8 +103,17 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
         else if (strcmp(k, "cert") == 0) slot = &l->cert;
         else if (strcmp(k, "key") == 0) slot = &l->key;
         else if (strcmp(k, "cacert") == 0) slot = &l->cacert;
-        else if (strcmp(k, "allow-all") == 0)
-            rc = sd_yaml_bool(k, v, &l->allow_all, err);
+        else if (strcmp(k, "allow-all") == 0) {
+            int on = 0;
+            rc = sd_yaml_bool(k, v, &on, err);
+            if (rc == 0 && on)
+                rc = sd_config_add_rule(l, k, "", err);
+        } else if (strcmp(k, "proxy-protocol") == 0)
+            rc = sd_yaml_bool(k, v, &l->proxy_protocol, err);
+        else if (strcmp(k, "crl-grace") == 0)
+            rc = sd_config_parse_duration(k, v, &l->crl_grace_ms, err);
+        else if (strcmp(k, "verify-depth") == 0)
+            rc = sd_config_parse_uint(k, v, 0, SD_MAX_VERIFY_DEPTH, &l->verify_depth, err);
         else if (strcmp(k, "handshake-timeout") == 0)
             rc = sd_config_parse_duration(k, v, &l->handshake_timeout_ms, err);
         else if (strcmp(k, "connect-timeout") == 0)

@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -33,15 +35,148 @@
 
 struct sd_tls {
     SSL_CTX *ctx;
+    const struct sd_policy *policy; /* owned by the listener's config */
+    uint32_t crl_grace_s;
 };
 
 struct sd_tls_conn {
     SSL *ssl;
     X509 *refused_leaf;  /* the leaf that failed verification, for the log */
     int verify_err;      /* first X509_V_ERR_* seen, 0 if none */
+    int rule;            /* index of the allow rule that admitted, or -1 */
     const char *reason;  /* stable word for the log */
     const char *detail;  /* static text from OpenSSL or steeldoor */
 };
+
+/* The names of a certificate, as the policy sees them. Names point into
+ * OpenSSL structures and UTF-8 copies owned here; sd_tls_ident_clear()
+ * releases them. More names than fit is treated as a malformed identity. */
+#define SD_IDENT_MAX 64
+struct sd_tls_ident {
+    struct sd_name uris[SD_IDENT_MAX], dns[SD_IDENT_MAX];
+    struct sd_name cns[8], ous[8];
+    size_t nuris, ndns, ncns, nous;
+    unsigned char *owned[16]; /* UTF-8 conversions of CN/OU */
+    size_t nowned;
+    uint8_t spki[SD_SPKI_LEN];
+    GENERAL_NAMES *gens;
+    struct sd_identity id;
+};
+
+static void sd_tls_ident_clear(struct sd_tls_ident *t)
+{
+    size_t i;
+
+    for (i = 0; i < t->nowned; i++)
+        OPENSSL_free(t->owned[i]);
+    GENERAL_NAMES_free(t->gens);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Reads every CN or OU entry of name as UTF-8. Returns 0, -1 if malformed. */
+static int sd_tls_ident_attr(struct sd_tls_ident *t, X509_NAME *name, int nid,
+                             struct sd_name *out, size_t max, size_t *n)
+{
+    int idx = -1;
+
+    while ((idx = X509_NAME_get_index_by_NID(name, nid, idx)) >= 0) {
+        ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+        unsigned char *utf8 = NULL;
+        int len = ASN1_STRING_to_UTF8(&utf8, s);
+
+        if (len < 0 || *n >= max || t->nowned >= sizeof(t->owned) / sizeof(t->owned[0])) {
+            OPENSSL_free(utf8);
+            return -1;
+        }
+        t->owned[t->nowned++] = utf8;
+        out[*n].s = (const char *)utf8;
+        out[*n].len = (size_t)len;
+        (*n)++;
+    }
+    return 0;
+}
+
+/* Extracts the identity of x. Returns 0, or -1 when the certificate's names
+ * cannot be read faithfully (undecodable SAN extension, too many names):
+ * such a certificate is refused rather than judged on part of its names. */
+static int sd_tls_ident_load(struct sd_tls_ident *t, X509 *x)
+{
+    X509_NAME *subj = X509_get_subject_name(x);
+    X509_PUBKEY *pk = X509_get_X509_PUBKEY(x);
+    unsigned char *der = NULL;
+    unsigned int mdlen = 0;
+    int crit = -1, derlen, i;
+
+    memset(t, 0, sizeof(*t));
+    t->gens = X509_get_ext_d2i(x, NID_subject_alt_name, &crit, NULL);
+    if (t->gens == NULL && crit != -1)
+        return -1; /* present but undecodable, or present twice */
+    for (i = 0; t->gens != NULL && i < sk_GENERAL_NAME_num(t->gens); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(t->gens, i);
+        const ASN1_STRING *s;
+        struct sd_name *list;
+        size_t *n;
+
+        if (gn->type == GEN_URI) {
+            s = gn->d.uniformResourceIdentifier;
+            list = t->uris;
+            n = &t->nuris;
+        } else if (gn->type == GEN_DNS) {
+            s = gn->d.dNSName;
+            list = t->dns;
+            n = &t->ndns;
+        } else {
+            continue;
+        }
+        if (*n >= SD_IDENT_MAX)
+            return -1;
+        list[*n].s = (const char *)ASN1_STRING_get0_data(s);
+        list[*n].len = (size_t)ASN1_STRING_length(s);
+        (*n)++;
+    }
+    if (sd_tls_ident_attr(t, subj, NID_commonName, t->cns, 8, &t->ncns) != 0 ||
+        sd_tls_ident_attr(t, subj, NID_organizationalUnitName, t->ous, 8, &t->nous) != 0)
+        return -1;
+    derlen = i2d_X509_PUBKEY(pk, &der);
+    if (derlen <= 0 || !EVP_Digest(der, (size_t)derlen, t->spki, &mdlen, EVP_sha256(), NULL)) {
+        OPENSSL_free(der);
+        return -1;
+    }
+    OPENSSL_free(der);
+    t->id.uris = t->uris;
+    t->id.nuris = t->nuris;
+    t->id.dns = t->dns;
+    t->id.ndns = t->ndns;
+    t->id.cns = t->cns;
+    t->id.ncns = t->ncns;
+    t->id.ous = t->ous;
+    t->id.nous = t->nous;
+    t->id.spki_sha256 = t->spki;
+    return sd_policy_identity_sane(&t->id) ? 0 : -1;
+}
+
+/* Applies the listener's allow rules to the leaf x. Returns the matching
+ * rule's index, or -1 with c->reason set. */
+static int sd_tls_authorize(struct sd_tls_conn *c, const struct sd_tls *tls, X509 *x)
+{
+    struct sd_tls_ident t;
+    int rule;
+
+    if (sd_tls_ident_load(&t, x) != 0) {
+        sd_tls_ident_clear(&t);
+        c->reason = "malformed_identity";
+        c->detail = "certificate names are malformed (embedded NUL or control byte, "
+                    "undecodable or too many names)";
+        return -1;
+    }
+    rule = sd_policy_match(tls->policy, &t.id);
+    sd_tls_ident_clear(&t);
+    if (rule < 0) {
+        c->reason = "not_authorized";
+        c->detail = "no allow rule matched";
+    }
+    return rule;
+}
 
 void sd_tls_init(void)
 {
@@ -69,6 +204,15 @@ static const char *sd_tls_verify_reason(int verr)
         return "certificate_revoked";
     case X509_V_ERR_CERT_CHAIN_TOO_LONG:
         return "chain_too_long";
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+        return "crl_expired";
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+        return "crl_not_yet_valid";
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+        return "crl_missing";
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+        return "crl_invalid";
     case X509_V_ERR_CERT_SIGNATURE_FAILURE:
     case X509_V_ERR_CERT_UNTRUSTED:
     case X509_V_ERR_CERT_REJECTED:
@@ -90,19 +234,40 @@ static int sd_tls_verify_cb(int ok, X509_STORE_CTX *xs)
 {
     SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
     struct sd_tls_conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
+    const struct sd_tls *tls = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
     X509 *cert = X509_STORE_CTX_get_current_cert(xs);
 
+    if (!ok && X509_STORE_CTX_get_error(xs) == X509_V_ERR_CRL_HAS_EXPIRED &&
+        tls != NULL && tls->crl_grace_s > 0) {
+        /* --crl-grace: a CRL a little past its nextUpdate is still used. */
+        X509_CRL *crl = X509_STORE_CTX_get0_current_crl(xs);
+        time_t limit = time(NULL) - (time_t)tls->crl_grace_s;
+        if (crl != NULL && X509_CRL_get0_nextUpdate(crl) != NULL &&
+            X509_cmp_time(X509_CRL_get0_nextUpdate(crl), &limit) > 0)
+            return 1;
+    }
     if (ok && X509_STORE_CTX_get_error_depth(xs) == 0 && cert != NULL) {
         uint32_t flags = X509_get_extension_flags(cert);
         if (!(flags & EXFLAG_XKUSAGE) ||
             !(X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT)) {
             X509_STORE_CTX_set_error(xs, X509_V_ERR_INVALID_PURPOSE);
             ok = 0;
+        } else if (c != NULL && tls != NULL) {
+            /* The chain is valid: now who is it? Deny unless a rule says
+             * yes. Failing here fails the handshake itself. */
+            c->rule = sd_tls_authorize(c, tls, cert);
+            if (c->rule < 0) {
+                X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+                if (c->refused_leaf == NULL && X509_up_ref(cert))
+                    c->refused_leaf = cert;
+                return 0;
+            }
         }
     }
     if (!ok && c != NULL) {
         if (c->verify_err == 0)
             c->verify_err = X509_STORE_CTX_get_error(xs);
+
         if (c->refused_leaf == NULL) {
             X509 *leaf = X509_STORE_CTX_get0_cert(xs);
             if (leaf != NULL && X509_up_ref(leaf))
@@ -154,8 +319,8 @@ static int sd_tls_check_validity(X509 *x, const char *path, struct sd_err *err)
  * (a leaf in a trust bundle would silently become a trust anchor), and there
  * must be at least one. Feeds the session id context digest with each CA so
  * that sessions are bound to this trust. */
-static int sd_tls_load_cas(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
-                           struct sd_err *err)
+static int sd_tls_load_ca_file(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
+                               int *total, struct sd_err *err)
 {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
     BIO *bio = NULL;
@@ -206,9 +371,111 @@ static int sd_tls_load_cas(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
         sd_err_set(err, "%s: CA bundle contains no CA certificate", path);
         goto out;
     }
+    *total += count;
     rc = 0;
 out:
     X509_free(x);
+    BIO_free(bio);
+    return rc;
+}
+
+static int sd_tls_skip_dirent(const struct dirent *d)
+{
+    return d->d_name[0] != '.';
+}
+
+/* --cacert: a file, or a directory whose every regular, non-hidden file is
+ * a CA bundle (read in name order, so the result does not depend on the
+ * directory's internal order). */
+static int sd_tls_load_cas(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
+                           struct sd_err *err)
+{
+    struct dirent **names = NULL;
+    struct stat st;
+    int n, i, total = 0, rc = -1;
+
+    if (stat(path, &st) != 0)
+        return sd_err_set(err, "%s: cannot read CA bundle: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return sd_tls_load_ca_file(ctx, path, sid, &total, err);
+    n = scandir(path, &names, sd_tls_skip_dirent, alphasort);
+    if (n < 0)
+        return sd_err_set(err, "%s: cannot list CA directory: %s", path, strerror(errno));
+    for (i = 0; i < n; i++) {
+        char file[4096];
+        struct stat fst;
+        snprintf(file, sizeof(file), "%s/%s", path, names[i]->d_name);
+        if (stat(file, &fst) != 0 || !S_ISREG(fst.st_mode))
+            continue;
+        if (sd_tls_load_ca_file(ctx, file, sid, &total, err) != 0)
+            goto out;
+    }
+    if (total == 0) {
+        sd_err_set(err, "%s: CA directory contains no CA certificate", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    for (i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/* Loads one CRL file (PEM or DER), checks that it was issued and signed by a
+ * CA of the bundle, and adds it to the store. Warns at start when it is
+ * already past its nextUpdate (every client is then refused until a fresh
+ * one is installed, unless --crl-grace covers it). */
+static int sd_tls_load_crl(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
+                           struct sd_err *err)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_OBJECT) *objs;
+    X509_CRL *crl = NULL;
+    BIO *bio = NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int i, signer_found = 0, rc = -1;
+
+    if (sd_tls_check_readable(path, "CRL", err) != 0)
+        return -1;
+    bio = BIO_new_file(path, "rb");
+    if (bio != NULL)
+        crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+    if (crl == NULL && bio != NULL) {
+        ERR_clear_error();
+        (void)BIO_reset(bio);
+        crl = d2i_X509_CRL_bio(bio, NULL);
+    }
+    if (crl == NULL) {
+        sd_err_openssl(err, "%s: not a CRL (PEM or DER)", path);
+        goto out;
+    }
+    objs = X509_STORE_get0_objects(store);
+    for (i = 0; i < sk_X509_OBJECT_num(objs) && !signer_found; i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (ca != NULL && X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0 &&
+            X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+            signer_found = 1;
+    }
+    ERR_clear_error();
+    if (!signer_found) {
+        sd_err_set(err, "%s: CRL was not issued and signed by a CA of the --cacert bundle", path);
+        goto out;
+    }
+    if (X509_CRL_get0_nextUpdate(crl) != NULL &&
+        X509_cmp_current_time(X509_CRL_get0_nextUpdate(crl)) <= 0)
+        sd_log_msg("warn", "crl", "%s: CRL is past its nextUpdate; clients whose chain it "
+                   "covers are refused (reason crl_expired) until a fresh CRL is installed",
+                   path);
+    if (!X509_STORE_add_crl(store, crl) ||
+        !X509_CRL_digest(crl, EVP_sha256(), md, &mdlen) || !EVP_DigestUpdate(sid, md, mdlen)) {
+        sd_err_openssl(err, "%s: cannot use CRL", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    X509_CRL_free(crl);
     BIO_free(bio);
     return rc;
 }
@@ -244,6 +511,7 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     EVP_MD_CTX *sid = NULL;
     unsigned char sidbuf[EVP_MAX_MD_SIZE];
     unsigned int sidlen = 0;
+    size_t i;
 
     ERR_clear_error();
     ctx = SSL_CTX_new(TLS_server_method());
@@ -275,7 +543,7 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     /* The whole point of steeldoor: no certificate, no handshake. */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                        sd_tls_verify_cb);
-    SSL_CTX_set_verify_depth(ctx, SD_DEFAULT_VERIFY_DEPTH);
+    SSL_CTX_set_verify_depth(ctx, (int)lc->verify_depth);
     if (!SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT)) {
         sd_err_openssl(err, "listener %s: cannot set certificate purpose", lc->name);
         goto fail;
@@ -286,6 +554,26 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     if (sd_tls_load_identity(ctx, lc, err) != 0 ||
         sd_tls_load_cas(ctx, lc->cacert, sid, err) != 0)
         goto fail;
+    for (i = 0; i < lc->ncrls; i++)
+        if (sd_tls_load_crl(ctx, lc->crls[i], sid, err) != 0)
+            goto fail;
+    if (lc->ncrls > 0) {
+        /* Check the leaf and every intermediate: a CA level without a CRL
+         * from its issuer fails closed (crl_missing). */
+        X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx),
+                                    X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    }
+    /* The allow rules are part of what a session was admitted under. */
+    for (i = 0; i < sd_policy_count(lc->policy); i++) {
+        const char *rt = sd_policy_rule_text(lc->policy, i);
+        if (!EVP_DigestUpdate(sid, rt, strlen(rt) + 1)) {
+            sd_err_openssl(err, "listener %s: digest", lc->name);
+            goto fail;
+        }
+    }
+    tls->policy = lc->policy;
+    tls->crl_grace_s = (lc->crl_grace_ms + 999) / 1000;
+    SSL_CTX_set_app_data(ctx, tls);
 
     /* Session id context: a digest of the listener's name, address and
      * trust anchors. OpenSSL refuses to resume a session whose context
@@ -331,6 +619,7 @@ struct sd_tls_conn *sd_tls_conn_new(struct sd_tls *tls, int fd)
         free(c);
         return NULL;
     }
+    c->rule = -1;
     SSL_set_app_data(c->ssl, c);
     SSL_set_accept_state(c->ssl);
     return c;
@@ -351,7 +640,9 @@ static void sd_tls_conn_handshake_failed(struct sd_tls_conn *c, int sslerr)
 {
     unsigned long e = ERR_peek_error();
 
-    if (c->verify_err != 0) {
+    if (c->reason != NULL) {
+        /* set by the allow rules (not_authorized, malformed_identity) */
+    } else if (c->verify_err != 0) {
         c->reason = sd_tls_verify_reason(c->verify_err);
         c->detail = X509_verify_cert_error_string(c->verify_err);
     } else if (e != 0) {
@@ -423,8 +714,26 @@ enum sd_io sd_tls_handshake(struct sd_tls_conn *c)
 
     errno = 0;
     ret = SSL_do_handshake(c->ssl);
-    if (ret == 1)
+    if (ret == 1) {
+        /* A resumed session skipped the verify callback; its certificate
+         * passed the same listener's checks when the session was made (the
+         * session id context binds it to this listener and its rules).
+         * Apply the allow rules again anyway, for the log's rule and as
+         * defence in depth. */
+        if (SSL_session_reused(c->ssl)) {
+            const struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(c->ssl));
+            X509 *peer = SSL_get0_peer_certificate(c->ssl);
+            if (peer == NULL) {
+                c->reason = "no_client_certificate";
+                c->detail = "resumed session without a client certificate";
+                return SD_IO_ERROR;
+            }
+            c->rule = sd_tls_authorize(c, tls, peer);
+            if (c->rule < 0)
+                return SD_IO_ERROR;
+        }
         return SD_IO_OK;
+    }
     e = SSL_get_error(c->ssl, ret);
     if (e == SSL_ERROR_WANT_READ)
         return SD_IO_WANT_READ;
@@ -542,6 +851,10 @@ void sd_tls_conn_log(const struct sd_tls_conn *c, struct sd_logline *l)
 {
     X509 *peer;
 
+    if (c->rule >= 0) {
+        const struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(c->ssl));
+        sd_log_str(l, "rule", sd_policy_rule_text(tls->policy, (size_t)c->rule));
+    }
     if (SSL_get_current_cipher(c->ssl) != NULL) {
         sd_log_str(l, "tls_version", SSL_get_version(c->ssl));
         sd_log_str(l, "cipher", SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));

@@ -17,6 +17,7 @@
 
 #include "sd/err.h"
 #include "sd/net.h"
+#include "sd/policy.h"
 
 #define SD_MAX_LISTENERS 64
 #define SD_MAX_WORKERS 64
@@ -26,7 +27,9 @@
 #define SD_DEFAULT_IDLE_TIMEOUT_MS 300000u
 #define SD_DEFAULT_DRAIN_TIMEOUT_MS 30000u
 #define SD_DEFAULT_MAX_CONNS 10000u
-#define SD_DEFAULT_VERIFY_DEPTH 8
+#define SD_DEFAULT_VERIFY_DEPTH 3 /* intermediates between leaf and root */
+#define SD_MAX_VERIFY_DEPTH 16
+#define SD_MAX_CRLS 64
 
 struct sd_listener_conf {
     char *name;      /* for logs; defaults to the listen text */
@@ -34,8 +37,13 @@ struct sd_listener_conf {
     char *target;    /* text as given */
     char *cert;      /* server certificate chain (PEM) */
     char *key;       /* server private key (PEM) */
-    char *cacert;    /* CA bundle that client certificates must chain to */
-    int allow_all;   /* admit any client whose certificate verifies */
+    char *cacert;    /* CA bundle (file or directory) client certificates chain to */
+    struct sd_policy *policy; /* allow rules; deny by default */
+    char *crls[SD_MAX_CRLS];  /* CRL files (PEM or DER) */
+    size_t ncrls;
+    uint32_t crl_grace_ms;    /* accept a CRL this long past its nextUpdate */
+    uint32_t verify_depth;    /* max intermediates between leaf and root */
+    int proxy_protocol;       /* send a PROXY v2 header to the backend */
     uint32_t handshake_timeout_ms;
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms;
@@ -56,11 +64,22 @@ struct sd_config {
  * The caller owns it and frees it with sd_config_free(). */
 struct sd_config *sd_config_new(void);
 void sd_config_free(struct sd_config *cfg);
+/* Frees every listener of cfg (used when a config file replaces flags). */
+void sd_config_drop_listeners(struct sd_config *cfg);
 
 /* Appends a listener with default timeouts; returns it (owned by cfg), or NULL
  * with err when SD_MAX_LISTENERS is reached. */
 struct sd_listener_conf *sd_config_add_listener(struct sd_config *cfg,
                                                 struct sd_err *err);
+
+/* Adds an allow rule named by its config word ("allow-uri", "allow-all",
+ * ...) to l. Returns 0, or -1 with err (unknown word or invalid value). */
+int sd_config_add_rule(struct sd_listener_conf *l, const char *word,
+                       const char *value, struct sd_err *err);
+
+/* Adds a CRL file to l. Returns 0, or -1 with err. */
+int sd_config_add_crl(struct sd_listener_conf *l, const char *path,
+                      struct sd_err *err);
 
 /* Replaces *slot with a copy of value. Returns 0, or -1 on allocation failure. */
 int sd_config_set_str(char **slot, const char *value, struct sd_err *err);

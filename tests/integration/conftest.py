@@ -393,3 +393,195 @@ def make_config(pki):
     def mk(listeners, **kw):
         return yaml_config(pki, listeners, **kw)
     return mk
+
+
+# --------------------------------------------------------------------------
+# identity helpers (allow rules, chains, CRLs, PROXY protocol) - additive
+# --------------------------------------------------------------------------
+
+def der_len(n):
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def der_san(uris=(), dns=()):
+    """Raw DER of a GeneralNames SEQUENCE; values are bytes, written verbatim
+    (lets tests put bytes in a SAN that python-cryptography would refuse)."""
+    body = b""
+    for u in uris:
+        u = u if isinstance(u, bytes) else u.encode("latin-1")
+        body += b"\x86" + der_len(len(u)) + u
+    for d in dns:
+        d = d if isinstance(d, bytes) else d.encode("latin-1")
+        body += b"\x82" + der_len(len(d)) + d
+    return b"\x30" + der_len(len(body)) + body
+
+
+class CertFactory:
+    """Issues certificates and CRLs with python-cryptography into a directory.
+    issuer=None means the good dev CA of the `pki` fixture (loaded from ca.key)."""
+
+    def __init__(self, pki, outdir):
+        from cryptography.x509.oid import ExtensionOID  # noqa: F401
+        self.pki = pki
+        self.dir = Path(outdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.root_cert = pki.ca_cert_obj
+        self.root_key = _find_ca_key(pki.dir, pki.ca_cert_obj)
+        self.root = SimpleNamespace(cert=self.root_cert, key=self.root_key, crt=pki.ca, name="ca")
+
+    @staticmethod
+    def name(cn=None, ou=None, o=None, c=None):
+        attrs = []
+        if c is not None:
+            attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, c))
+        if o is not None:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o))
+        for u in ([ou] if isinstance(ou, str) else (ou or [])):
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, u))
+        if cn is not None:
+            attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+        return x509.Name(attrs)
+
+    def _aki(self, b, issuer_cert, issuer_key):
+        try:
+            ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                                critical=False)
+        except x509.ExtensionNotFound:
+            pass
+        return b
+
+    def ca(self, fname, cn=None, issuer=None):
+        """A root (issuer='self') or an intermediate CA (issuer=None -> dev CA)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subj = self.name(cn=cn or ("steeldoor-test " + fname))
+        if issuer == "self":
+            icert, ikey, iname = None, key, subj
+        else:
+            issuer = issuer or self.root
+            icert, ikey, iname = issuer.cert, issuer.key, issuer.cert.subject
+        b = (x509.CertificateBuilder().subject_name(subj).issuer_name(iname)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(_now() - datetime.timedelta(days=1))
+             .not_valid_after(_now() + datetime.timedelta(days=365))
+             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+             .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                          key_encipherment=False, data_encipherment=False,
+                                          key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                          encipher_only=False, decipher_only=False), critical=True)
+             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                            critical=False))
+        if icert is not None:
+            b = self._aki(b, icert, ikey)
+        cert = b.sign(ikey, hashes.SHA256())
+        _write_cert(self.dir / (fname + ".crt"), cert)
+        _write_key(self.dir / (fname + ".key"), key)
+        return SimpleNamespace(cert=cert, key=key, crt=self.dir / (fname + ".crt"), name=fname,
+                               issuer=issuer if issuer != "self" else None)
+
+    def client(self, fname, cn=None, ou=None, o=None, c=None, subject=None, uris=(), dns=(),
+               raw_san=None, key=None, issuer=None, chain=()):
+        """A client cert; writes fname.crt (leaf, then `chain` CA certs) and fname.key.
+        raw_san: DER bytes used verbatim as the subjectAltName extension value."""
+        from cryptography.x509.oid import ExtensionOID
+        issuer = issuer or self.root
+        key = key or ec.generate_private_key(ec.SECP256R1())
+        subj = subject if subject is not None else self.name(cn=cn, ou=ou, o=o, c=c)
+        b = (x509.CertificateBuilder().subject_name(subj).issuer_name(issuer.cert.subject)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(_now() - datetime.timedelta(hours=1))
+             .not_valid_after(_now() + datetime.timedelta(days=30))
+             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+             .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                          key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+                                          data_encipherment=False, key_agreement=False,
+                                          key_cert_sign=False, crl_sign=False,
+                                          encipher_only=False, decipher_only=False), critical=True)
+             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                            critical=False))
+        if raw_san is not None:
+            b = b.add_extension(x509.UnrecognizedExtension(
+                ExtensionOID.SUBJECT_ALTERNATIVE_NAME, raw_san), critical=False)
+        else:
+            sans = [x509.UniformResourceIdentifier(u) for u in uris]
+            sans += [x509.DNSName(d) for d in dns]
+            if sans:
+                b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        b = self._aki(b, issuer.cert, issuer.key)
+        cert = b.sign(issuer.key, hashes.SHA256())
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        for ca in chain:
+            pem += ca.cert.public_bytes(serialization.Encoding.PEM)
+        (self.dir / (fname + ".crt")).write_bytes(pem)
+        _write_key(self.dir / (fname + ".key"), key)
+        return SimpleNamespace(cert=cert, key_obj=key, crt=self.dir / (fname + ".crt"),
+                               key=self.dir / (fname + ".key"), pair=(self.dir / (fname + ".crt"),
+                                                                        self.dir / (fname + ".key")),
+                               der=cert.public_bytes(serialization.Encoding.DER))
+
+    def crl(self, fname, issuer=None, revoked=(), last_update=None, next_update=None,
+            der=False, sign_key=None):
+        """CRL from issuer (default: dev CA) revoking the given cert objects."""
+        issuer = issuer or self.root
+        lu = last_update or (_now() - datetime.timedelta(hours=1))
+        nu = next_update or (_now() + datetime.timedelta(days=7))
+        b = (x509.CertificateRevocationListBuilder().issuer_name(issuer.cert.subject)
+             .last_update(lu).next_update(nu)
+             .add_extension(x509.CRLNumber(1), critical=False))
+        b = self._aki(b, issuer.cert, issuer.key)
+        for c in revoked:
+            b = b.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(c.serial_number)
+                .revocation_date(_now() - datetime.timedelta(minutes=30)).build())
+        crl = b.sign(sign_key or issuer.key, hashes.SHA256())
+        p = self.dir / fname
+        p.write_bytes(crl.public_bytes(serialization.Encoding.DER if der
+                                       else serialization.Encoding.PEM))
+        return p
+
+
+@pytest.fixture
+def certs(pki, tmp_path):
+    return CertFactory(pki, tmp_path / "certs")
+
+
+def expect_admitted(sd, ctx, port, host="127.0.0.1", payload=b"admit-me\n",
+                    server_hostname="localhost", session=None):
+    """Connect, echo once through the proxy, close; return the conn log line."""
+    with sdlib.tls_connect(ctx, port, host=host, server_hostname=server_hostname,
+                           session=session) as s:
+        got = sdlib.echo_roundtrip(s, payload)
+        peer = sdlib.peer_of(s)
+        sess, reused = s.session, s.session_reused
+    assert got == payload, "echo through the proxy: %r != %r" % (got, payload)
+    e = sd.wait_conn(peer)
+    assert e.get("result") == "ok", "admitted connection logged as %s" % e
+    e["_session"], e["_reused"] = sess, reused
+    return e
+
+
+def expect_refused(sd, backend, ctx, port, reason, host="127.0.0.1", detail=None):
+    """The client must never get app data nor reach the backend; the conn line
+    says result=refused with the given reason (None: any). Returns the line."""
+    before = backend.count if backend is not None else 0
+    r = sdlib.probe_refused_tls(ctx, port, host=host)
+    assert r["data"] == b"", "refused client received application bytes: %r" % r["data"][:200]
+    assert r["error"] is not None and not str(r["error"]).startswith("TIMEOUT"), \
+        "client was not cut off (handshake accepted?): %r" % r
+    peer = ("[%s]:%d" if ":" in host else "%s:%d") % (host, r["local_port"])
+    e = sd.wait_conn(peer)
+    assert e.get("result") == "refused", "expected a refusal, log line: %s" % e
+    if reason is not None:
+        assert e.get("reason") == reason, "reason %r, expected %r; line %s" % (
+            e.get("reason"), reason, e)
+    if detail is not None:
+        assert e.get("detail") == detail, "detail %r, expected %r; line %s" % (
+            e.get("detail"), detail, e)
+    assert "rule" not in e or e.get("rule") in (None, ""), "refused conn names a rule: %s" % e
+    if backend is not None:
+        time.sleep(0.3)
+        assert backend.count == before, "backend got a connection from a refused client"
+    return e
