@@ -4,6 +4,7 @@
 #   make test       build and run every test (unit + integration)
 #   make SAN=1 test the same with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make CC=clang   build with clang (warnings are errors with both compilers)
+#   make fuzz       build the libFuzzer targets; make fuzz-run runs them a while
 
 CC      ?= cc
 PKGS    := libssl libcrypto yaml-0.1
@@ -65,3 +66,5 @@ clean:
 	rm -rf build build-san
 
 -include $(OBJS:.o=.d)
+# make fuzz / make fuzz-run: libFuzzer targets (clang)
+-include fuzz/fuzz.mk

@@ -175,6 +175,33 @@ static void sd_conn_start_backend(struct sd_conn *c)
     c->deadline_ms = c->w->now_ms + c->l->conf->connect_timeout_ms;
 }
 
+/* Queues the PROXY v2 header as the first bytes to the backend. Returns 0,
+ * or -1 when the connection was closed (c is freed). */
+static int sd_conn_proxy_header(struct sd_conn *c)
+{
+    struct sockaddr_storage local;
+    socklen_t len = sizeof(local);
+    long n;
+
+    if (getsockname(c->cfd, (struct sockaddr *)&local, &len) != 0) {
+        sd_conn_fail_errno(c, "proxy_header_failed", errno);
+        return -1;
+    }
+    if (c->c2b == NULL && (c->c2b = sd_bufpool_get(&c->w->pool)) == NULL) {
+        sd_conn_finish(c, "error", "out_of_memory", NULL);
+        return -1;
+    }
+    n = sd_tls_conn_pp2(c->tls, &c->peer.sa, (struct sockaddr *)&local,
+                        c->c2b->data, SD_BUF_SIZE);
+    if (n < 0) {
+        sd_conn_finish(c, "error", "proxy_header_failed",
+                       "identity does not fit in a PROXY v2 header");
+        return -1;
+    }
+    c->c2b->w = (uint32_t)n;
+    return 0;
+}
+
 /* Moves bytes both ways until nothing more can be done now.
  * Returns 1 when the connection was closed (c is freed). */
 static int sd_conn_pump(struct sd_conn *c, int *progress)
@@ -326,6 +353,8 @@ static void sd_conn_run(struct sd_conn *c)
                 return;
             }
             c->state = SD_CONN_PROXYING;
+            if (c->l->conf->proxy_protocol && sd_conn_proxy_header(c) != 0)
+                return;
             progress = 1;
             break;
         }

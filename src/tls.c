@@ -7,6 +7,8 @@
  */
 #include "sd/tls.h"
 
+#include "sd/proxy_proto.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -779,6 +781,59 @@ const char *sd_tls_conn_reason(const struct sd_tls_conn *c)
 const char *sd_tls_conn_detail(const struct sd_tls_conn *c)
 {
     return c->detail;
+}
+
+/* ---------------------------------------------------------- PROXY header */
+
+long sd_tls_conn_pp2(const struct sd_tls_conn *c, const struct sockaddr *src,
+                     const struct sockaddr *dst, uint8_t *out, size_t cap)
+{
+    struct sd_pp2_info in;
+    struct sd_tls_ident t;
+    X509 *peer = SSL_get0_peer_certificate(c->ssl);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    const unsigned char *alpn = NULL;
+    unsigned int alpnlen = 0;
+    const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+    BIO *b = NULL;
+    char *subj = NULL;
+    long n = -1, sublen;
+
+    memset(&t, 0, sizeof(t));
+    if (peer == NULL || sd_tls_ident_load(&t, peer) != 0 ||
+        !X509_digest(peer, EVP_sha256(), md, &mdlen) || (b = BIO_new(BIO_s_mem())) == NULL ||
+        X509_NAME_print_ex(b, X509_get_subject_name(peer), 0,
+                           XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0)
+        goto out;
+    sublen = BIO_get_mem_data(b, &subj);
+    memset(&in, 0, sizeof(in));
+    in.src = src;
+    in.dst = dst;
+    SSL_get0_alpn_selected(c->ssl, &alpn, &alpnlen);
+    in.alpn.s = (const char *)alpn;
+    in.alpn.len = alpnlen;
+    in.authority.s = sni;
+    in.authority.len = sni != NULL ? strlen(sni) : 0;
+    in.version = SSL_get_version(c->ssl);
+    in.cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl));
+    in.sig_alg = OBJ_nid2sn(X509_get_signature_nid(peer));
+    in.key_alg = EVP_PKEY_get0_type_name(X509_get0_pubkey(peer));
+    if (t.ncns > 0)
+        in.cn = t.cns[0];
+    in.uris = t.uris;
+    in.nuris = t.nuris;
+    in.dns = t.dns;
+    in.ndns = t.ndns;
+    in.cert_sha256 = md;
+    in.subject.s = subj;
+    in.subject.len = sublen > 0 ? (size_t)sublen : 0;
+    n = sd_pp2_build(&in, out, cap);
+out:
+    BIO_free(b);
+    sd_tls_ident_clear(&t);
+    ERR_clear_error();
+    return n;
 }
 
 /* ---------------------------------------------------------------- logging */

@@ -19,6 +19,8 @@
 #define SD_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include "sd/config.h"
 #include "sd/err.h"
@@ -63,6 +65,12 @@ enum sd_io sd_tls_shutdown(struct sd_tls_conn *c);
  * "no_client_certificate", ...), or NULL; detail is free text or NULL. */
 const char *sd_tls_conn_reason(const struct sd_tls_conn *c);
 const char *sd_tls_conn_detail(const struct sd_tls_conn *c);
+
+/* Writes a PROXY protocol v2 header for this (handshaken) connection: src
+ * is the client, dst the listener's local address. Returns its length, or
+ * -1 when it cannot be built within cap bytes. */
+long sd_tls_conn_pp2(const struct sd_tls_conn *c, const struct sockaddr *src,
+                     const struct sockaddr *dst, uint8_t *out, size_t cap);
 
 /* Adds tls_version, cipher, resumed, subject and sans to a log line. */
 void sd_tls_conn_log(const struct sd_tls_conn *c, struct sd_logline *l);
