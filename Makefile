@@ -68,3 +68,5 @@ clean:
 -include $(OBJS:.o=.d)
 # make fuzz / make fuzz-run: libFuzzer targets (clang)
 -include fuzz/fuzz.mk
+# make bench: steeldoor against nginx, HAProxy and stunnel (not part of make test)
+-include bench/bench.mk

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sd/gen.h"
 #include "sd/master.h"
 
 static const char sd_serve_usage[] =
@@ -50,6 +51,12 @@ static const char sd_serve_usage[] =
     "  --workers N               worker processes, default one per core\n"
     "  --drain-timeout DUR       on SIGTERM, wait this long for connections, default 30s\n"
     "  --max-conns N             connections per worker, default 10000\n"
+    "Reload (SIGHUP, or automatically when a file changes):\n"
+    "  --no-watch                reload on SIGHUP only, not on file changes\n"
+    "  --keep-revoked-connections  on reload, keep open connections whose client\n"
+    "                            is no longer admitted (default: close them)\n"
+    "  --expiry-warning DUR      warn about certificates expiring within DUR\n"
+    "                            (default 7d), at load and every 12 hours\n"
     "  -h, --help                this text\n"
     "DUR is 500ms, 10s, 5m, 1h or a number of seconds. Logs are JSON lines on stderr.\n";
 
@@ -58,7 +65,8 @@ enum {
     OPT_NAME, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_CONFIG,
     OPT_WORKERS, OPT_DRAIN_TIMEOUT, OPT_MAX_CONNS, OPT_ALLOW_URI, OPT_ALLOW_DNS,
     OPT_ALLOW_CN, OPT_ALLOW_OU, OPT_ALLOW_SPKI, OPT_CRL, OPT_CRL_GRACE,
-    OPT_VERIFY_DEPTH, OPT_PROXY_PROTOCOL,
+    OPT_VERIFY_DEPTH, OPT_PROXY_PROTOCOL, OPT_NO_WATCH, OPT_KEEP_REVOKED,
+    OPT_EXPIRY_WARNING,
 };
 
 static const struct option sd_serve_opts[] = {
@@ -85,6 +93,9 @@ static const struct option sd_serve_opts[] = {
     { "workers", required_argument, NULL, OPT_WORKERS },
     { "drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT },
     { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+    { "no-watch", no_argument, NULL, OPT_NO_WATCH },
+    { "keep-revoked-connections", no_argument, NULL, OPT_KEEP_REVOKED },
+    { "expiry-warning", required_argument, NULL, OPT_EXPIRY_WARNING },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -122,7 +133,8 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
     struct sd_listener_conf *l;
     const char *config = NULL;
     int opt, listener_flags = 0, workers_set = 0, drain_set = 0, maxc_set = 0;
-    uint32_t workers = 0, drain = 0, maxc = 0;
+    int no_watch = 0, keep_revoked = 0, expiry_set = 0;
+    uint32_t workers = 0, drain = 0, maxc = 0, expiry = 0;
 
     if (sd_cli_refuse_weakening_flags(argc, argv, err) != 0)
         return -1;
@@ -208,6 +220,17 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
                 return -1;
             maxc_set = 1;
             continue;
+        case OPT_NO_WATCH:
+            no_watch = 1;
+            continue;
+        case OPT_KEEP_REVOKED:
+            keep_revoked = 1;
+            continue;
+        case OPT_EXPIRY_WARNING:
+            if (sd_config_parse_seconds("--expiry-warning", optarg, &expiry, err) != 0)
+                return -1;
+            expiry_set = 1;
+            continue;
         case ':':
             return sd_err_set(err, "%s needs a value", argv[optind - 1]);
         default:
@@ -236,35 +259,28 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
         cfg->drain_timeout_ms = drain;
     if (maxc_set)
         cfg->max_conns = maxc;
+    if (no_watch)
+        cfg->watch = 0;
+    if (keep_revoked)
+        cfg->close_revoked = 0;
+    if (expiry_set)
+        cfg->expiry_warning_s = expiry;
     return 0;
 }
 
 int sd_cli_serve_main(int argc, char **argv)
 {
-    struct sd_config *cfg = sd_config_new();
+    struct sd_source src = { argc, argv };
+    struct sd_config *cfg;
     struct sd_err err;
-    int rc;
+    int usage;
 
+    cfg = sd_gen_parse(&src, &usage, &err);
     if (cfg == NULL) {
-        fputs("steeldoor: out of memory\n", stderr);
-        return 1;
-    }
-    rc = sd_cli_serve_parse(argc, argv, cfg, &err);
-    if (rc == 1) {
-        sd_config_free(cfg);
-        return 0;
-    }
-    if (rc != 0) {
+        if (usage && strcmp(err.msg, "--help") == 0)
+            return 0;
         fprintf(stderr, "steeldoor serve: %s\n", err.msg);
-        sd_config_free(cfg);
-        return 2;
+        return usage ? 2 : 1;
     }
-    if (sd_config_validate(cfg, &err) != 0) {
-        fprintf(stderr, "steeldoor serve: %s\n", err.msg);
-        sd_config_free(cfg);
-        return 1;
-    }
-    rc = sd_master_run(cfg);
-    sd_config_free(cfg);
-    return rc;
+    return sd_master_run(cfg, &src);
 }

@@ -17,6 +17,9 @@ struct sd_config *sd_config_new(void)
     cfg->workers = 0;
     cfg->drain_timeout_ms = SD_DEFAULT_DRAIN_TIMEOUT_MS;
     cfg->max_conns = SD_DEFAULT_MAX_CONNS;
+    cfg->watch = 1;
+    cfg->close_revoked = 1;
+    cfg->expiry_warning_s = SD_DEFAULT_EXPIRY_WARNING_S;
     return cfg;
 }
 
@@ -110,8 +113,9 @@ int sd_config_set_str(char **slot, const char *value, struct sd_err *err)
     return 0;
 }
 
-int sd_config_parse_duration(const char *what, const char *text, uint32_t *ms,
-                             struct sd_err *err)
+/* Parses a duration into milliseconds, at most max_ms. */
+static int sd_config_parse_ms(const char *what, const char *text, double max_ms,
+                              double *ms, struct sd_err *err)
 {
     char *end;
     double v, mult;
@@ -133,16 +137,41 @@ int sd_config_parse_duration(const char *what, const char *text, uint32_t *ms,
         mult = 60000.0;
     else if (strcmp(end, "h") == 0)
         mult = 3600000.0;
+    else if (strcmp(end, "d") == 0)
+        mult = 86400000.0;
     else
         goto bad;
     v *= mult;
-    if (v < 1.0 || v > 86400000.0)
-        return sd_err_set(err, "%s: '%s' must be between 1ms and 24h", what, text);
-    *ms = (uint32_t)v;
+    if (v < 1.0 || v > max_ms)
+        return sd_err_set(err, "%s: '%s' is out of range (1ms to %.0fh)", what, text,
+                          max_ms / 3600000.0);
+    *ms = v;
     return 0;
 bad:
-    return sd_err_set(err, "%s: '%s' is not a duration (use e.g. 500ms, 10s, 5m)",
+    return sd_err_set(err, "%s: '%s' is not a duration (use e.g. 500ms, 10s, 5m, 2h, 7d)",
                       what, text);
+}
+
+int sd_config_parse_duration(const char *what, const char *text, uint32_t *ms,
+                             struct sd_err *err)
+{
+    double v;
+
+    if (sd_config_parse_ms(what, text, 86400000.0, &v, err) != 0)
+        return -1;
+    *ms = (uint32_t)v;
+    return 0;
+}
+
+int sd_config_parse_seconds(const char *what, const char *text, uint32_t *s,
+                            struct sd_err *err)
+{
+    double v;
+
+    if (sd_config_parse_ms(what, text, 3650.0 * 86400000.0, &v, err) != 0)
+        return -1;
+    *s = (uint32_t)(v / 1000.0);
+    return 0;
 }
 
 int sd_config_parse_uint(const char *what, const char *text, uint32_t min,

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sd/gen.h"
 #include "sd/log.h"
 #include "sd/net.h"
 
@@ -49,6 +50,8 @@ struct sd_conn {
     struct sd_conn *dead_next; /* closed, waiting for sd_conn_reap() */
     struct sd_worker *w;
     struct sd_listener_rt *l;
+    struct sd_gen *gen;                  /* the generation that admitted it */
+    const struct sd_listener_conf *conf; /* its listener, in that generation */
     struct sd_tls_conn *tls;
     struct sd_buf *c2b; /* client -> backend plaintext */
     struct sd_buf *b2c; /* backend -> client plaintext */
@@ -112,7 +115,7 @@ static void sd_conn_log(struct sd_conn *c, const char *result, const char *reaso
 
     sd_addr_format(&c->peer.sa, c->peerlen, peer, sizeof(peer));
     sd_log_begin(&l, strcmp(result, "ok") == 0 ? "info" : "warn", "conn");
-    sd_log_str(&l, "listener", c->l->conf->name);
+    sd_log_str(&l, "listener", c->conf->name);
     sd_log_str(&l, "peer", peer);
     sd_tls_conn_log(c->tls, &l);
     sd_log_str(&l, "result", result);
@@ -158,7 +161,7 @@ static void sd_conn_start_backend(struct sd_conn *c)
 {
     struct epoll_event ev;
 
-    c->bfd = sd_net_connect(&c->l->conf->target_addr);
+    c->bfd = sd_net_connect(&c->conf->target_addr);
     if (c->bfd < 0) {
         c->state = SD_CONN_PROXYING; /* handshake done: close with notify */
         sd_conn_fail_errno(c, "backend_connect_failed", errno);
@@ -172,7 +175,7 @@ static void sd_conn_start_backend(struct sd_conn *c)
         return;
     }
     c->state = SD_CONN_CONNECTING;
-    c->deadline_ms = c->w->now_ms + c->l->conf->connect_timeout_ms;
+    c->deadline_ms = c->w->now_ms + c->conf->connect_timeout_ms;
 }
 
 /* Queues the PROXY v2 header as the first bytes to the backend. Returns 0,
@@ -353,7 +356,7 @@ static void sd_conn_run(struct sd_conn *c)
                 return;
             }
             c->state = SD_CONN_PROXYING;
-            if (c->l->conf->proxy_protocol && sd_conn_proxy_header(c) != 0)
+            if (c->conf->proxy_protocol && sd_conn_proxy_header(c) != 0)
                 return;
             progress = 1;
             break;
@@ -362,7 +365,7 @@ static void sd_conn_run(struct sd_conn *c)
             if (sd_conn_pump(c, &progress))
                 return;
             if (progress)
-                c->deadline_ms = c->w->now_ms + c->l->conf->idle_timeout_ms;
+                c->deadline_ms = c->w->now_ms + c->conf->idle_timeout_ms;
             break;
         case SD_CONN_LINGER: {
             char sink[4096];
@@ -425,6 +428,8 @@ void sd_conn_accept(struct sd_worker *w, struct sd_listener_rt *l, int fd,
         close(fd);
         return;
     }
+    c->gen = sd_gen_ref(w->gen);
+    c->conf = &c->gen->cfg->listeners[l->index];
     c->cev.kind = SD_EV_CLIENT;
     c->bev.kind = SD_EV_BACKEND;
     c->w = w;
@@ -432,7 +437,7 @@ void sd_conn_accept(struct sd_worker *w, struct sd_listener_rt *l, int fd,
     c->cfd = fd;
     c->bfd = -1;
     c->start_ms = w->now_ms;
-    c->deadline_ms = w->now_ms + l->conf->handshake_timeout_ms;
+    c->deadline_ms = w->now_ms + c->conf->handshake_timeout_ms;
     c->state = SD_CONN_HANDSHAKE;
     c->hs_want = SD_WANT_READ;
     c->rd_want = SD_WANT_READ;
@@ -441,9 +446,10 @@ void sd_conn_accept(struct sd_worker *w, struct sd_listener_rt *l, int fd,
         peerlen = sizeof(c->peer);
     memcpy(&c->peer, peer, peerlen);
     c->peerlen = peerlen;
-    c->tls = sd_tls_conn_new(l->tls, fd);
+    c->tls = sd_tls_conn_new(c->gen->tls[l->index], fd);
     if (c->tls == NULL) {
         close(fd);
+        sd_gen_unref(c->gen);
         free(c);
         return;
     }
@@ -482,6 +488,26 @@ void sd_conn_check_deadline(struct sd_conn *c)
         sd_conn_free(c);
         break;
     }
+}
+
+void sd_conn_judge(struct sd_conn *c, struct sd_gen *now)
+{
+    const char *reason;
+    int i;
+
+    if (c->closed || c->gen == now ||
+        (c->state != SD_CONN_CONNECTING && c->state != SD_CONN_PROXYING))
+        return;
+    i = sd_gen_find_listener(now, &c->conf->listen_addr);
+    if (i < 0)
+        return;
+    reason = sd_tls_conn_judge(c->tls, now->tls[i]);
+    if (reason == NULL)
+        return;
+    if (c->state == SD_CONN_CONNECTING)
+        c->state = SD_CONN_PROXYING;
+    sd_conn_finish(c, "error", reason,
+                   "open connection closed after reload: client no longer admitted");
 }
 
 void sd_conn_abort(struct sd_conn *c, const char *reason)
@@ -529,6 +555,8 @@ static void sd_conn_free(struct sd_conn *c)
     }
     c->closed = 1;
     c->tls = NULL;
+    sd_gen_unref(c->gen);
+    c->gen = NULL;
     c->c2b = c->b2c = NULL;
     c->prev = NULL;
     /* c->next is left intact so that a walk of the list can go on. */

@@ -13,8 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sd/gen.h"
 #include "sd/log.h"
 #include "sd/tls.h"
+#include "sd/watch.h"
 #include "sd/worker.h"
 
 #define SD_LISTEN_BACKLOG 4096
@@ -28,18 +30,25 @@ struct sd_worker_slot {
 };
 
 struct sd_master {
-    struct sd_config *cfg;
-    struct sd_tls **tls;   /* [nlisteners] */
-    int *fds;              /* [nlisteners * workers], listener-major */
+    struct sd_gen *gen;          /* current generation (workers fork from it) */
+    const struct sd_source *src; /* where reloads read the configuration */
+    size_t nls;                  /* listening sockets per worker (fixed) */
+    int nworkers;                /* fixed at start */
+    int *fds;                    /* [nls * nworkers], listener-major */
     struct sd_worker_slot *slots;
+    struct sd_watch watch;
     int sigfd;
     int stopping;
     int64_t kill_at_ms;
+    int64_t expiry_check_ms;
 };
+
+#define SD_WATCH_DEBOUNCE_MS 200
+#define SD_EXPIRY_PERIOD_MS (12 * 3600 * 1000LL)
 
 static void sd_master_close_listeners(struct sd_master *m)
 {
-    size_t i, n = m->cfg->nlisteners * (size_t)m->cfg->workers;
+    size_t i, n = m->nls * (size_t)m->nworkers;
 
     for (i = 0; m->fds != NULL && i < n; i++) {
         if (m->fds[i] >= 0) {
@@ -51,16 +60,24 @@ static void sd_master_close_listeners(struct sd_master *m)
 
 static void sd_master_free(struct sd_master *m)
 {
-    size_t i;
-
     sd_master_close_listeners(m);
-    for (i = 0; m->tls != NULL && i < m->cfg->nlisteners; i++)
-        sd_tls_free(m->tls[i]);
-    free(m->tls);
+    sd_gen_unref(m->gen);
+    m->gen = NULL;
     free(m->fds);
     free(m->slots);
+    sd_watch_close(&m->watch);
     if (m->sigfd >= 0)
         close(m->sigfd);
+}
+
+static void sd_master_warn_expiry(struct sd_master *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->gen->cfg->nlisteners; i++)
+        sd_tls_warn_expiry(m->gen->tls[i], &m->gen->cfg->listeners[i],
+                           m->gen->cfg->expiry_warning_s);
+    m->expiry_check_ms = sd_now_ms() + SD_EXPIRY_PERIOD_MS;
 }
 
 /* Raises the soft open-file limit to the hard one: each connection needs
@@ -82,26 +99,20 @@ static void sd_master_raise_nofile(const struct sd_config *cfg)
 
 static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
 {
-    const struct sd_config *cfg = m->cfg;
-    size_t i, nw = (size_t)cfg->workers, nl = cfg->nlisteners;
+    const struct sd_config *cfg = m->gen->cfg;
+    size_t i, nw = (size_t)m->nworkers, nl = m->nls;
     int w;
 
-    m->tls = calloc(nl, sizeof(*m->tls));
     m->fds = malloc(nl * nw * sizeof(*m->fds));
     m->slots = calloc(nw, sizeof(*m->slots));
-    if (m->tls == NULL || m->fds == NULL || m->slots == NULL)
+    if (m->fds == NULL || m->slots == NULL)
         return sd_err_set(err, "out of memory");
     for (i = 0; i < nl * nw; i++)
         m->fds[i] = -1;
     for (i = 0; i < nl; i++) {
-        m->tls[i] = sd_tls_server_new(&cfg->listeners[i], err);
-        if (m->tls[i] == NULL)
-            return -1;
-    }
-    for (i = 0; i < nl; i++) {
         if (sd_net_check_free(&cfg->listeners[i].listen_addr, err) != 0)
             return sd_err_prefix(err, cfg->listeners[i].name);
-        for (w = 0; w < cfg->workers; w++) {
+        for (w = 0; w < m->nworkers; w++) {
             int fd = sd_net_listen(&cfg->listeners[i].listen_addr, SD_LISTEN_BACKLOG, err);
             if (fd < 0)
                 return sd_err_prefix(err, cfg->listeners[i].name);
@@ -114,7 +125,7 @@ static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
 /* Child side of fork(): keeps only this worker's sockets and runs it. */
 static void sd_master_worker_main(struct sd_master *m, int index)
 {
-    size_t i, nl = m->cfg->nlisteners, nw = (size_t)m->cfg->workers;
+    size_t i, nl = m->nls, nw = (size_t)m->nworkers;
     int *mine = calloc(nl, sizeof(*mine));
     int rc = 1;
 
@@ -122,17 +133,17 @@ static void sd_master_worker_main(struct sd_master *m, int index)
     (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
     close(m->sigfd);
     m->sigfd = -1;
+    sd_watch_close(&m->watch);
     if (mine != NULL) {
         for (i = 0; i < nl; i++) {
             mine[i] = m->fds[i * nw + (size_t)index];
             m->fds[i * nw + (size_t)index] = -1;
         }
         sd_master_close_listeners(m);
-        rc = sd_worker_run(m->cfg, m->tls, mine, index);
+        rc = sd_worker_run(m->gen, m->src, mine, index);
     }
     free(mine);
     sd_master_free(m);
-    sd_config_free(m->cfg);
     exit(rc);
 }
 
@@ -164,7 +175,7 @@ static void sd_master_reap(struct sd_master *m)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (i = 0; i < m->cfg->workers; i++) {
+        for (i = 0; i < m->nworkers; i++) {
             struct sd_worker_slot *s = &m->slots[i];
             struct sd_logline l;
             int64_t now = sd_now_ms();
@@ -192,7 +203,7 @@ static int sd_master_alive(const struct sd_master *m)
 {
     int i, n = 0;
 
-    for (i = 0; i < m->cfg->workers; i++)
+    for (i = 0; i < m->nworkers; i++)
         n += m->slots[i].pid > 0;
     return n;
 }
@@ -208,34 +219,94 @@ static void sd_master_stop(struct sd_master *m, const char *why)
     /* Closing the master's copies as well as the workers' removes the
      * sockets from the kernel, so new connections are refused at once. */
     sd_master_close_listeners(m);
-    for (i = 0; i < m->cfg->workers; i++) {
+    for (i = 0; i < m->nworkers; i++) {
         m->slots[i].restart_at_ms = 0;
         if (m->slots[i].pid > 0)
             kill(m->slots[i].pid, SIGTERM);
     }
-    m->kill_at_ms = sd_now_ms() + m->cfg->drain_timeout_ms + SD_KILL_GRACE_MS;
+    m->kill_at_ms = sd_now_ms() + m->gen->cfg->drain_timeout_ms + SD_KILL_GRACE_MS;
+}
+
+/* Builds and checks a whole new generation; only if all of it is valid is
+ * it swapped in and the workers told (each loads the same files). */
+static void sd_master_reload(struct sd_master *m, const char *why)
+{
+    struct sd_err err;
+    struct sd_gen *g = sd_gen_load(m->src, m->gen->id + 1, &err);
+    struct sd_logline l;
+    int i;
+
+    if (g != NULL && sd_gen_same_listeners(m->gen, g, &err) != 0) {
+        sd_gen_unref(g);
+        g = NULL;
+    }
+    if (g == NULL) {
+        sd_log_begin(&l, "error", "reload_failed");
+        sd_log_str(&l, "trigger", why);
+        sd_log_str(&l, "msg", err.msg);
+        sd_log_u64(&l, "generation", m->gen->id);
+        sd_log_str(&l, "result", "the running configuration stays in force");
+        sd_log_end(&l);
+        sd_watch_set(&m->watch, m->gen->cfg); /* remember the files as tried */
+        return;
+    }
+    if (g->cfg->workers != m->nworkers)
+        sd_log_msg("warn", "reload", "workers %d -> %d: the number of workers changes "
+                   "only on restart", m->nworkers, g->cfg->workers);
+    g->cfg->workers = m->nworkers;
+    sd_gen_unref(m->gen);
+    m->gen = g;
+    sd_log_begin(&l, "info", "reloaded");
+    sd_log_str(&l, "trigger", why);
+    sd_log_u64(&l, "generation", g->id);
+    sd_log_end(&l);
+    for (i = 0; i < m->nworkers; i++) {
+        if (m->slots[i].pid > 0) {
+            union sigval v;
+            v.sival_int = (int)g->id;
+            (void)sigqueue(m->slots[i].pid, SIGHUP, v);
+        }
+    }
+    sd_watch_set(&m->watch, g->cfg);
+    sd_master_warn_expiry(m);
 }
 
 static int sd_master_loop(struct sd_master *m)
 {
     for (;;) {
-        struct pollfd pfd = { .fd = m->sigfd, .events = POLLIN };
+        struct pollfd pfd[2] = { { .fd = m->sigfd, .events = POLLIN },
+                                 { .fd = m->watch.fd, .events = POLLIN } };
         struct signalfd_siginfo si;
         int64_t now = sd_now_ms(), wake = -1;
-        int i, timeout;
+        int i, timeout, reload = 0;
 
         if (m->stopping && sd_master_alive(m) == 0)
             return 0;
-        for (i = 0; i < m->cfg->workers; i++) {
+        for (i = 0; i < m->nworkers; i++) {
             struct sd_worker_slot *s = &m->slots[i];
             if (s->restart_at_ms != 0 && s->restart_at_ms <= now)
                 sd_master_spawn(m, i);
             if (s->restart_at_ms != 0 && (wake < 0 || s->restart_at_ms < wake))
                 wake = s->restart_at_ms;
         }
+        if (!m->stopping && m->watch.due_ms != 0) {
+            if (now >= m->watch.due_ms) {
+                m->watch.due_ms = 0;
+                if (sd_watch_fingerprint(m->gen->cfg) != m->watch.fingerprint)
+                    sd_master_reload(m, "files changed");
+            } else if (wake < 0 || m->watch.due_ms < wake) {
+                wake = m->watch.due_ms;
+            }
+        }
+        if (!m->stopping) {
+            if (now >= m->expiry_check_ms)
+                sd_master_warn_expiry(m);
+            if (wake < 0 || m->expiry_check_ms < wake)
+                wake = m->expiry_check_ms;
+        }
         if (m->stopping) {
             if (now >= m->kill_at_ms) {
-                for (i = 0; i < m->cfg->workers; i++)
+                for (i = 0; i < m->nworkers; i++)
                     if (m->slots[i].pid > 0)
                         kill(m->slots[i].pid, SIGKILL);
                 m->kill_at_ms = now + SD_KILL_GRACE_MS;
@@ -243,8 +314,11 @@ static int sd_master_loop(struct sd_master *m)
             wake = m->kill_at_ms;
         }
         timeout = wake < 0 ? -1 : (int)(wake > now ? wake - now : 0);
-        if (poll(&pfd, 1, timeout) < 0 && errno != EINTR)
+        if (poll(pfd, m->watch.fd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR)
             return 1;
+        if (m->watch.fd >= 0 && (pfd[1].revents & POLLIN) && sd_watch_read(&m->watch) &&
+            m->watch.due_ms == 0)
+            m->watch.due_ms = sd_now_ms() + SD_WATCH_DEBOUNCE_MS;
         while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
             switch (si.ssi_signo) {
             case SIGCHLD:
@@ -257,16 +331,17 @@ static int sd_master_loop(struct sd_master *m)
                 sd_master_stop(m, "SIGINT");
                 break;
             case SIGHUP:
-                sd_log_msg("warn", "reload", "SIGHUP: configuration reload is not "
-                           "supported yet; the running configuration stays in force");
+                reload = 1;
                 break;
             }
         }
         sd_master_reap(m); /* a SIGCHLD can be merged with another */
+        if (reload && !m->stopping)
+            sd_master_reload(m, "SIGHUP");
     }
 }
 
-int sd_master_run(struct sd_config *cfg)
+int sd_master_run(struct sd_config *cfg, const struct sd_source *src)
 {
     struct sd_master m;
     struct sd_err err;
@@ -275,15 +350,32 @@ int sd_master_run(struct sd_config *cfg)
     int w, rc = 1;
 
     memset(&m, 0, sizeof(m));
-    m.cfg = cfg;
     m.sigfd = -1;
-    sd_tls_init();
+    m.watch.fd = -1;
+    m.src = src;
     signal(SIGPIPE, SIG_IGN);
+    if (sd_tls_init(&err) != 0) {
+        sd_config_free(cfg);
+        fprintf(stderr, "steeldoor: %s\n", err.msg);
+        return 1;
+    }
+    m.gen = sd_gen_new(cfg, 1, &err);
+    if (m.gen == NULL) {
+        fprintf(stderr, "steeldoor: %s\n", err.msg);
+        goto out;
+    }
+    m.nls = m.gen->cfg->nlisteners;
+    m.nworkers = m.gen->cfg->workers;
     if (sd_master_prepare(&m, &err) != 0) {
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         goto out;
     }
-    sd_master_raise_nofile(cfg);
+    if (m.gen->cfg->watch && sd_watch_open(&m.watch, &err) != 0) {
+        fprintf(stderr, "steeldoor: %s\n", err.msg);
+        goto out;
+    }
+    sd_watch_set(&m.watch, m.gen->cfg);
+    sd_master_raise_nofile(m.gen->cfg);
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGTERM);
@@ -294,19 +386,24 @@ int sd_master_run(struct sd_config *cfg)
         fprintf(stderr, "steeldoor: signalfd: %s\n", strerror(errno));
         goto out;
     }
-    for (i = 0; i < cfg->nlisteners; i++) {
+    for (i = 0; i < m.nls; i++) {
         struct sd_logline l;
-        const struct sd_listener_conf *lc = &cfg->listeners[i];
+        const struct sd_listener_conf *lc = &m.gen->cfg->listeners[i];
         sd_log_begin(&l, "info", "listening");
         sd_log_str(&l, "listener", lc->name);
         sd_log_str(&l, "listen", lc->listen);
         sd_log_str(&l, "target", lc->target);
         sd_log_str(&l, "cacert", lc->cacert);
         sd_log_bool(&l, "client_cert_required", 1);
-        sd_log_i64(&l, "workers", cfg->workers);
+        sd_log_u64(&l, "allow_rules", sd_policy_count(lc->policy));
+        sd_log_u64(&l, "crls", lc->ncrls);
+        sd_log_bool(&l, "proxy_protocol", lc->proxy_protocol);
+        sd_log_i64(&l, "workers", m.nworkers);
+        sd_log_bool(&l, "watch", m.watch.fd >= 0);
         sd_log_end(&l);
     }
-    for (w = 0; w < cfg->workers; w++)
+    sd_master_warn_expiry(&m);
+    for (w = 0; w < m.nworkers; w++)
         sd_master_spawn(&m, w);
     rc = sd_master_loop(&m);
     sd_log_msg("info", "stopped", "all workers have exited");

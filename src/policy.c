@@ -109,7 +109,7 @@ int sd_policy_uri_valid(const char *s, size_t len, int allow_wildcards)
             return 0;
         if (memchr(s + seg, '*', i - seg) != NULL) {
             int star = i - seg == 1;
-            int dstar = i - seg == 2 && s[seg + 1] == '*';
+            int dstar = i - seg == 2 && s[seg] == '*' && s[seg + 1] == '*';
             if (!allow_wildcards || !(star || dstar))
                 return 0;
             if (dstar && i != len)

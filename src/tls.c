@@ -20,6 +20,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -180,9 +181,42 @@ static int sd_tls_authorize(struct sd_tls_conn *c, const struct sd_tls *tls, X50
     return rule;
 }
 
-void sd_tls_init(void)
+/* A random secret made once by the master before it forks. Session ticket
+ * keys are derived from it and each listener's session id context, so all
+ * workers (including ones restarted or reloaded later) encrypt and decrypt
+ * the same tickets, and a ticket stops working as soon as what admitted it
+ * (CAs, CRLs, rules) changes, because the context changes with it. */
+static unsigned char sd_tls_secret[32];
+
+int sd_tls_init(struct sd_err *err)
 {
     OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
+    if (RAND_bytes(sd_tls_secret, sizeof(sd_tls_secret)) != 1)
+        return sd_err_openssl(err, "cannot get random bytes for session ticket keys");
+    return 0;
+}
+
+static int sd_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *sid, unsigned int sidlen)
+{
+    unsigned char keys[64 + 32];
+    unsigned int n1 = 0, n2 = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok;
+
+    /* 80 bytes: 16 key name, 32 HMAC key, 32 AES key. */
+    ok = md != NULL &&
+         EVP_DigestInit_ex(md, EVP_sha512(), NULL) &&
+         EVP_DigestUpdate(md, sd_tls_secret, sizeof(sd_tls_secret)) &&
+         EVP_DigestUpdate(md, sid, sidlen) && EVP_DigestUpdate(md, "tk1", 3) &&
+         EVP_DigestFinal_ex(md, keys, &n1) &&
+         EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+         EVP_DigestUpdate(md, sd_tls_secret, sizeof(sd_tls_secret)) &&
+         EVP_DigestUpdate(md, sid, sidlen) && EVP_DigestUpdate(md, "tk2", 3) &&
+         EVP_DigestFinal_ex(md, keys + 64, &n2) &&
+         SSL_CTX_set_tlsext_ticket_keys(ctx, keys, 80) == 1;
+    OPENSSL_cleanse(keys, sizeof(keys));
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------- context */
@@ -584,7 +618,8 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
         !EVP_DigestUpdate(sid, lc->listen, strlen(lc->listen) + 1) ||
         !EVP_DigestFinal_ex(sid, sidbuf, &sidlen) ||
         !SSL_CTX_set_session_id_context(ctx, sidbuf,
-                                        sidlen > SSL_MAX_SID_CTX_LENGTH ? SSL_MAX_SID_CTX_LENGTH : sidlen)) {
+                                        sidlen > SSL_MAX_SID_CTX_LENGTH ? SSL_MAX_SID_CTX_LENGTH : sidlen) ||
+        sd_tls_set_ticket_keys(ctx, sidbuf, sidlen) != 0) {
         sd_err_openssl(err, "listener %s: cannot set session id context", lc->name);
         goto fail;
     }
@@ -781,6 +816,93 @@ const char *sd_tls_conn_reason(const struct sd_tls_conn *c)
 const char *sd_tls_conn_detail(const struct sd_tls_conn *c)
 {
     return c->detail;
+}
+
+/* ------------------------------------------------------- after a reload */
+
+/* Is x listed by a CRL of store from x's issuer? */
+static int sd_tls_revoked_in(X509_STORE *store, X509 *x)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    int i;
+
+    for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        X509_REVOKED *rev = NULL;
+        if (crl != NULL &&
+            X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(x)) == 0 &&
+            X509_CRL_get0_by_cert(crl, &rev, x) == 1)
+            return 1;
+    }
+    return 0;
+}
+
+const char *sd_tls_conn_judge(const struct sd_tls_conn *c, const struct sd_tls *now)
+{
+    X509 *peer = SSL_get0_peer_certificate(c->ssl);
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c->ssl);
+    X509_STORE *store = SSL_CTX_get_cert_store(now->ctx);
+    struct sd_tls_ident t;
+    int i, rule;
+
+    if (peer == NULL)
+        return NULL;
+    if (sd_tls_ident_load(&t, peer) != 0) {
+        sd_tls_ident_clear(&t);
+        return "malformed_identity";
+    }
+    rule = sd_policy_match(now->policy, &t.id);
+    sd_tls_ident_clear(&t);
+    if (rule < 0)
+        return "not_authorized";
+    if (sd_tls_revoked_in(store, peer))
+        return "certificate_revoked";
+    for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
+        if (sd_tls_revoked_in(store, sk_X509_value(chain, i)))
+            return "certificate_revoked";
+    return NULL;
+}
+
+static void sd_tls_warn_cert(X509 *x, const char *file, const char *role, uint32_t within_s)
+{
+    time_t limit = time(NULL) + (time_t)within_s;
+    int days = 0, secs = 0;
+    char subj[256];
+    struct sd_logline l;
+
+    if (X509_cmp_time(X509_get0_notAfter(x), &limit) > 0)
+        return;
+    X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+    (void)ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x));
+    sd_log_begin(&l, "warn", "cert_expiry");
+    sd_log_str(&l, "file", file);
+    sd_log_str(&l, "role", role);
+    sd_log_str(&l, "subject", subj);
+    sd_log_i64(&l, "seconds_left", (int64_t)days * 86400 + secs);
+    sd_log_str(&l, "msg", days * 86400 + secs <= 0 ? "certificate has expired"
+                                                   : "certificate expires soon");
+    sd_log_end(&l);
+}
+
+void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf *lc,
+                        uint32_t within_s)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(tls->ctx));
+    STACK_OF(X509) *chain = NULL;
+    X509 *leaf = SSL_CTX_get0_certificate(tls->ctx);
+    int i;
+
+    if (leaf != NULL)
+        sd_tls_warn_cert(leaf, lc->cert, "server", within_s);
+    if (SSL_CTX_get0_chain_certs(tls->ctx, &chain) == 1)
+        for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
+            sd_tls_warn_cert(sk_X509_value(chain, i), lc->cert, "server_chain", within_s);
+    for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (ca != NULL)
+            sd_tls_warn_cert(ca, lc->cacert, "client_ca", within_s);
+    }
+    ERR_clear_error();
 }
 
 /* ---------------------------------------------------------- PROXY header */

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sd/gen.h"
 #include "sd/log.h"
 
 #define SD_TICK_MS 250
@@ -52,7 +53,7 @@ static void sd_worker_accept(struct sd_worker *w, struct sd_listener_rt *l)
              * the kernel; try again on the next tick. */
             if (!l->paused)
                 sd_log_msg("warn", "accept", "listener %s: accept: %s",
-                           l->conf->name, strerror(errno));
+                           l->addr.text, strerror(errno));
             l->paused = 1;
             w->accept_retry = 1;
             return;
@@ -75,11 +76,59 @@ static void sd_worker_stop_accepting(struct sd_worker *w)
     }
 }
 
+/* SIGHUP from the master (which has already validated the new files):
+ * build the new generation here too, swap it in for new connections, and
+ * close open connections whose client the new rules or CRLs no longer
+ * admit. On any failure the current generation stays. */
+static void sd_worker_reload(struct sd_worker *w, uint64_t id)
+{
+    struct sd_err err;
+    struct sd_gen *g = sd_gen_load(w->src, id, &err);
+    struct sd_conn *c, *next;
+    struct sd_logline l;
+    size_t i;
+
+    if (g == NULL || sd_gen_same_listeners(w->gen, g, &err) != 0) {
+        sd_log_begin(&l, "error", "reload_failed");
+        sd_log_i64(&l, "worker", w->index);
+        sd_log_str(&l, "msg", err.msg);
+        sd_log_u64(&l, "generation", w->gen->id);
+        sd_log_end(&l);
+        sd_gen_unref(g);
+        return;
+    }
+    /* Keep the process-level settings the master started with. */
+    g->cfg->workers = w->gen->cfg->workers;
+    for (i = 0; i < w->nls; i++)
+        w->ls[i].index = sd_gen_find_listener(g, &w->ls[i].addr);
+    w->max_conns = g->cfg->max_conns;
+    w->drain_timeout_ms = g->cfg->drain_timeout_ms;
+    sd_gen_unref(w->gen);
+    w->gen = g;
+    sd_log_begin(&l, "info", "worker_reloaded");
+    sd_log_i64(&l, "worker", w->index);
+    sd_log_u64(&l, "generation", g->id);
+    sd_log_end(&l);
+    if (g->cfg->close_revoked) {
+        for (c = w->conns; c != NULL; c = next) {
+            next = sd_conn_next(c);
+            sd_conn_judge(c, g);
+        }
+    }
+}
+
 static void sd_worker_on_signal(struct sd_worker *w)
 {
     struct signalfd_siginfo si;
 
     while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGHUP && !w->draining) {
+            /* The master sends the generation number with sigqueue(). */
+            uint64_t id = si.ssi_code == SI_QUEUE && si.ssi_int > 0
+                              ? (uint64_t)si.ssi_int : w->gen->id + 1;
+            sd_worker_reload(w, id);
+            continue;
+        }
         if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !w->draining) {
             w->draining = 1;
             w->drain_deadline_ms = w->now_ms + w->drain_timeout_ms;
@@ -116,9 +165,9 @@ static void sd_worker_tick(struct sd_worker *w)
     }
 }
 
-static int sd_worker_setup(struct sd_worker *w, const struct sd_config *cfg,
-                           struct sd_tls **tls, const int *listen_fds)
+static int sd_worker_setup(struct sd_worker *w, const int *listen_fds)
 {
+    const struct sd_config *cfg = w->gen->cfg;
     struct epoll_event ev;
     sigset_t set;
     size_t i;
@@ -129,6 +178,7 @@ static int sd_worker_setup(struct sd_worker *w, const struct sd_config *cfg,
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (w->sigfd < 0)
         return -1;
@@ -145,8 +195,8 @@ static int sd_worker_setup(struct sd_worker *w, const struct sd_config *cfg,
         struct sd_listener_rt *l = &w->ls[i];
         l->ev.kind = SD_EV_LISTENER;
         l->fd = listen_fds[i];
-        l->conf = &cfg->listeners[i];
-        l->tls = tls[i];
+        l->index = (int)i;
+        l->addr = cfg->listeners[i].listen_addr;
         ev.events = EPOLLIN | EPOLLET;
         ev.data.ptr = &l->ev;
         if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->fd, &ev) != 0)
@@ -155,7 +205,7 @@ static int sd_worker_setup(struct sd_worker *w, const struct sd_config *cfg,
     return 0;
 }
 
-int sd_worker_run(const struct sd_config *cfg, struct sd_tls **tls,
+int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
                   const int *listen_fds, int index)
 {
     struct sd_worker w;
@@ -166,11 +216,13 @@ int sd_worker_run(const struct sd_config *cfg, struct sd_tls **tls,
     memset(&w, 0, sizeof(w));
     w.ep = w.sigfd = -1;
     w.index = index;
-    w.max_conns = cfg->max_conns;
-    w.drain_timeout_ms = cfg->drain_timeout_ms;
+    w.gen = sd_gen_ref(gen);
+    w.src = src;
+    w.max_conns = gen->cfg->max_conns;
+    w.drain_timeout_ms = gen->cfg->drain_timeout_ms;
     w.now_ms = sd_now_ms();
     sd_bufpool_init(&w.pool, SD_POOL_FREE_MAX);
-    if (sd_worker_setup(&w, cfg, tls, listen_fds) != 0) {
+    if (sd_worker_setup(&w, listen_fds) != 0) {
         sd_log_msg("error", "worker", "worker %d: set-up failed: %s", index, strerror(errno));
         rc = 1;
         goto out;
@@ -192,15 +244,15 @@ int sd_worker_run(const struct sd_config *cfg, struct sd_tls **tls,
             break;
         }
         for (i = 0; i < n; i++) {
-            struct sd_evsrc *src = events[i].data.ptr;
-            switch (src->kind) {
+            struct sd_evsrc *ev = events[i].data.ptr;
+            switch (ev->kind) {
             case SD_EV_LISTENER:
                 if (!w.draining)
-                    sd_worker_accept(&w, (struct sd_listener_rt *)src);
+                    sd_worker_accept(&w, (struct sd_listener_rt *)ev);
                 break;
             case SD_EV_CLIENT:
             case SD_EV_BACKEND:
-                sd_conn_event(src, events[i].events);
+                sd_conn_event(ev, events[i].events);
                 break;
             case SD_EV_SIGNAL:
                 sd_worker_on_signal(&w);
@@ -220,6 +272,7 @@ out:
     sd_worker_stop_accepting(&w);
     sd_bufpool_clear(&w.pool);
     free(w.ls);
+    sd_gen_unref(w.gen);
     if (w.sigfd >= 0)
         close(w.sigfd);
     if (w.ep >= 0)

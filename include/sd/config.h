@@ -30,6 +30,7 @@
 #define SD_DEFAULT_VERIFY_DEPTH 3 /* intermediates between leaf and root */
 #define SD_MAX_VERIFY_DEPTH 16
 #define SD_MAX_CRLS 64
+#define SD_DEFAULT_EXPIRY_WARNING_S (7u * 86400u)
 
 struct sd_listener_conf {
     char *name;      /* for logs; defaults to the listen text */
@@ -58,6 +59,9 @@ struct sd_config {
     uint32_t drain_timeout_ms;
     uint32_t max_conns;        /* per worker */
     char *source;              /* config file path, or NULL for flags */
+    int watch;                 /* reload when a file changes (inotify) */
+    int close_revoked;         /* on reload, close connections no longer admitted */
+    uint32_t expiry_warning_s; /* warn about certificates expiring within this */
 };
 
 /* Returns a config with defaults and no listener; NULL on allocation failure.
@@ -88,6 +92,10 @@ int sd_config_set_str(char **slot, const char *value, struct sd_err *err);
  * milliseconds (at most 24 h). Returns 0, or -1 with err naming what. */
 int sd_config_parse_duration(const char *what, const char *text, uint32_t *ms,
                              struct sd_err *err);
+
+/* The same, in seconds, up to 10 years; also takes "7d". */
+int sd_config_parse_seconds(const char *what, const char *text, uint32_t *s,
+                            struct sd_err *err);
 
 /* Parses a decimal integer in [min, max]. Returns 0, or -1 with err. */
 int sd_config_parse_uint(const char *what, const char *text, uint32_t min,

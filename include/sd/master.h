@@ -11,7 +11,11 @@
 
 #include "sd/config.h"
 
-/* Runs the gateway described by cfg (validated). Returns the exit status. */
-int sd_master_run(struct sd_config *cfg);
+struct sd_source;
+
+/* Runs the gateway described by cfg (validated; ownership passes to the
+ * master), reloading from src on SIGHUP or file changes. Returns the exit
+ * status. */
+int sd_master_run(struct sd_config *cfg, const struct sd_source *src);
 
 #endif

@@ -75,7 +75,18 @@ long sd_tls_conn_pp2(const struct sd_tls_conn *c, const struct sockaddr *src,
 /* Adds tls_version, cipher, resumed, subject and sans to a log line. */
 void sd_tls_conn_log(const struct sd_tls_conn *c, struct sd_logline *l);
 
-/* Process-wide initialisation (idempotent). */
-void sd_tls_init(void);
+/* Process-wide initialisation, once in the master before any context is
+ * built: loads OpenSSL's strings and draws the ticket-key secret. */
+int sd_tls_init(struct sd_err *err);
+
+/* After a reload: is the client of this open connection still admitted by
+ * the listener's new context `now` (allow rules, CRLs)? Returns NULL when it
+ * is, else the reason ("not_authorized", "certificate_revoked", ...). */
+const char *sd_tls_conn_judge(const struct sd_tls_conn *c, const struct sd_tls *now);
+
+/* Logs a "cert_expiry" warning for each server or client-CA certificate of
+ * the listener that expires within within_s seconds (or has expired). */
+void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf *lc,
+                        uint32_t within_s);
 
 #endif

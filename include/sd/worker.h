@@ -22,15 +22,20 @@ struct sd_evsrc {
 struct sd_listener_rt {
     struct sd_evsrc ev;
     int fd;
-    int paused; /* at max-conns or out of fds: accept later */
-    const struct sd_listener_conf *conf;
-    struct sd_tls *tls;
+    int paused;          /* at max-conns or out of fds: accept later */
+    int index;           /* this listener's index in the current generation */
+    struct sd_addr addr; /* what the socket is bound to; never changes */
 };
+
+struct sd_gen;
+struct sd_source;
 
 struct sd_conn;
 
 struct sd_worker {
     int ep;
+    struct sd_gen *gen;            /* current generation: new connections use it */
+    const struct sd_source *src;   /* where a reload reads the configuration */
     struct sd_evsrc sigev;
     int sigfd;
     int index;
@@ -49,9 +54,10 @@ struct sd_worker {
 };
 
 /* Runs worker `index` until it has drained after SIGTERM. listen_fds[i] is
- * this worker's socket for cfg->listeners[i]; tls[i] its TLS context.
- * Returns the process exit status. */
-int sd_worker_run(const struct sd_config *cfg, struct sd_tls **tls,
+ * this worker's socket for gen->cfg->listeners[i]. Takes a reference on gen.
+ * SIGHUP makes the worker load a new generation from src. Returns the
+ * process exit status. */
+int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
                   const int *listen_fds, int index);
 
 /* Monotonic milliseconds. */
@@ -64,6 +70,8 @@ void sd_conn_accept(struct sd_worker *w, struct sd_listener_rt *l, int fd,
 void sd_conn_event(struct sd_evsrc *src, uint32_t events);
 /* Applies the connection's deadline if it has passed (timeouts, drain). */
 void sd_conn_check_deadline(struct sd_conn *c);
+/* After a reload to `now`: closes c if its client is no longer admitted. */
+void sd_conn_judge(struct sd_conn *c, struct sd_gen *now);
 /* Ends the connection now with result "error" and the given reason. */
 void sd_conn_abort(struct sd_conn *c, const char *reason);
 struct sd_conn *sd_conn_next(const struct sd_conn *c);

@@ -1,0 +1,61 @@
+/*
+ * sd/gen.h - a configuration generation: a validated config plus the TLS
+ * context of each of its listeners, built together, used read-only, and
+ * reference-counted.
+ *
+ * Reload builds a whole new generation first and swaps it in only when
+ * every part of it is valid, so a broken file never replaces a working
+ * setup. New connections take a reference to the current generation; a
+ * connection keeps the generation it was admitted under until it closes, so
+ * a swap never disturbs it, and the old generation is freed with its last
+ * connection.
+ */
+#ifndef SD_GEN_H
+#define SD_GEN_H
+
+#include <stdint.h>
+
+#include "sd/config.h"
+#include "sd/tls.h"
+
+struct sd_gen {
+    int refs;
+    uint64_t id;             /* 1 at start, +1 per successful reload */
+    struct sd_config *cfg;   /* owned */
+    struct sd_tls **tls;     /* [cfg->nlisteners], owned */
+};
+
+/* Where a configuration comes from, kept so a reload can read it again:
+ * the `serve` arguments (flags, or --config FILE). */
+struct sd_source {
+    int argc;
+    char **argv;
+};
+
+/* Parses and validates the configuration from src. Returns a new config,
+ * or NULL with err; *usage is set when the error is a usage error. */
+struct sd_config *sd_gen_parse(const struct sd_source *src, int *usage,
+                               struct sd_err *err);
+
+/* Builds a generation from cfg (taking ownership of it, also on failure):
+ * every TLS context, every file checked. Returns it with one reference, or
+ * NULL with err naming the file at fault. */
+struct sd_gen *sd_gen_new(struct sd_config *cfg, uint64_t id, struct sd_err *err);
+
+/* Parses src and builds a generation in one step. */
+struct sd_gen *sd_gen_load(const struct sd_source *src, uint64_t id,
+                           struct sd_err *err);
+
+struct sd_gen *sd_gen_ref(struct sd_gen *g);
+/* Drops a reference; frees the generation with its last one. NULL is fine. */
+void sd_gen_unref(struct sd_gen *g);
+
+/* Index of the listener of g listening on addr, or -1. */
+int sd_gen_find_listener(const struct sd_gen *g, const struct sd_addr *addr);
+
+/* Returns 0 when new has exactly the listen addresses of old (in any
+ * order), else -1 with err: a reload cannot add or move listening sockets. */
+int sd_gen_same_listeners(const struct sd_gen *old, const struct sd_gen *new_gen,
+                          struct sd_err *err);
+
+#endif

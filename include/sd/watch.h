@@ -1,0 +1,42 @@
+/*
+ * sd/watch.h - notices when the files a configuration uses change.
+ *
+ * inotify watches the directories that hold the files (not the files: a
+ * certificate is usually replaced by a rename, and Kubernetes swaps a
+ * symlinked directory), events are debounced, and a content fingerprint of
+ * every file decides whether anything really changed, so a touch or an
+ * unrelated file in the same directory does not cause a reload.
+ */
+#ifndef SD_WATCH_H
+#define SD_WATCH_H
+
+#include <stdint.h>
+
+#include "sd/config.h"
+
+#define SD_WATCH_MAX_DIRS 128
+
+struct sd_watch {
+    int fd;                        /* inotify fd, -1 when watching is off */
+    int wds[SD_WATCH_MAX_DIRS];
+    int nwds;
+    uint64_t fingerprint;          /* of the files as last loaded or tried */
+    int64_t due_ms;                /* 0, or when to look at a pending change */
+};
+
+/* Opens the inotify instance. Returns 0, or -1 with err. */
+int sd_watch_open(struct sd_watch *w, struct sd_err *err);
+void sd_watch_close(struct sd_watch *w);
+
+/* Watches the directories of every file cfg uses (and its config file).
+ * Records their fingerprint as the current one. */
+void sd_watch_set(struct sd_watch *w, const struct sd_config *cfg);
+
+/* Reads pending events; returns 1 when any arrived (a change may be due). */
+int sd_watch_read(struct sd_watch *w);
+
+/* Fingerprint of every file cfg uses: contents and names (FNV-1a 64; this
+ * detects change, it is not a security check). */
+uint64_t sd_watch_fingerprint(const struct sd_config *cfg);
+
+#endif
