@@ -196,10 +196,23 @@ static void lg_drop(struct lg_conn *c)
 
 static void lg_start_conn(struct lg_conn *c);
 
+/* idle: at most LG_IDLE_RAMP connections are being set up at a time, so
+ * that 2000 connections do not overflow a listen queue at once. */
+#define LG_IDLE_RAMP 64
+static int lg_idle_next;
+
+static void lg_idle_more(void)
+{
+    while (lg_mode == MODE_IDLE && lg_measuring && lg_idle_next < lg_nconns &&
+           lg_busy < LG_IDLE_RAMP)
+        lg_start_conn(&lg_conns[lg_idle_next++]);
+}
+
 /* A connection of the full/resumed loop ended (well or not): the slot
  * starts the next one while the phase runs. */
 static void lg_slot_next(struct lg_conn *c)
 {
+    lg_idle_more();
     if ((lg_mode == MODE_FULL || lg_mode == MODE_RESUMED) && lg_running) {
         if (lg_started >= lg_count || lg_now() >= lg_phase_deadline) {
             lg_running = false;
@@ -246,14 +259,16 @@ static void lg_start_conn(struct lg_conn *c)
             return;
         }
     }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
-    if (epoll_ctl(lg_ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
-        lg_fail(c, &lg_err_connect, "epoll_ctl", 0);
-        return;
-    }
     if (connect(c->fd, (struct sockaddr *)&lg_target, sizeof(lg_target)) < 0 &&
         errno != EINPROGRESS) {
         lg_fail(c, &lg_err_connect, "connect", 0);
+        return;
+    }
+    /* Registered after connect(): an unconnected socket would report
+     * itself writable at once. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    if (epoll_ctl(lg_ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+        lg_fail(c, &lg_err_connect, "epoll_ctl", 0);
         return;
     }
     c->ssl = SSL_new(lg_ctx);
@@ -263,8 +278,8 @@ static void lg_start_conn(struct lg_conn *c)
     if (lg_mode == MODE_RESUMED && c->sess && lg_measuring)
         SSL_set_session(c->ssl, c->sess);
     SSL_set_connect_state(c->ssl);
-    /* connect() on loopback usually completes at once; the EPOLLOUT edge
-     * tells either way, and C_CONNECT checks SO_ERROR then. */
+    /* The EPOLLOUT edge tells when connect() is done; C_CONNECT then
+     * checks SO_ERROR. */
 }
 
 static void lg_begin_cmd(struct lg_conn *c, int cmd, uint64_t len)
@@ -364,9 +379,11 @@ static void lg_op_done(struct lg_conn *c)
             lg_bytes += bench_get_u64(c->cmd + 8);
         }
     }
-    if (lg_mode == MODE_IDLE && first && lg_measuring && c->in_phase)
-        lg_done++;
     lg_next_op(c);
+    if (lg_mode == MODE_IDLE && first && lg_measuring && c->in_phase) {
+        lg_done++;
+        lg_idle_more();
+    }
 }
 
 /* Drives one connection until it would block. */
@@ -821,12 +838,12 @@ int main(int argc, char **argv)
             if (lg_conns[i].st == C_PARKED) {
                 lg_conns[i].in_phase = true;
                 lg_next_op(&lg_conns[i]);
+                lg_drive(&lg_conns[i], 0);
             }
         }
         break;
     case MODE_IDLE:
-        for (int i = 0; i < lg_nconns; i++)
-            lg_start_conn(&lg_conns[i]);
+        lg_idle_more();
         break;
     }
     lg_loop(limit);

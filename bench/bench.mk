@@ -1,0 +1,27 @@
+# bench/bench.mk - `make bench`: steeldoor against nginx, HAProxy and stunnel
+# (Debian's packages, one worker each, the same mTLS setup) on loopback.
+# Included from the Makefile; not part of `make test`. See docs/benchmarks.md.
+#   make bench                     the whole comparison (~8 minutes)
+#   make bench BENCH_ARGS='--runs 1 --servers steeldoor,nginx'
+#   make bench-build               only build bench/loadgen and bench/backend
+
+BENCH_OUT    := $(BUILD)/bench
+BENCH_BINS   := $(BENCH_OUT)/loadgen $(BENCH_OUT)/backend
+BENCH_ARGS   ?=
+
+.PHONY: bench bench-build
+bench-build: $(BENCH_BINS)
+
+$(BENCH_OUT)/loadgen: bench/loadgen.c bench/bench.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
+$(BENCH_OUT)/backend: bench/backend.c bench/bench.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+# Peers that are missing (and cannot be installed when not root) are skipped
+# by bench/run.py with a note, so a failing deps.sh does not stop the run.
+bench: $(BUILD)/steeldoor $(BENCH_BINS)
+	@scripts/deps.sh bench || echo "bench: continuing; missing peers will be skipped"
+	$(PYTHON) bench/run.py --steeldoor $(BUILD)/steeldoor --bin-dir $(BENCH_OUT) $(BENCH_ARGS)
