@@ -15,6 +15,7 @@
 
 #include "sd/gen.h"
 #include "sd/log.h"
+#include "sd/sesscache.h"
 #include "sd/tls.h"
 #include "sd/watch.h"
 #include "sd/worker.h"
@@ -41,7 +42,10 @@ struct sd_master {
     int stopping;
     int64_t kill_at_ms;
     int64_t expiry_check_ms;
+    struct sd_sesscache *cache;  /* shared by all workers */
 };
+
+#define SD_SESSION_CACHE_SLOTS 16384
 
 #define SD_WATCH_DEBOUNCE_MS 200
 #define SD_EXPIRY_PERIOD_MS (12 * 3600 * 1000LL)
@@ -68,6 +72,9 @@ static void sd_master_free(struct sd_master *m)
     sd_watch_close(&m->watch);
     if (m->sigfd >= 0)
         close(m->sigfd);
+    sd_tls_set_session_cache(NULL);
+    sd_sesscache_free(m->cache);
+    m->cache = NULL;
 }
 
 static void sd_master_warn_expiry(struct sd_master *m)
@@ -359,6 +366,13 @@ int sd_master_run(struct sd_config *cfg, const struct sd_source *src)
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         return 1;
     }
+    m.cache = sd_sesscache_new(SD_SESSION_CACHE_SLOTS, &err);
+    if (m.cache == NULL) {
+        sd_config_free(cfg);
+        fprintf(stderr, "steeldoor: %s\n", err.msg);
+        return 1;
+    }
+    sd_tls_set_session_cache(m.cache);
     m.gen = sd_gen_new(cfg, 1, &err);
     if (m.gen == NULL) {
         fprintf(stderr, "steeldoor: %s\n", err.msg);

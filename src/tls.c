@@ -8,6 +8,7 @@
 #include "sd/tls.h"
 
 #include "sd/proxy_proto.h"
+#include "sd/sesscache.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,12 +36,88 @@
 #define SD_TLS_GROUPS "X25519:P-256:P-384"
 /* Sessions (and TLS 1.3 tickets) live five minutes, as nginx's default. */
 #define SD_TLS_SESSION_TIMEOUT 300
+#define SD_TLS_L1_SESSIONS 16384 /* OpenSSL's in-process cache, per context */
 
 struct sd_tls {
     SSL_CTX *ctx;
     const struct sd_policy *policy; /* owned by the listener's config */
     uint32_t crl_grace_s;
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH]; /* session id context */
 };
+
+/* The shared second-level session cache, mapped by the master before it
+ * forks (NULL: OpenSSL's per-process cache only). */
+static struct sd_sesscache *sd_tls_cache;
+
+void sd_tls_set_session_cache(struct sd_sesscache *cache)
+{
+    sd_tls_cache = cache;
+}
+
+/* Cache key: the listener's session id context, then the session id, so a
+ * session is only ever found by the listener and generation that made it. */
+static size_t sd_tls_cache_key(const struct sd_tls *tls, const unsigned char *id,
+                               unsigned int idlen, uint8_t *key)
+{
+    if (idlen > SD_SESSCACHE_KEY_MAX - sizeof(tls->sid))
+        idlen = SD_SESSCACHE_KEY_MAX - sizeof(tls->sid);
+    memcpy(key, tls->sid, sizeof(tls->sid));
+    memcpy(key + sizeof(tls->sid), id, idlen);
+    return sizeof(tls->sid) + idlen;
+}
+
+static int sd_tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    const struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    unsigned char buf[SD_SESSCACHE_DATA_MAX], *p = buf;
+    uint8_t key[SD_SESSCACHE_KEY_MAX];
+    unsigned int idlen = 0;
+    const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
+    int len = i2d_SSL_SESSION(sess, NULL);
+
+    if (sd_tls_cache == NULL || tls == NULL || len <= 0 || len > (int)sizeof(buf))
+        return 0;
+    if (i2d_SSL_SESSION(sess, &p) == len)
+        (void)sd_sesscache_put(sd_tls_cache, key, sd_tls_cache_key(tls, id, idlen, key),
+                               buf, (size_t)len,
+                               (int64_t)SSL_SESSION_get_time(sess) + SSL_SESSION_get_timeout(sess));
+    OPENSSL_cleanse(buf, (size_t)len);
+    return 0; /* we keep no reference to sess */
+}
+
+static SSL_SESSION *sd_tls_get_session_cb(SSL *ssl, const unsigned char *id, int idlen,
+                                          int *copy)
+{
+    const struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    unsigned char buf[SD_SESSCACHE_DATA_MAX];
+    const unsigned char *p = buf;
+    uint8_t key[SD_SESSCACHE_KEY_MAX];
+    SSL_SESSION *sess = NULL;
+    long len;
+
+    *copy = 0;
+    if (sd_tls_cache == NULL || tls == NULL || idlen <= 0)
+        return NULL;
+    len = sd_sesscache_get(sd_tls_cache, key, sd_tls_cache_key(tls, id, (unsigned)idlen, key),
+                           buf, sizeof(buf), (int64_t)time(NULL));
+    if (len > 0) {
+        sess = d2i_SSL_SESSION(NULL, &p, len);
+        OPENSSL_cleanse(buf, (size_t)len);
+    }
+    ERR_clear_error();
+    return sess; /* OpenSSL takes our reference (copy = 0) */
+}
+
+static void sd_tls_remove_session_cb(SSL_CTX *ctx, SSL_SESSION *sess)
+{
+    const struct sd_tls *tls = SSL_CTX_get_app_data(ctx);
+    uint8_t key[SD_SESSCACHE_KEY_MAX];
+    unsigned int idlen = 0;
+    const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
+
+    if (sd_tls_cache != NULL && tls != NULL)
+        sd_sesscache_remove(sd_tls_cache, key, sd_tls_cache_key(tls, id, idlen, key));
+}
 
 struct sd_tls_conn {
     SSL *ssl;
@@ -622,6 +699,20 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
         sd_tls_set_ticket_keys(ctx, sidbuf, sidlen) != 0) {
         sd_err_openssl(err, "listener %s: cannot set session id context", lc->name);
         goto fail;
+    }
+    memcpy(tls->sid, sidbuf, sizeof(tls->sid));
+    if (sd_tls_cache != NULL) {
+        /* Stateful resumption: TLS 1.3 tickets and TLS 1.2 session ids
+         * refer to sessions kept here (OpenSSL's in-process cache first,
+         * the shared cache behind it), so resuming costs a lookup instead
+         * of decrypting and re-parsing a ticket with the client's
+         * certificate in it. */
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(ctx, SD_TLS_L1_SESSIONS);
+        SSL_CTX_sess_set_new_cb(ctx, sd_tls_new_session_cb);
+        SSL_CTX_sess_set_get_cb(ctx, sd_tls_get_session_cb);
+        SSL_CTX_sess_set_remove_cb(ctx, sd_tls_remove_session_cb);
     }
     EVP_MD_CTX_free(sid);
     tls->ctx = ctx;

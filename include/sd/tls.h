@@ -79,6 +79,10 @@ void sd_tls_conn_log(const struct sd_tls_conn *c, struct sd_logline *l);
  * built: loads OpenSSL's strings and draws the ticket-key secret. */
 int sd_tls_init(struct sd_err *err);
 
+struct sd_sesscache;
+/* Sets the shared session cache used by contexts built afterwards. */
+void sd_tls_set_session_cache(struct sd_sesscache *cache);
+
 /* After a reload: is the client of this open connection still admitted by
  * the listener's new context `now` (allow rules, CRLs)? Returns NULL when it
  * is, else the reason ("not_authorized", "certificate_revoked", ...). */

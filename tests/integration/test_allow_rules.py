@@ -597,3 +597,21 @@ def test_rule_config_errors_yaml(sd_bin, pki, tmp_path, make_config, case):
     p.write_text(cfg)
     err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, watch_ports=[port])
     assert re.search(msg, err, re.I), "message does not explain the problem (%s):\n%s" % (msg, err)
+
+
+@pytest.mark.parametrize("allow", ["all", "uri"])
+def test_malformed_san_trailing_garbage(steeldoor, backends, pki, certs, allow):
+    """A SAN extension whose value has bytes after the GeneralNames SEQUENCE is
+    not valid DER (OpenSSL's own parser tolerates it, the client can send it)."""
+    leaf = certs.client("trailing", cn="billing", raw_san=der_san(uris=[BILLING]) + b"\x00\x00")
+    be = backends()
+    if allow == "all":
+        sd = steeldoor(target=be.target, allow_all=True)
+        ctl_rule = "all"
+    else:
+        sd = serve_rules(steeldoor, be, ("allow-uri", BILLING))
+        ctl_rule = "uri:" + BILLING
+    refused(sd, be, pki, leaf, reason="malformed_identity")
+    # control: the same SAN without the trailing bytes, written the same raw way
+    clean = certs.client("clean-raw", cn="billing", raw_san=der_san(uris=[BILLING]))
+    admitted(sd, pki, clean, ctl_rule)

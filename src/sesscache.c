@@ -1,0 +1,167 @@
+/* sesscache.c - shared-memory TLS session cache (see sd/sesscache.h). */
+#include "sd/sesscache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define SD_SESSCACHE_PROBE 8 /* slots looked at per key */
+
+struct sd_slot {
+    uint8_t used;
+    uint8_t keylen;
+    uint16_t len;
+    int64_t expires;
+    uint8_t key[SD_SESSCACHE_KEY_MAX];
+    uint8_t data[SD_SESSCACHE_DATA_MAX];
+};
+
+struct sd_sesscache {
+    pthread_mutex_t lock;
+    size_t nslots;
+    size_t map_len;
+    struct sd_slot slots[];
+};
+
+struct sd_sesscache *sd_sesscache_new(size_t nslots, struct sd_err *err)
+{
+    size_t len = sizeof(struct sd_sesscache) + nslots * sizeof(struct sd_slot);
+    pthread_mutexattr_t attr;
+    struct sd_sesscache *c;
+
+    c = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (c == MAP_FAILED) {
+        sd_err_set(err, "session cache: mmap %zu bytes: %s", len, strerror(errno));
+        return NULL;
+    }
+    c->nslots = nslots;
+    c->map_len = len;
+    if (pthread_mutexattr_init(&attr) != 0 ||
+        pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) != 0 ||
+        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) != 0 ||
+        pthread_mutex_init(&c->lock, &attr) != 0) {
+        munmap(c, len);
+        sd_err_set(err, "session cache: cannot create a process-shared lock");
+        return NULL;
+    }
+    pthread_mutexattr_destroy(&attr);
+    return c;
+}
+
+void sd_sesscache_free(struct sd_sesscache *c)
+{
+    if (c == NULL)
+        return;
+    munmap(c, c->map_len);
+}
+
+static int sd_sesscache_lock(struct sd_sesscache *c)
+{
+    int rc = pthread_mutex_lock(&c->lock);
+
+    if (rc == EOWNERDEAD) {
+        /* The holder died mid-update: its slot may be half written, so
+         * wipe the table rather than serve a torn session. */
+        size_t i;
+        for (i = 0; i < c->nslots; i++)
+            c->slots[i].used = 0;
+        pthread_mutex_consistent(&c->lock);
+        return 0;
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+static uint64_t sd_sesscache_hash(const uint8_t *key, size_t len)
+{
+    uint64_t h = 14695981039346656037ull;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        h ^= key[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static struct sd_slot *sd_sesscache_find(struct sd_sesscache *c, const uint8_t *key,
+                                         size_t keylen)
+{
+    size_t i, base = (size_t)(sd_sesscache_hash(key, keylen) % c->nslots);
+
+    for (i = 0; i < SD_SESSCACHE_PROBE; i++) {
+        struct sd_slot *s = &c->slots[(base + i) % c->nslots];
+        if (s->used && s->keylen == keylen && memcmp(s->key, key, keylen) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+int sd_sesscache_put(struct sd_sesscache *c, const uint8_t *key, size_t keylen,
+                     const uint8_t *data, size_t len, int64_t expires)
+{
+    size_t i, base;
+    struct sd_slot *victim = NULL;
+
+    if (keylen == 0 || keylen > SD_SESSCACHE_KEY_MAX || len > SD_SESSCACHE_DATA_MAX)
+        return -1;
+    if (sd_sesscache_lock(c) != 0)
+        return -1;
+    victim = sd_sesscache_find(c, key, keylen);
+    base = (size_t)(sd_sesscache_hash(key, keylen) % c->nslots);
+    for (i = 0; victim == NULL && i < SD_SESSCACHE_PROBE; i++) {
+        struct sd_slot *s = &c->slots[(base + i) % c->nslots];
+        if (!s->used)
+            victim = s;
+    }
+    if (victim == NULL) {
+        /* all taken: replace the one closest to expiry */
+        victim = &c->slots[base];
+        for (i = 1; i < SD_SESSCACHE_PROBE; i++) {
+            struct sd_slot *s = &c->slots[(base + i) % c->nslots];
+            if (s->expires < victim->expires)
+                victim = s;
+        }
+    }
+    victim->used = 1;
+    victim->keylen = (uint8_t)keylen;
+    victim->len = (uint16_t)len;
+    victim->expires = expires;
+    memcpy(victim->key, key, keylen);
+    memcpy(victim->data, data, len);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+long sd_sesscache_get(struct sd_sesscache *c, const uint8_t *key, size_t keylen,
+                      uint8_t *out, size_t cap, int64_t now)
+{
+    struct sd_slot *s;
+    long n = -1;
+
+    if (keylen == 0 || keylen > SD_SESSCACHE_KEY_MAX || sd_sesscache_lock(c) != 0)
+        return -1;
+    s = sd_sesscache_find(c, key, keylen);
+    if (s != NULL && s->expires <= now) {
+        memset(s, 0, sizeof(*s));
+        s = NULL;
+    }
+    if (s != NULL && s->len <= cap) {
+        memcpy(out, s->data, s->len);
+        n = s->len;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+void sd_sesscache_remove(struct sd_sesscache *c, const uint8_t *key, size_t keylen)
+{
+    struct sd_slot *s;
+
+    if (keylen == 0 || keylen > SD_SESSCACHE_KEY_MAX || sd_sesscache_lock(c) != 0)
+        return;
+    s = sd_sesscache_find(c, key, keylen);
+    if (s != NULL)
+        memset(s, 0, sizeof(*s)); /* the entry holds a master secret */
+    pthread_mutex_unlock(&c->lock);
+}
