@@ -112,7 +112,7 @@ static bool lg_measuring;
 static uint64_t lg_phase_start, lg_phase_deadline;
 static uint64_t lg_started, lg_done, lg_bytes, lg_resumed_n, lg_connected;
 static uint64_t lg_err_connect, lg_err_handshake, lg_err_io, lg_err_timeout, lg_err_closed;
-static uint64_t lg_close_unclean;
+static uint64_t lg_close_unclean, lg_close_no_notify;
 static uint32_t *lg_lat;     /* latency samples, microseconds */
 static size_t lg_nlat, lg_caplat;
 static uint32_t *lg_hs_lat;  /* handshake latency samples (idle) */
@@ -359,12 +359,15 @@ static void lg_op_done(struct lg_conn *c)
         }
         if (lg_mode == MODE_RESUMED) {
             /* Keep the newest ticket: some servers' tickets are single-use. */
+            /* A copy, not the live connection's session object: OpenSSL
+             * marks that one not resumable if the connection later ends
+             * without a close_notify. */
             SSL_SESSION *s = SSL_get1_session(c->ssl);
-            if (s && SSL_SESSION_is_resumable(s)) {
+            SSL_SESSION *copy = s && SSL_SESSION_is_resumable(s) ? SSL_SESSION_dup(s) : NULL;
+            SSL_SESSION_free(s);
+            if (copy) {
                 SSL_SESSION_free(c->sess);
-                c->sess = s;
-            } else {
-                SSL_SESSION_free(s);
+                c->sess = copy;
             }
         }
         lg_begin_close(c);
@@ -524,7 +527,10 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
             e = SSL_get_error(c->ssl, r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return;
-            if (e != SSL_ERROR_ZERO_RETURN)
+            if (e == SSL_ERROR_SSL &&
+                ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+                lg_close_no_notify++; /* a TCP close without close_notify */
+            else if (e != SSL_ERROR_ZERO_RETURN)
                 lg_close_unclean++;
             ERR_clear_error();
             lg_drop(c);
@@ -736,7 +742,6 @@ static void lg_setup_ctx(void)
     /* No client-side cache: a session is offered only when this program
      * says so (resumed mode). */
     SSL_CTX_set_session_cache_mode(lg_ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_options(lg_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(lg_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
@@ -745,13 +750,15 @@ static void lg_print_result(void)
     double elapsed = (double)(lg_now() - lg_phase_start) / 1e9;
     qsort(lg_lat, lg_nlat, sizeof(*lg_lat), lg_cmp_u32);
     qsort(lg_hs_lat, lg_nhs, sizeof(*lg_hs_lat), lg_cmp_u32);
-    uint64_t errors = lg_err_connect + lg_err_handshake + lg_err_io + lg_err_timeout + lg_err_closed;
+    uint64_t errors =
+        lg_err_connect + lg_err_handshake + lg_err_io + lg_err_timeout + lg_err_closed;
     double resumed_frac = lg_done ? (double)lg_resumed_n / (double)lg_done : 0;
     printf("{\"mode\":\"%s\",\"conns\":%d,\"ops\":%llu,\"elapsed_s\":%.4f,\"ops_per_s\":%.1f,"
            "\"p50_us\":%.0f,\"p99_us\":%.0f,\"handshake_p50_us\":%.0f,\"handshake_p99_us\":%.0f,"
            "\"bytes\":%llu,\"gib_per_s\":%.4f,\"resumed\":%llu,\"resumed_fraction\":%.4f,"
            "\"connected\":%llu,\"errors\":%llu,\"err_connect\":%llu,\"err_handshake\":%llu,"
-           "\"err_io\":%llu,\"err_timeout\":%llu,\"err_peer_closed\":%llu,\"unclean_close\":%llu,"
+           "\"err_io\":%llu,\"err_timeout\":%llu,\"err_peer_closed\":%llu,"
+           "\"unclean_close\":%llu,\"close_without_notify\":%llu,"
            "\"tls_version\":\"%s\",\"cipher\":\"%s\",\"group\":\"%s\"}\n",
            lg_mode_names[lg_mode], lg_nconns, (unsigned long long)lg_done, elapsed,
            elapsed > 0 ? (double)lg_done / elapsed : 0, lg_pct(lg_lat, lg_nlat, 0.50),
@@ -762,7 +769,8 @@ static void lg_print_result(void)
            (unsigned long long)errors, (unsigned long long)lg_err_connect,
            (unsigned long long)lg_err_handshake, (unsigned long long)lg_err_io,
            (unsigned long long)lg_err_timeout, (unsigned long long)lg_err_closed,
-           (unsigned long long)lg_close_unclean, lg_tls_version, lg_tls_cipher, lg_tls_group);
+           (unsigned long long)lg_close_unclean,
+           (unsigned long long)lg_close_no_notify, lg_tls_version, lg_tls_cipher, lg_tls_group);
     fflush(stdout);
 }
 
@@ -811,7 +819,7 @@ int main(int argc, char **argv)
     }
     lg_connected = 0;
     lg_err_connect = lg_err_handshake = lg_err_io = lg_err_timeout = lg_err_closed = 0;
-    lg_close_unclean = 0;
+    lg_close_unclean = lg_close_no_notify = 0;
 
     if (lg_sync) {
         printf("ready\n");

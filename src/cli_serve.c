@@ -181,7 +181,7 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
             rc = sd_config_add_crl(l, optarg, err);
             break;
         case OPT_CRL_GRACE:
-            rc = sd_config_parse_duration("--crl-grace", optarg, &l->crl_grace_ms, err);
+            rc = sd_config_parse_seconds("--crl-grace", optarg, &l->crl_grace_s, err);
             break;
         case OPT_VERIFY_DEPTH:
             rc = sd_config_parse_uint("--verify-depth", optarg, 0, SD_MAX_VERIFY_DEPTH,

@@ -111,7 +111,7 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
         } else if (strcmp(k, "proxy-protocol") == 0)
             rc = sd_yaml_bool(k, v, &l->proxy_protocol, err);
         else if (strcmp(k, "crl-grace") == 0)
-            rc = sd_config_parse_duration(k, v, &l->crl_grace_ms, err);
+            rc = sd_config_parse_seconds(k, v, &l->crl_grace_s, err);
         else if (strcmp(k, "verify-depth") == 0)
             rc = sd_config_parse_uint(k, v, 0, SD_MAX_VERIFY_DEPTH, &l->verify_depth, err);
         else if (strcmp(k, "handshake-timeout") == 0)

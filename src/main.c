@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sd/audit.h"
 #include "sd/cli.h"
 #include "sd/pki.h"
 
@@ -14,6 +15,8 @@ static const char sd_usage[] =
     "Commands:\n"
     "  serve     run the gateway (steeldoor serve --help)\n"
     "  pki       a small development PKI (steeldoor pki --help)\n"
+    "  audit     probe any TLS endpoint for ways in without a valid client\n"
+    "            certificate (steeldoor audit --help)\n"
     "\n"
     "  --version print the version\n"
     "  --help    this text\n";
@@ -37,6 +40,8 @@ int main(int argc, char **argv)
         return sd_cli_serve_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "pki") == 0)
         return sd_pki_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "audit") == 0)
+        return sd_audit_main(argc - 1, argv + 1);
     fprintf(stderr, "steeldoor: unknown command '%s'\n\n%s", argv[1], sd_usage);
     return 2;
 }

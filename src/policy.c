@@ -42,6 +42,16 @@ void sd_policy_free(struct sd_policy *p)
     free(p);
 }
 
+int sd_policy_has_kind(const struct sd_policy *p, enum sd_rule_kind kind)
+{
+    size_t i;
+
+    for (i = 0; p != NULL && i < p->n; i++)
+        if (p->rules[i].kind == kind)
+            return 1;
+    return 0;
+}
+
 size_t sd_policy_count(const struct sd_policy *p)
 {
     return p == NULL ? 0 : p->n;

@@ -38,11 +38,28 @@
 #define SD_TLS_SESSION_TIMEOUT 300
 #define SD_TLS_L1_SESSIONS 16384 /* OpenSSL's in-process cache, per context */
 
+/* A verified chain, remembered so the same chain presented again within a
+ * short time skips chain building and the CA signature checks. Entries live
+ * in the listener's context, which a reload replaces, so a change of CAs,
+ * CRLs or rules empties the cache. The TLS handshake's own proof of
+ * possession (CertificateVerify) is always checked. */
+#define SD_CHAIN_CACHE_SIZE 1024 /* entries per listener and worker; power of 2 */
+#define SD_CHAIN_CACHE_TTL 60    /* seconds */
+struct sd_chain_entry {
+    unsigned char key[32]; /* SHA-256 over the SHA-256 of each presented cert */
+    int64_t not_before;    /* latest notBefore in the chain */
+    int64_t expires;       /* earliest of: TTL, notAfter in the chain, CRL nextUpdate */
+    int rule;              /* the allow rule that admitted it */
+    int used;
+};
+
 struct sd_tls {
     SSL_CTX *ctx;
     const struct sd_policy *policy; /* owned by the listener's config */
     uint32_t crl_grace_s;
     unsigned char sid[SSL_MAX_SID_CTX_LENGTH]; /* session id context */
+    int64_t crl_next_update; /* earliest nextUpdate of the CRLs, or 0 */
+    struct sd_chain_entry *chains;
 };
 
 /* The shared second-level session cache, mapped by the master before it
@@ -179,7 +196,7 @@ static int sd_tls_ident_attr(struct sd_tls_ident *t, X509_NAME *name, int nid,
 /* Extracts the identity of x. Returns 0, or -1 when the certificate's names
  * cannot be read faithfully (undecodable SAN extension, too many names):
  * such a certificate is refused rather than judged on part of its names. */
-static int sd_tls_ident_load(struct sd_tls_ident *t, X509 *x)
+static int sd_tls_ident_load(struct sd_tls_ident *t, X509 *x, int need_spki)
 {
     X509_NAME *subj = X509_get_subject_name(x);
     X509_PUBKEY *pk = X509_get_X509_PUBKEY(x);
@@ -191,6 +208,21 @@ static int sd_tls_ident_load(struct sd_tls_ident *t, X509 *x)
     t->gens = X509_get_ext_d2i(x, NID_subject_alt_name, &crit, NULL);
     if (t->gens == NULL && crit != -1)
         return -1; /* present but undecodable, or present twice */
+    if (t->gens != NULL) {
+        /* OpenSSL's decoder ignores bytes after the GeneralNames and takes
+         * non-DER forms; a name must be read one way only, so the extension
+         * must be exactly the DER of what was decoded, and not empty
+         * (RFC 5280 4.2.1.6). */
+        X509_EXTENSION *ext = X509_get_ext(x, X509_get_ext_by_NID(x, NID_subject_alt_name, -1));
+        const ASN1_OCTET_STRING *raw = ext != NULL ? X509_EXTENSION_get_data(ext) : NULL;
+        unsigned char *enc = NULL;
+        int enclen = i2d_GENERAL_NAMES(t->gens, &enc);
+        int same = raw != NULL && enclen > 0 && enclen == ASN1_STRING_length(raw) &&
+                   memcmp(enc, ASN1_STRING_get0_data(raw), (size_t)enclen) == 0;
+        OPENSSL_free(enc);
+        if (!same || sk_GENERAL_NAME_num(t->gens) == 0)
+            return -1;
+    }
     for (i = 0; t->gens != NULL && i < sk_GENERAL_NAME_num(t->gens); i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(t->gens, i);
         const ASN1_STRING *s;
@@ -217,12 +249,15 @@ static int sd_tls_ident_load(struct sd_tls_ident *t, X509 *x)
     if (sd_tls_ident_attr(t, subj, NID_commonName, t->cns, 8, &t->ncns) != 0 ||
         sd_tls_ident_attr(t, subj, NID_organizationalUnitName, t->ous, 8, &t->nous) != 0)
         return -1;
-    derlen = i2d_X509_PUBKEY(pk, &der);
-    if (derlen <= 0 || !EVP_Digest(der, (size_t)derlen, t->spki, &mdlen, EVP_sha256(), NULL)) {
+    if (need_spki) {
+        derlen = i2d_X509_PUBKEY(pk, &der);
+        if (derlen <= 0 ||
+            !EVP_Digest(der, (size_t)derlen, t->spki, &mdlen, EVP_sha256(), NULL)) {
+            OPENSSL_free(der);
+            return -1;
+        }
         OPENSSL_free(der);
-        return -1;
     }
-    OPENSSL_free(der);
     t->id.uris = t->uris;
     t->id.nuris = t->nuris;
     t->id.dns = t->dns;
@@ -231,7 +266,7 @@ static int sd_tls_ident_load(struct sd_tls_ident *t, X509 *x)
     t->id.ncns = t->ncns;
     t->id.ous = t->ous;
     t->id.nous = t->nous;
-    t->id.spki_sha256 = t->spki;
+    t->id.spki_sha256 = need_spki ? t->spki : NULL;
     return sd_policy_identity_sane(&t->id) ? 0 : -1;
 }
 
@@ -242,7 +277,7 @@ static int sd_tls_authorize(struct sd_tls_conn *c, const struct sd_tls *tls, X50
     struct sd_tls_ident t;
     int rule;
 
-    if (sd_tls_ident_load(&t, x) != 0) {
+    if (sd_tls_ident_load(&t, x, sd_policy_has_kind(tls->policy, SD_RULE_SPKI)) != 0) {
         sd_tls_ident_clear(&t);
         c->reason = "malformed_identity";
         c->detail = "certificate names are malformed (embedded NUL or control byte, "
@@ -294,6 +329,102 @@ static int sd_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *sid, unsign
     OPENSSL_cleanse(keys, sizeof(keys));
     EVP_MD_CTX_free(md);
     return ok ? 0 : -1;
+}
+
+/* ------------------------------------------------------------ chain cache */
+
+static int64_t sd_tls_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+
+    if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
+/* Key of a presented chain: SHA-256 over each certificate's SHA-256. */
+static int sd_tls_chain_key(STACK_OF(X509) *sk, unsigned char key[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    int i, ok = md != NULL && sk != NULL && sk_X509_num(sk) > 0 &&
+                EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+
+    for (i = 0; ok && i < sk_X509_num(sk); i++)
+        ok = X509_digest(sk_X509_value(sk, i), EVP_sha256(), d, &dlen) &&
+             EVP_DigestUpdate(md, d, dlen);
+    ok = ok && EVP_DigestFinal_ex(md, key, &dlen) && dlen == 32;
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : -1;
+}
+
+static struct sd_chain_entry *sd_tls_chain_slot(struct sd_tls *tls, const unsigned char *key)
+{
+    size_t i = ((size_t)key[0] | (size_t)key[1] << 8) & (SD_CHAIN_CACHE_SIZE - 1);
+
+    return &tls->chains[i];
+}
+
+static void sd_tls_chain_remember(struct sd_tls *tls, const unsigned char *key,
+                                  X509_STORE_CTX *xs, int rule, int64_t now)
+{
+    STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(xs);
+    struct sd_chain_entry e;
+    int i;
+
+    memset(&e, 0, sizeof(e));
+    memcpy(e.key, key, sizeof(e.key));
+    e.rule = rule;
+    e.expires = now + SD_CHAIN_CACHE_TTL;
+    if (tls->crl_next_update != 0 && tls->crl_next_update < e.expires)
+        e.expires = tls->crl_next_update;
+    for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        int64_t nb = sd_tls_time(X509_get0_notBefore(x));
+        int64_t na = sd_tls_time(X509_get0_notAfter(x));
+        if (nb == 0 || na == 0)
+            return; /* unreadable dates: do not cache */
+        if (nb > e.not_before)
+            e.not_before = nb;
+        if (na < e.expires)
+            e.expires = na;
+    }
+    if (chain == NULL || e.expires <= now)
+        return;
+    e.used = 1;
+    *sd_tls_chain_slot(tls, key) = e;
+}
+
+/* Replaces X509_verify_cert() for client chains (SSL_CTX_set_cert_verify_
+ * callback): a chain verified and admitted within the last minute, by this
+ * same listener context, is accepted again without re-verifying; anything
+ * else goes through the full verification (and sd_tls_verify_cb). */
+static int sd_tls_cert_verify_cb(X509_STORE_CTX *xs, void *arg)
+{
+    struct sd_tls *tls = arg;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct sd_tls_conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
+    unsigned char key[32];
+    int64_t now = (int64_t)time(NULL);
+    int have_key = c != NULL && tls->chains != NULL &&
+                   sd_tls_chain_key(X509_STORE_CTX_get0_untrusted(xs), key) == 0;
+    int ok;
+
+    if (have_key) {
+        struct sd_chain_entry *e = sd_tls_chain_slot(tls, key);
+        if (e->used && CRYPTO_memcmp(e->key, key, sizeof(key)) == 0 &&
+            now >= e->not_before && now < e->expires) {
+            c->rule = e->rule;
+            X509_STORE_CTX_set_error(xs, X509_V_OK);
+            return 1;
+        }
+    }
+    ok = X509_verify_cert(xs);
+    if (ok > 0 && have_key && c->rule >= 0 && X509_STORE_CTX_get_error(xs) == X509_V_OK)
+        sd_tls_chain_remember(tls, key, xs, c->rule, now);
+    ERR_clear_error();
+    return ok > 0 ? 1 : 0;
 }
 
 /* ---------------------------------------------------------------- context */
@@ -671,6 +802,14 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
         if (sd_tls_load_crl(ctx, lc->crls[i], sid, err) != 0)
             goto fail;
     if (lc->ncrls > 0) {
+        STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+        int k;
+        for (k = 0; k < sk_X509_OBJECT_num(objs); k++) {
+            X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, k));
+            int64_t nu = crl != NULL ? sd_tls_time(X509_CRL_get0_nextUpdate(crl)) : 0;
+            if (nu != 0 && (tls->crl_next_update == 0 || nu < tls->crl_next_update))
+                tls->crl_next_update = nu;
+        }
         /* Check the leaf and every intermediate: a CA level without a CRL
          * from its issuer fails closed (crl_missing). */
         X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx),
@@ -685,8 +824,11 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
         }
     }
     tls->policy = lc->policy;
-    tls->crl_grace_s = (lc->crl_grace_ms + 999) / 1000;
+    tls->crl_grace_s = lc->crl_grace_s;
     SSL_CTX_set_app_data(ctx, tls);
+    tls->chains = calloc(SD_CHAIN_CACHE_SIZE, sizeof(*tls->chains));
+    if (tls->chains != NULL)
+        SSL_CTX_set_cert_verify_callback(ctx, sd_tls_cert_verify_cb, tls);
 
     /* Session id context: a digest of the listener's name, address and
      * trust anchors. OpenSSL refuses to resume a session whose context
@@ -728,6 +870,7 @@ void sd_tls_free(struct sd_tls *tls)
 {
     if (tls == NULL)
         return;
+    free(tls->chains);
     SSL_CTX_free(tls->ctx);
     free(tls);
 }
@@ -770,6 +913,12 @@ static void sd_tls_conn_handshake_failed(struct sd_tls_conn *c, int sslerr)
 
     if (c->reason != NULL) {
         /* set by the allow rules (not_authorized, malformed_identity) */
+    } else if (c->verify_err != 0 && c->refused_leaf != NULL &&
+               (X509_get_extension_flags(c->refused_leaf) & EXFLAG_INVALID)) {
+        /* OpenSSL could not decode an extension (e.g. the SAN) of the
+         * leaf, and so could not even build its chain. */
+        c->reason = "malformed_identity";
+        c->detail = "certificate has an undecodable extension";
     } else if (c->verify_err != 0) {
         c->reason = sd_tls_verify_reason(c->verify_err);
         c->detail = X509_verify_cert_error_string(c->verify_err);
@@ -938,7 +1087,7 @@ const char *sd_tls_conn_judge(const struct sd_tls_conn *c, const struct sd_tls *
 
     if (peer == NULL)
         return NULL;
-    if (sd_tls_ident_load(&t, peer) != 0) {
+    if (sd_tls_ident_load(&t, peer, sd_policy_has_kind(now->policy, SD_RULE_SPKI)) != 0) {
         sd_tls_ident_clear(&t);
         return "malformed_identity";
     }
@@ -1014,7 +1163,7 @@ long sd_tls_conn_pp2(const struct sd_tls_conn *c, const struct sockaddr *src,
     long n = -1, sublen;
 
     memset(&t, 0, sizeof(t));
-    if (peer == NULL || sd_tls_ident_load(&t, peer) != 0 ||
+    if (peer == NULL || sd_tls_ident_load(&t, peer, 0) != 0 ||
         !X509_digest(peer, EVP_sha256(), md, &mdlen) || (b = BIO_new(BIO_s_mem())) == NULL ||
         X509_NAME_print_ex(b, X509_get_subject_name(peer), 0,
                            XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0)

@@ -42,7 +42,7 @@ struct sd_listener_conf {
     struct sd_policy *policy; /* allow rules; deny by default */
     char *crls[SD_MAX_CRLS];  /* CRL files (PEM or DER) */
     size_t ncrls;
-    uint32_t crl_grace_ms;    /* accept a CRL this long past its nextUpdate */
+    uint32_t crl_grace_s;     /* accept a CRL this long past its nextUpdate */
     uint32_t verify_depth;    /* max intermediates between leaf and root */
     int proxy_protocol;       /* send a PROXY v2 header to the backend */
     uint32_t handshake_timeout_ms;

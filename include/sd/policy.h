@@ -71,6 +71,10 @@ int sd_policy_check(const struct sd_policy *p, struct sd_err *err);
 
 size_t sd_policy_count(const struct sd_policy *p);
 
+/* Returns 1 when p has a rule of this kind (e.g. SPKI pins: only then is
+ * the client's public key hashed). */
+int sd_policy_has_kind(const struct sd_policy *p, enum sd_rule_kind kind);
+
 /* The rule as logged: "uri:PATTERN", "dns:NAME", "spki:HEX", "all"... */
 const char *sd_policy_rule_text(const struct sd_policy *p, size_t index);
 

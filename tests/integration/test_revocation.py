@@ -305,3 +305,12 @@ def test_good_crl_starts_control(steeldoor, backends, pki, certs):
     be = backends()
     sd = steeldoor(target=be.target, extra=["--crl", certs.crl("ok2.der", der=True)])
     expect_admitted(sd, ctx_of(pki.ca, (pki.client_cert, pki.client_key)), sd.port)
+
+
+def test_crl_grace_longer_than_a_day(steeldoor, backends, pki, certs):
+    """CRLs are often published daily or weekly: a grace of two days (written in
+    plain seconds, a valid DUR) must be accepted and cover a CRL 30h stale."""
+    stale = _stale(certs, "stale30h.crl", hours_past=30)
+    be = backends()
+    sd = steeldoor(target=be.target, extra=["--crl", stale, "--crl-grace", "172800"])
+    expect_admitted(sd, ctx_of(pki.ca, (pki.client_cert, pki.client_key)), sd.port)

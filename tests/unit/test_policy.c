@@ -446,10 +446,9 @@ static void test_uri_bad_patterns(void **state)
             fail_msg("URI pattern '%s' should be refused", bad[i]);
 }
 
-/* BUG (reported): a last segment of two bytes whose second byte is '*' is
- * taken for "**" by sd_policy_uri_valid(), which only checks s[seg + 1].
- * Such a rule is accepted and then silently never matches (certificate
- * URIs cannot contain '*'), which sd_policy_add() promises not to allow. */
+/* Regression: a last segment of two bytes whose second byte is '*' ("a*")
+ * was taken for "**" (only s[seg + 1] was checked), so the rule was accepted
+ * and then silently never matched (certificate URIs cannot contain '*'). */
 static void test_uri_pattern_x_star_last_refused(void **state)
 {
     static const char *const bad[] = {

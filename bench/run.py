@@ -1,0 +1,873 @@
+#!/usr/bin/python3
+"""bench/run.py - steeldoor against nginx, HAProxy and stunnel, on loopback.
+
+Runs by `make bench` (see docs/benchmarks.md); standard library only.
+
+For every server: a fresh process with ONE worker, the same ECDSA P-256
+certificates (made with `steeldoor pki`), TLS 1.3 with X25519, a client
+certificate required and verified, TCP proxying to the same backend
+(bench/backend.c). The load generator (bench/loadgen.c) runs each phase;
+the server's CPU time is read from /proc/PID/stat for every process of that
+server just before and just after the phase, so the load generator's own
+cost never counts. Each figure is the median over the runs, and is also
+given as a ratio to nginx's.
+
+Every server runs from a temporary configuration in a temporary directory,
+on free loopback ports, in the foreground, as a child of this script; no
+system service is touched. A server whose program is missing is skipped
+with a note.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+GIB = 1 << 30
+SERVERS = ("nginx", "haproxy", "stunnel", "steeldoor")
+BASELINE = "nginx"
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+SBIN = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+# Phase parameters: load-generator arguments. Each phase is bounded by count
+# AND time; the times keep `make bench` under ten minutes on two cores.
+PHASES = {
+    "idle": ["--mode", "idle", "--conns", "2000", "--time", "60"],
+    "full": ["--mode", "full", "--conns", "16", "--count", "100000", "--time", "2.5"],
+    "resumed": ["--mode", "resumed", "--conns", "16", "--count", "100000", "--time", "2.5"],
+    "keepalive": ["--mode", "keepalive", "--conns", "32", "--count", "5000000", "--time", "2.5"],
+    "bulk": ["--mode", "bulk", "--conns", "4", "--count", "8G", "--chunk", "32M", "--time", "2.5"],
+}
+PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "bulk")
+
+# The figures: (key, label, unit, phase, digits)
+FIGURES = (
+    ("full_cpu_us", "CPU per full handshake", "us", "full", 0),
+    ("resumed_cpu_us", "CPU per resumed handshake", "us", "resumed", 0),
+    ("keepalive_cpu_us", "CPU per keep-alive request", "us", "keepalive", 1),
+    ("bulk_cpu_s_per_gib", "CPU per GiB of bulk", "s", "bulk", 2),
+    ("idle_rss_kib_per_conn", "RSS per idle connection", "KiB", "idle", 1),
+    ("full_p50_ms", "full: latency p50", "ms", "full", 1),
+    ("full_p99_ms", "full: latency p99", "ms", "full", 1),
+    ("resumed_p50_ms", "resumed: latency p50", "ms", "resumed", 1),
+    ("resumed_p99_ms", "resumed: latency p99", "ms", "resumed", 1),
+    ("keepalive_p50_us", "keep-alive: latency p50", "us", "keepalive", 0),
+    ("keepalive_p99_us", "keep-alive: latency p99", "us", "keepalive", 0),
+    ("full_per_s", "full handshakes/s", "/s", "full", 0),
+    ("resumed_per_s", "resumed handshakes/s", "/s", "resumed", 0),
+    ("keepalive_per_s", "keep-alive requests/s", "/s", "keepalive", 0),
+    ("bulk_gib_per_s", "bulk throughput", "GiB/s", "bulk", 2),
+    ("resumed_fraction", "fraction resumed", "", "resumed", 3),
+)
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def which(name):
+    path = shutil.which(name)
+    if path:
+        return path
+    for d in SBIN:
+        p = os.path.join(d, name)
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError("exited with status %s before listening" % proc.returncode)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError("not listening on 127.0.0.1:%d after %.0fs" % (port, timeout))
+
+
+# --- /proc -----------------------------------------------------------------
+
+def _stat_fields(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        data = f.read()
+    # comm may contain spaces and parentheses: split after the last ')'
+    return data[data.rindex(")") + 2:].split()
+
+
+def process_tree(root):
+    """root and all its descendants that are alive now."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            ppid = int(_stat_fields(int(name))[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def tree_cpu_seconds(root):
+    """utime+stime of every process of the server, plus cutime+cstime (the
+    time of children it already reaped, e.g. a worker that died), so a
+    restarted worker's time is neither lost nor counted twice."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            f = _stat_fields(pid)
+        except OSError:
+            continue
+        ticks += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return ticks / CLK_TCK
+
+
+def tree_rss_kib(root):
+    total = 0
+    for pid in process_tree(root):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
+
+
+# --- the servers -------------------------------------------------------------
+
+class Server:
+    """One server under test: its configuration and its process."""
+
+    name = "?"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.proc = None
+        self.port = None
+        self.dir = None
+        self.logfile = None
+
+    def missing(self):
+        """None when it can run here, else why not."""
+        return None
+
+    def version(self):
+        return "?"
+
+    def command(self):
+        raise NotImplementedError
+
+    def start(self, run):
+        self.port = free_port()
+        self.dir = os.path.join(self.ctx.tmp, "%s-%d" % (self.name, run))
+        os.makedirs(self.dir)
+        cmd = self.command()
+        self.logfile = os.path.join(self.dir, "server.log")
+        with open(self.logfile, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, cwd=self.dir,
+                                         start_new_session=True)
+        # Ready when one complete mTLS exchange goes through (a bare TCP
+        # probe would show up in the servers' logs as an aborted handshake).
+        deadline = time.monotonic() + 15
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError("exited with status %s at start; see %s" % (
+                    self.proc.returncode, self.logfile))
+            r = subprocess.run(self.ctx.loadgen_cmd(self.port) + ["--mode", "full", "--count",
+                               "1", "--conns", "1", "--time", "5"], capture_output=True,
+                               text=True)
+            if r.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise BenchError("no exchange went through it: %s" % r.stderr.strip()[-300:])
+            time.sleep(0.1)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # A process group we created: make sure no worker outlives its master.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc = None
+
+    def log_notes(self):
+        """Anything in the server's own log worth reporting."""
+        return []
+
+    @property
+    def pki(self):
+        return self.ctx.pki
+
+
+class Nginx(Server):
+    name = "nginx"
+
+    def missing(self):
+        self.bin = which("nginx")
+        if not self.bin:
+            return "nginx is not installed (Debian: nginx-light)"
+        self.load_module = ""
+        v = subprocess.run([self.bin, "-V"], capture_output=True, text=True).stderr
+        if "--with-stream=dynamic" in v or "--with-stream " not in v + " ":
+            if not os.path.exists(NGINX_STREAM_MODULE):
+                return ("nginx has no stream module (Debian: libnginx-mod-stream), needed "
+                        "for L4 proxying with ssl_verify_client")
+            self.load_module = "load_module %s;\n" % NGINX_STREAM_MODULE
+        return None
+
+    def version(self):
+        r = subprocess.run([self.bin, "-v"], capture_output=True, text=True)
+        return (r.stderr or r.stdout).strip().replace("nginx version: ", "")
+
+    def command(self):
+        conf = os.path.join(self.dir, "nginx.conf")
+        p = self.pki
+        with open(conf, "w") as f:
+            f.write(self.load_module + f"""\
+worker_processes 1;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+worker_rlimit_nofile 16384;
+events {{
+    worker_connections 8192;
+}}
+stream {{
+    server {{
+        listen 127.0.0.1:{self.port} ssl backlog=4096;
+        ssl_certificate {p}/server.crt;
+        ssl_certificate_key {p}/server.key;
+        ssl_client_certificate {p}/ca.crt;
+        ssl_verify_client on;
+        ssl_verify_depth 3;
+        ssl_protocols TLSv1.3;
+        ssl_ecdh_curve X25519:P-256:P-384;
+        ssl_session_tickets on;
+        ssl_session_timeout 5m;
+        proxy_pass 127.0.0.1:{self.ctx.backend_port};
+    }}
+}}
+""")
+        return [self.bin, "-p", self.dir + "/", "-e", self.dir + "/error.log", "-c", conf,
+                "-g", "daemon off;"]
+
+    def log_notes(self):
+        return _grep_log(os.path.join(self.dir, "error.log"), ("[emerg]", "[alert]", "[crit]"))
+
+
+class Haproxy(Server):
+    name = "haproxy"
+
+    def missing(self):
+        self.bin = which("haproxy")
+        return None if self.bin else "haproxy is not installed (Debian: haproxy)"
+
+    def version(self):
+        r = subprocess.run([self.bin, "-v"], capture_output=True, text=True)
+        words = r.stdout.split()
+        return words[2] if len(words) > 2 else "?"  # "HAProxy version 2.6.12-1 ..."
+
+    def command(self):
+        p = self.pki
+        pem = os.path.join(self.dir, "server.pem")  # HAProxy wants cert and key in one file
+        with open(pem, "w") as out:
+            for part in ("server.crt", "server.key"):
+                with open(os.path.join(p, part)) as f:
+                    out.write(f.read())
+        os.chmod(pem, 0o600)
+        conf = os.path.join(self.dir, "haproxy.cfg")
+        tls = ("ssl crt %s ca-file %s/ca.crt verify required ssl-min-ver TLSv1.3 "
+               "curves X25519:P-256:P-384" % (pem, p))
+        with open(conf, "w") as f:
+            f.write(f"""\
+global
+    nbthread 1
+    maxconn 8192
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 5m
+    timeout server 5m
+frontend bench
+    bind 127.0.0.1:{self.port} {tls}
+    default_backend backend
+backend backend
+    server backend 127.0.0.1:{self.ctx.backend_port}
+""")
+        return [self.bin, "-f", conf, "-db"]
+
+    def log_notes(self):
+        return _grep_log(self.logfile, ("[ALERT]",))
+
+
+class Stunnel(Server):
+    name = "stunnel"
+
+    def missing(self):
+        self.bin = which("stunnel4") or which("stunnel")
+        return None if self.bin else "stunnel is not installed (Debian: stunnel4)"
+
+    def version(self):
+        r = subprocess.run([self.bin, "-version"], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL)
+        for line in (r.stderr + r.stdout).splitlines():
+            if line.startswith("stunnel "):
+                return line.split(" on ")[0].replace("stunnel ", "")
+        return "?"
+
+    def command(self):
+        p = self.pki
+        conf = os.path.join(self.dir, "stunnel.conf")
+        with open(conf, "w") as f:
+            f.write(f"""\
+foreground = yes
+pid =
+output = {self.dir}/stunnel.log
+syslog = no
+debug = warning
+
+[bench]
+accept = 127.0.0.1:{self.port}
+connect = 127.0.0.1:{self.ctx.backend_port}
+cert = {p}/server.crt
+key = {p}/server.key
+CAfile = {p}/ca.crt
+requireCert = yes
+verifyChain = yes
+sslVersionMin = TLSv1.3
+curves = X25519:P-256:P-384
+sessionCacheTimeout = 300
+""")
+        return [self.bin, conf]
+
+    def log_notes(self):
+        return _grep_log(os.path.join(self.dir, "stunnel.log"),
+                         ("LOG3[", "LOG2[", "LOG1[", "LOG0["))
+
+
+class Steeldoor(Server):
+    name = "steeldoor"
+
+    def missing(self):
+        self.bin = self.ctx.steeldoor
+        return None if os.access(self.bin, os.X_OK) else "%s is not built" % self.bin
+
+    def version(self):
+        r = subprocess.run([self.bin, "--version"], capture_output=True, text=True)
+        return (r.stdout or r.stderr).strip().replace("steeldoor ", "")
+
+    def command(self):
+        p = self.pki
+        return [self.bin, "serve", "--listen", "127.0.0.1:%d" % self.port,
+                "--target", "127.0.0.1:%d" % self.ctx.backend_port,
+                "--cert", p + "/server.crt", "--key", p + "/server.key",
+                "--cacert", p + "/ca.crt", "--allow-all", "--workers", "1", "--name", "bench"]
+
+    def log_notes(self):
+        """Per-connection results and worker events from its JSON log."""
+        results, reasons, events, resumed, bad = {}, {}, {}, 0, 0
+        try:
+            f = open(self.logfile, errors="replace")
+        except OSError:
+            return []
+        with f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    bad += 1
+                    continue
+                ev = rec.get("event")
+                if ev == "conn":
+                    r = rec.get("result", "?")
+                    results[r] = results.get(r, 0) + 1
+                    if r != "ok":
+                        k = "%s/%s" % (r, rec.get("reason", "?"))
+                        reasons[k] = reasons.get(k, 0) + 1
+                    resumed += bool(rec.get("resumed"))
+                elif ev == "worker_exited" and (rec.get("restart") or rec.get("signal") or
+                                                rec.get("exit_status", 0) != 0):
+                    events["worker_died"] = events.get("worker_died", 0) + 1
+                elif rec.get("level") in ("error", "fatal"):
+                    k = "%s:%s" % (rec.get("level"), ev)
+                    events[k] = events.get(k, 0) + 1
+        notes = []
+        if reasons:
+            notes.append("connections not ok in its log: " +
+                         ", ".join("%s x%d" % kv for kv in sorted(reasons.items())))
+        for k, n in sorted(events.items()):
+            notes.append("%s x%d%s" % (k, n, " (a worker died)" if k == "worker_died" else ""))
+        if bad:
+            notes.append("%d log lines that are not JSON" % bad)
+        self.log_summary = {"results": results, "not_ok": reasons, "events": events,
+                            "resumed_true": resumed, "non_json_lines": bad}
+        return notes
+
+
+def _grep_log(path, needles, limit=3):
+    out = []
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if any(n in line for n in needles):
+                    out.append(line.strip()[:200])
+    except OSError:
+        return []
+    if len(out) > limit:
+        out = out[:limit] + ["... %d more" % (len(out) - limit)]
+    return out
+
+
+SERVER_CLASSES = {"nginx": Nginx, "haproxy": Haproxy, "stunnel": Stunnel, "steeldoor": Steeldoor}
+
+
+# --- the load generator --------------------------------------------------------
+
+class LineReader:
+    """Reads lines from a child's stdout with a deadline."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.buf = b""
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(proc.stdout, selectors.EVENT_READ)
+
+    def readline(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.select(left):
+                raise BenchError("load generator timed out")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise BenchError("load generator exited (status %s)" % self.proc.wait())
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+
+def run_phase(ctx, server, phase):
+    """One phase against a running server: its loadgen result plus the
+    server's CPU seconds (and RSS for idle) across exactly the phase."""
+    cmd = ctx.loadgen_cmd(server.port) + PHASES[phase] + ["--sync"]
+    err_path = os.path.join(server.dir, "loadgen-%s.err" % phase)
+    with open(err_path, "w+") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        try:
+            reader = LineReader(proc)
+            if reader.readline(90) != "ready":
+                raise BenchError("load generator did not get ready")
+            root = server.proc.pid
+            rss0 = tree_rss_kib(root)
+            cpu0 = tree_cpu_seconds(root)
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+            res = json.loads(reader.readline(180))
+            cpu1 = tree_cpu_seconds(root)
+            if phase == "idle":
+                time.sleep(1.0)  # let the server settle with all 2000 open
+                res["rss_before_kib"] = rss0
+                res["rss_held_kib"] = tree_rss_kib(root)
+                res["server_cpu_s_opening"] = cpu1 - cpu0
+            proc.stdin.close()
+            status = proc.wait(timeout=60)
+        except BenchError as e:
+            proc.kill()
+            proc.wait()
+            err.seek(0)
+            raise BenchError("%s: %s; stderr: %s" % (phase, e, err.read().strip()[-500:]))
+        err.seek(0)
+        stderr = err.read().strip()
+    res["server_cpu_s"] = cpu1 - cpu0
+    res["exit_status"] = status
+    res["stderr"] = stderr[-1000:]
+    return res
+
+
+def figures_of(phase, r):
+    """The figures one phase result gives."""
+    ops = r.get("ops", 0)
+    cpu = r["server_cpu_s"]
+    f = {}
+    if phase in ("full", "resumed", "keepalive") and ops:
+        f[phase + "_cpu_us"] = cpu / ops * 1e6
+        f[phase + "_per_s"] = r["ops_per_s"]
+        if phase == "keepalive":
+            f["keepalive_p50_us"] = r["p50_us"]
+            f["keepalive_p99_us"] = r["p99_us"]
+        else:
+            f[phase + "_p50_ms"] = r["p50_us"] / 1000
+            f[phase + "_p99_ms"] = r["p99_us"] / 1000
+    if phase == "resumed":
+        f["resumed_fraction"] = r["resumed_fraction"]
+    if phase == "bulk" and r.get("bytes"):
+        f["bulk_cpu_s_per_gib"] = cpu / (r["bytes"] / GIB)
+        f["bulk_gib_per_s"] = r["gib_per_s"]
+    if phase == "idle" and r.get("connected"):
+        f["idle_rss_kib_per_conn"] = (r["rss_held_kib"] - r["rss_before_kib"]) / r["connected"]
+    return f
+
+
+def phase_problems(phase, r):
+    """Why a phase result must not be trusted, if it must not."""
+    probs = []
+    if r["exit_status"] == 3 or (phase == "resumed" and r.get("resumed_fraction", 0) < 0.9):
+        probs.append("RESUMPTION FAILED: %.1f%% of connections resumed (< 90%%)"
+                     % (100 * r.get("resumed_fraction", 0)))
+    elif r["exit_status"] != 0:
+        probs.append("load generator exit status %d" % r["exit_status"])
+    if r.get("errors"):
+        probs.append("%d errors (connect %d, handshake %d, io %d, timeout %d, peer closed %d)" % (
+            r["errors"], r["err_connect"], r["err_handshake"], r["err_io"], r["err_timeout"],
+            r["err_peer_closed"]))
+    if phase == "idle" and r.get("connected", 0) < 2000:
+        probs.append("only %d of 2000 idle connections were held" % r.get("connected", 0))
+    if r.get("tls_version") and (r["tls_version"] != "TLSv1.3" or r["group"] != "x25519"):
+        probs.append("negotiated %s %s, not TLSv1.3 x25519" % (r["tls_version"], r["group"]))
+    return probs
+
+
+def observations(runs):
+    """Facts worth knowing that do not invalidate a figure."""
+    no_notify = sum(r.get(p, {}).get("close_without_notify", 0) for r in runs for p in PHASES)
+    closes = sum(r.get(p, {}).get("ops", 0) for r in runs for p in ("full", "resumed"))
+    out = []
+    if no_notify:
+        out.append("closed %d connections without a TLS close_notify (of about %d "
+                   "connections closed by the client with one)" % (no_notify, closes))
+    return out
+
+
+# --- orchestration ---------------------------------------------------------------
+
+class Context:
+    def __init__(self, args):
+        self.steeldoor = os.path.abspath(args.steeldoor)
+        self.loadgen = os.path.join(os.path.abspath(args.bin_dir), "loadgen")
+        self.backend = os.path.join(os.path.abspath(args.bin_dir), "backend")
+        self.tmp = tempfile.mkdtemp(prefix="steeldoor-bench-")
+        self.pki = os.path.join(self.tmp, "pki")
+        self.backend_port = None
+        self.backend_proc = None
+
+    def loadgen_cmd(self, port):
+        p = self.pki
+        return [self.loadgen, "--connect", "127.0.0.1:%d" % port, "--cert", p + "/client.crt",
+                "--key", p + "/client.key", "--cacert", p + "/ca.crt"]
+
+    def make_pki(self):
+        sd = self.steeldoor
+        for argv in (["init"],
+                     ["issue", "--name", "server", "--server", "--dns", "localhost", "--ip",
+                      "127.0.0.1"],
+                     ["issue", "--name", "client", "--client", "--uri",
+                      "spiffe://bench.steeldoor.test/loadgen"]):
+            subprocess.run([sd, "pki"] + argv[:1] + ["--dir", self.pki] + argv[1:], check=True,
+                           stdout=subprocess.DEVNULL)
+
+    def start_backend(self):
+        self.backend_port = free_port()
+        self.backend_proc = subprocess.Popen(
+            [self.backend, "--listen", "127.0.0.1:%d" % self.backend_port],
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_port(self.backend_port, self.backend_proc)
+
+    def stop_backend(self):
+        if self.backend_proc and self.backend_proc.poll() is None:
+            self.backend_proc.terminate()
+            try:
+                self.backend_proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.backend_proc.kill()
+                self.backend_proc.wait()
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            pass
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft < 8192:
+        raise BenchError("RLIMIT_NOFILE is %d; 2000 idle connections through a proxy need "
+                         "about 8192 (raise the hard limit: ulimit -Hn)" % soft)
+    return soft
+
+
+def fmt(v, digits):
+    if v is None:
+        return "-"
+    return ("%." + str(digits) + "f") % v
+
+
+def print_table(servers, medians, ratios, counts, expected):
+    """One table: a row per figure, a column per server; each cell the
+    median and its ratio to nginx's; [n] when only n runs were valid."""
+    names = [s for s in servers if s in medians]
+    head = ["figure (median of runs; xN = ratio to nginx)"] + names
+    rows = []
+    for key, label, unit, phase, digits in FIGURES:
+        if phase not in expected:
+            continue
+        row = [label + (" (%s)" % unit if unit else "")]
+        for n in names:
+            v = medians[n].get(key)
+            cell = fmt(v, digits)
+            r = ratios.get(n, {}).get(key)
+            if v is not None and r is not None and key != "resumed_fraction":
+                cell += " x%.2f" % r
+            got = counts.get(n, {}).get(key, 0)
+            if got < expected[phase]:
+                cell += " [%d]" % got
+            row.append(cell)
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    lines = ["| " + " | ".join(h.ljust(widths[i]) for i, h in enumerate(head)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for r in rows:
+        lines.append("| " + r[0].ljust(widths[0]) + " | " +
+                     " | ".join(c.rjust(widths[i + 1]) for i, c in enumerate(r[1:])) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steeldoor", default="build/steeldoor")
+    ap.add_argument("--bin-dir", default="build/bench", help="where loadgen and backend are")
+    ap.add_argument("--runs", type=int, default=5, help="runs per server (median taken)")
+    ap.add_argument("--idle-runs", type=int, default=3,
+                    help="runs that include the idle phase (it is the slowest)")
+    ap.add_argument("--servers", default=",".join(SERVERS))
+    ap.add_argument("--phases", default=",".join(PHASE_ORDER))
+    ap.add_argument("--results", default=os.path.join(HERE, "results"))
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+
+    wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    for s in wanted:
+        if s not in SERVER_CLASSES:
+            ap.error("unknown server %s (known: %s)" % (s, ", ".join(SERVERS)))
+    for p in phases:
+        if p not in PHASES:
+            ap.error("unknown phase %s (known: %s)" % (p, ", ".join(PHASE_ORDER)))
+
+    t_start = time.monotonic()
+    nofile = raise_nofile()
+    ctx = Context(args)
+    for b in (ctx.loadgen, ctx.backend):
+        if not os.access(b, os.X_OK):
+            raise BenchError("%s is not built (make bench-build)" % b)
+    servers, skipped, versions = {}, {}, {}
+    for name in wanted:
+        srv = SERVER_CLASSES[name](ctx)
+        why = srv.missing()
+        if why:
+            skipped[name] = why
+            log("bench: skipping %s: %s" % (name, why))
+            continue
+        servers[name] = srv
+        versions[name] = srv.version()
+    if not servers:
+        raise BenchError("no server to measure")
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    log("bench: %s; %d runs; phases %s; servers %s; RLIMIT_NOFILE %d; temp dir %s" % (
+        stamp, args.runs, ",".join(phases), ", ".join(
+            "%s %s" % (n, versions[n]) for n in servers), nofile, ctx.tmp))
+
+    per_run = {n: [] for n in servers}
+    problems = {n: [] for n in servers}
+    log_summaries = {n: [] for n in servers}
+    try:
+        ctx.make_pki()
+        ctx.start_backend()
+        # Runs interleave the servers so that drift on the machine spreads
+        # over all of them.
+        for run in range(1, args.runs + 1):
+            for name, srv in servers.items():
+                run_phases = [p for p in phases if p != "idle" or run <= args.idle_runs]
+                results = {"run": run}
+                t0 = time.monotonic()
+                try:
+                    srv.start(run)
+                    # Warm-up: first handshakes fill caches and allocators.
+                    subprocess.run(ctx.loadgen_cmd(srv.port) + ["--mode", "full", "--conns",
+                                   "16", "--count", "300", "--time", "2"],
+                                   capture_output=True, check=False)
+                    for phase in run_phases:
+                        r = run_phase(ctx, srv, phase)
+                        r["figures"] = figures_of(phase, r)
+                        r["problems"] = phase_problems(phase, r)
+                        results[phase] = r
+                        for p in r["problems"]:
+                            problems[name].append("run %d %s: %s" % (run, phase, p))
+                            log("bench: %s run %d %s: %s" % (name, run, phase, p))
+                        if not srv.alive():
+                            raise BenchError("the server exited (status %s) during %s"
+                                             % (srv.proc.returncode, phase))
+                except (BenchError, OSError, ValueError, subprocess.SubprocessError) as e:
+                    problems[name].append("run %d FAILED: %s" % (run, e))
+                    log("bench: %s run %d FAILED: %s" % (name, run, e))
+                finally:
+                    srv.stop()
+                    for note in srv.log_notes():
+                        problems[name].append("run %d log: %s" % (run, note))
+                    if getattr(srv, "log_summary", None):
+                        log_summaries[name].append(srv.log_summary)
+                        srv.log_summary = None
+                per_run[name].append(results)
+                short = []
+                for phase in run_phases:
+                    fig = results.get(phase, {}).get("figures", {})
+                    k = {"full": "full_cpu_us", "resumed": "resumed_cpu_us",
+                         "keepalive": "keepalive_cpu_us", "bulk": "bulk_cpu_s_per_gib",
+                         "idle": "idle_rss_kib_per_conn"}[phase]
+                    if k in fig:
+                        short.append("%s %.4g" % (phase, fig[k]))
+                log("bench: run %d %-9s %5.1fs  %s" % (run, name, time.monotonic() - t0,
+                                                      ", ".join(short)))
+    finally:
+        ctx.stop_backend()
+        for srv in servers.values():
+            srv.stop()
+
+    # Medians; a phase with problems does not contribute its figures.
+    medians, ratios, counts = {}, {}, {}
+    for name in servers:
+        vals = {}
+        for results in per_run[name]:
+            for phase in phases:
+                r = results.get(phase)
+                if not r or r["problems"]:
+                    continue
+                for k, v in r["figures"].items():
+                    vals.setdefault(k, []).append(v)
+        medians[name] = {k: statistics.median(v) for k, v in vals.items()}
+        counts[name] = {k: len(v) for k, v in vals.items()}
+    if BASELINE in medians:
+        for name in servers:
+            ratios[name] = {}
+            for k, v in medians[name].items():
+                b = medians[BASELINE].get(k)
+                if b:
+                    ratios[name][k] = v / b
+
+    expected = {p: (min(args.runs, args.idle_runs) if p == "idle" else args.runs)
+                for p in phases}
+    table = print_table(list(servers), medians, ratios, counts, expected)
+    log("")
+    log(table)
+    log("CPU = the server's own processes (utime+stime from /proc/PID/stat), "
+        "loadgen excluded; idle RSS = (held - before) / connections.")
+    if BASELINE not in medians:
+        log("(no ratios: nginx was not measured)")
+    for name, why in skipped.items():
+        log("skipped %s: %s" % (name, why))
+    failed = False
+    for name in servers:
+        for p in problems[name]:
+            log("NOTE %s: %s" % (name, p))
+            if "FAILED" in p:
+                failed = True
+        for p in observations(per_run[name]):
+            log("note %s: %s" % (name, p))
+    if failed:
+        log("bench: FAILED (see the notes above); figures from failed phases are left out")
+
+    os.makedirs(args.results, exist_ok=True)
+    out = {
+        "timestamp": stamp,
+        "duration_s": round(time.monotonic() - t_start, 1),
+        "host": {"uname": " ".join(platform.uname()), "cpus": os.cpu_count(),
+                 "openssl": subprocess.run(["openssl", "version"], capture_output=True,
+                                           text=True).stdout.strip()},
+        "setup": {"runs": args.runs, "idle_runs": args.idle_runs, "phases": PHASES,
+                  "tls": "TLSv1.3, X25519, TLS_AES_128_GCM_SHA256, ECDSA P-256 certificates, "
+                         "client certificate required",
+                  "cpu": "utime+stime(+cutime+cstime) of every process of the server, "
+                         "from /proc/PID/stat, across each phase"},
+        "versions": versions,
+        "skipped": skipped,
+        "figures": {k: {"label": label, "unit": unit} for k, label, unit, _p, _d in FIGURES},
+        "median": medians,
+        "ratio_to_nginx": ratios,
+        "problems": problems,
+        "steeldoor_log": log_summaries.get("steeldoor", []),
+        "runs": per_run,
+        "table": table,
+    }
+    path = os.path.join(args.results, stamp + ".json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(out, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    log("bench: wrote %s (%.0fs)" % (os.path.relpath(path), time.monotonic() - t_start))
+    if args.keep:
+        log("bench: kept %s" % ctx.tmp)
+    else:
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print("bench: %s" % e, file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
