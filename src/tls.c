@@ -331,6 +331,47 @@ static int sd_tls_set_ticket_keys(SSL_CTX *ctx, const unsigned char *sid, unsign
     return ok ? 0 : -1;
 }
 
+/* ------------------------------------------------------- SNI and sessions */
+
+/* Runs first on every ClientHello. When the client names a server (SNI),
+ * the connection's session id context becomes a digest of the listener's
+ * context and that name, so a session made under one name never resumes
+ * under another (the CVE-2025-23419 pattern), even on the same listener. */
+static int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+    const struct sd_tls *tls = arg;
+    const unsigned char *ext = NULL;
+    size_t len = 0, listlen, namelen, i;
+    unsigned char name[256], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx;
+    int ok;
+
+    (void)al;
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &len) || len < 5)
+        return SSL_CLIENT_HELLO_SUCCESS; /* no SNI: the listener's own context */
+    listlen = (size_t)ext[0] << 8 | ext[1];
+    namelen = (size_t)ext[3] << 8 | ext[4];
+    if (listlen != len - 2 || ext[2] != 0 || namelen > len - 5 || namelen > sizeof(name))
+        return SSL_CLIENT_HELLO_SUCCESS; /* OpenSSL itself rejects a bad extension */
+    for (i = 0; i < namelen; i++) /* DNS names compare case-insensitively */
+        name[i] = (unsigned char)((ext[5 + i] >= 'A' && ext[5 + i] <= 'Z') ? ext[5 + i] + 32
+                                                                           : ext[5 + i]);
+    ctx = EVP_MD_CTX_new();
+    ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+         EVP_DigestUpdate(ctx, tls->sid, sizeof(tls->sid)) &&
+         EVP_DigestUpdate(ctx, name, namelen) && EVP_DigestFinal_ex(ctx, md, &mdlen) &&
+         SSL_set_session_id_context(ssl, md, mdlen > SSL_MAX_SID_CTX_LENGTH
+                                                  ? SSL_MAX_SID_CTX_LENGTH : mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        ERR_clear_error();
+        *al = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR; /* never fall back to a shared context */
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 /* ------------------------------------------------------------ chain cache */
 
 static int64_t sd_tls_time(const ASN1_TIME *t)
@@ -843,6 +884,7 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
         goto fail;
     }
     memcpy(tls->sid, sidbuf, sizeof(tls->sid));
+    SSL_CTX_set_client_hello_cb(ctx, sd_tls_client_hello_cb, tls);
     if (sd_tls_cache != NULL) {
         /* Stateful resumption: TLS 1.3 tickets and TLS 1.2 session ids
          * refer to sessions kept here (OpenSSL's in-process cache first,

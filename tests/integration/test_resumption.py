@@ -80,3 +80,26 @@ def test_resumption_across_workers(two_listeners, client_ctx, ver):
         results.append(reused)
         sess = new or sess
     assert all(results), "resumption on the same listener failed for some connections: %s" % results
+
+
+@pytest.mark.parametrize("ver", list(VERSIONS))
+def test_session_bound_to_sni(steeldoor, echo_backend, client_ctx, ver):
+    """A session made under one server name never resumes under another on
+    the same listener (CVE-2025-23419 pattern); under the same name it does."""
+    sd = steeldoor(target=echo_backend.target, workers=2)
+    v = VERSIONS[ver]
+    ctx = client_ctx(max_version=v, min_version=v)
+    # the server certificate names localhost; the test only probes resumption
+    ctx.check_hostname = False
+
+    def connect(name, session=None):
+        with tls_connect(ctx, sd.port, server_hostname=name, session=session) as s:
+            assert sdlib.echo_roundtrip(s) == b"ping-steeldoor\n"
+            assert sdlib.echo_roundtrip(s, b"again\n") == b"again\n"
+            return s.session_reused, s.session
+
+    reused, sess = connect("localhost")
+    assert not reused
+    for _ in range(3):  # several tries: connections land on either worker
+        assert not connect("other.example", sess)[0], "resumed under another SNI (%s)" % ver
+        assert connect("localhost", sess)[0], "did not resume under the same SNI (%s)" % ver
