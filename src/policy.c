@@ -59,7 +59,7 @@ size_t sd_policy_count(const struct sd_policy *p)
 
 const char *sd_policy_rule_text(const struct sd_policy *p, size_t index)
 {
-    return index < p->n ? p->rules[index].text : NULL;
+    return p != NULL && index < p->n ? p->rules[index].text : NULL;
 }
 
 /* ------------------------------------------------------------------ URIs */
@@ -291,11 +291,19 @@ int sd_policy_add(struct sd_policy *p, enum sd_rule_kind kind, const char *value
                   struct sd_err *err)
 {
     struct sd_rule r, *grown;
-    const char *name = sd_rule_names[kind];
+    const char *name;
     size_t i, tlen;
 
     memset(&r, 0, sizeof(r));
     r.kind = kind;
+    if ((unsigned)kind > SD_RULE_SPKI || (value == NULL && kind != SD_RULE_ALL))
+        return sd_err_set(err, "invalid allow rule");
+    name = sd_rule_names[kind];
+    /* Rule values are echoed in errors only when printable, so a config
+     * file cannot put control sequences on an operator's terminal. */
+    if (kind != SD_RULE_ALL && !sd_text_valid(value))
+        return sd_err_set(err, "allow-%s: must be non-empty text without control "
+                          "characters (at most %d bytes)", name, SD_POLICY_MAX_NAME);
     if (p->n >= SD_POLICY_MAX_RULES)
         return sd_err_set(err, "too many allow rules (at most %d)", SD_POLICY_MAX_RULES);
     switch (kind) {
@@ -323,7 +331,8 @@ int sd_policy_add(struct sd_policy *p, enum sd_rule_kind kind, const char *value
     case SD_RULE_SPKI:
         if (sd_spki_parse(value, r.spki) != 0)
             return sd_err_set(err, "allow-spki '%s': expected a SHA-256 as 64 hex digits "
-                              "or 44 base64 characters", value);
+                              "(colons allowed) or base64 (43 characters, or 44 with '=')",
+                              value);
         break;
     }
     r.value = strdup(value);
