@@ -96,7 +96,7 @@ static enum lg_mode lg_mode = MODE_FULL;
 static int lg_nconns = 16;
 static uint64_t lg_count = 1000;
 static double lg_time = 5.0;
-static bool lg_sync, lg_upload;
+static bool lg_sync, lg_upload, lg_no_cert;
 static uint64_t lg_chunk = 64ull << 20;
 static double lg_min_resumed = 0.9;
 static int lg_src_rotate = 64;
@@ -112,7 +112,7 @@ static bool lg_measuring;
 static uint64_t lg_phase_start, lg_phase_deadline;
 static uint64_t lg_started, lg_done, lg_bytes, lg_resumed_n, lg_connected;
 static uint64_t lg_err_connect, lg_err_handshake, lg_err_io, lg_err_timeout, lg_err_closed;
-static uint64_t lg_close_unclean, lg_close_no_notify;
+static uint64_t lg_close_unclean, lg_close_no_notify, lg_tickets;
 static uint32_t *lg_lat;     /* latency samples, microseconds */
 static size_t lg_nlat, lg_caplat;
 static uint32_t *lg_hs_lat;  /* handshake latency samples (idle) */
@@ -170,6 +170,17 @@ static void lg_sample(uint32_t **arr, size_t *n, size_t *cap, uint64_t ns)
     }
     uint64_t us = ns / 1000;
     (*arr)[(*n)++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+/* Counts the session tickets servers send (their number is part of what a
+ * full handshake costs them); the sessions themselves are kept elsewhere. */
+static int lg_on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    (void)sess;
+    if (lg_measuring)
+        lg_tickets++;
+    return 0;
 }
 
 static void lg_set_state(struct lg_conn *c, enum lg_state st)
@@ -626,6 +637,7 @@ static void lg_usage(FILE *f)
             "  --ciphersuites S   TLS 1.3 suites offered (default TLS_AES_128_GCM_SHA256)\n"
             "  --groups G         key exchange groups offered (default X25519)\n"
             "  --src-rotate N     loopback: source addresses 127.0.0.1..N (default 64)\n"
+            "  --no-client-cert   send no client certificate (to check it is refused)\n"
             "  --sync             print \"ready\", wait for a stdin line, run, print the\n"
             "                     result, wait for stdin EOF, then close\n"
             "Prints one JSON line. Exit: 0 ok, 1 failure, 2 usage, 3 resumption below\n"
@@ -664,6 +676,10 @@ static void lg_parse_args(int argc, char **argv)
         }
         if (!strcmp(a, "--sync")) {
             lg_sync = true;
+            continue;
+        }
+        if (!strcmp(a, "--no-client-cert")) {
+            lg_no_cert = true;
             continue;
         }
         if (i + 1 >= argc) {
@@ -731,17 +747,19 @@ static void lg_setup_ctx(void)
         !SSL_CTX_set_ciphersuites(lg_ctx, lg_ciphersuites) ||
         !SSL_CTX_set1_groups_list(lg_ctx, lg_groups))
         lg_die("cannot configure TLS 1.3 (%s, %s)", lg_ciphersuites, lg_groups);
-    if (SSL_CTX_use_certificate_chain_file(lg_ctx, lg_cert) != 1)
+    if (!lg_no_cert && SSL_CTX_use_certificate_chain_file(lg_ctx, lg_cert) != 1)
         lg_die("cannot load %s", lg_cert);
-    if (SSL_CTX_use_PrivateKey_file(lg_ctx, lg_key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(lg_ctx) != 1)
+    if (!lg_no_cert && (SSL_CTX_use_PrivateKey_file(lg_ctx, lg_key, SSL_FILETYPE_PEM) != 1 ||
+                        SSL_CTX_check_private_key(lg_ctx) != 1))
         lg_die("cannot load %s", lg_key);
     if (SSL_CTX_load_verify_locations(lg_ctx, lg_cacert, NULL) != 1)
         lg_die("cannot load %s", lg_cacert);
     SSL_CTX_set_verify(lg_ctx, SSL_VERIFY_PEER, NULL);
-    /* No client-side cache: a session is offered only when this program
-     * says so (resumed mode). */
-    SSL_CTX_set_session_cache_mode(lg_ctx, SSL_SESS_CACHE_OFF);
+    /* No client-side store: a session is offered only when this program
+     * says so (resumed mode); the callback only counts tickets. */
+    SSL_CTX_set_session_cache_mode(lg_ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(lg_ctx, lg_on_new_session);
     SSL_CTX_set_mode(lg_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
@@ -758,7 +776,7 @@ static void lg_print_result(void)
            "\"bytes\":%llu,\"gib_per_s\":%.4f,\"resumed\":%llu,\"resumed_fraction\":%.4f,"
            "\"connected\":%llu,\"errors\":%llu,\"err_connect\":%llu,\"err_handshake\":%llu,"
            "\"err_io\":%llu,\"err_timeout\":%llu,\"err_peer_closed\":%llu,"
-           "\"unclean_close\":%llu,\"close_without_notify\":%llu,"
+           "\"unclean_close\":%llu,\"close_without_notify\":%llu,\"tickets\":%llu,"
            "\"tls_version\":\"%s\",\"cipher\":\"%s\",\"group\":\"%s\"}\n",
            lg_mode_names[lg_mode], lg_nconns, (unsigned long long)lg_done, elapsed,
            elapsed > 0 ? (double)lg_done / elapsed : 0, lg_pct(lg_lat, lg_nlat, 0.50),
@@ -770,7 +788,8 @@ static void lg_print_result(void)
            (unsigned long long)lg_err_handshake, (unsigned long long)lg_err_io,
            (unsigned long long)lg_err_timeout, (unsigned long long)lg_err_closed,
            (unsigned long long)lg_close_unclean,
-           (unsigned long long)lg_close_no_notify, lg_tls_version, lg_tls_cipher, lg_tls_group);
+           (unsigned long long)lg_close_no_notify, (unsigned long long)lg_tickets,
+           lg_tls_version, lg_tls_cipher, lg_tls_group);
     fflush(stdout);
 }
 

@@ -71,6 +71,8 @@ FIGURES = (
     ("keepalive_per_s", "keep-alive requests/s", "/s", "keepalive", 0),
     ("bulk_gib_per_s", "bulk throughput", "GiB/s", "bulk", 2),
     ("resumed_fraction", "fraction resumed", "", "resumed", 3),
+    ("full_tickets_per_conn", "tickets sent per full handshake", "", "full", 1),
+    ("resumed_tickets_per_conn", "tickets sent per resumed handshake", "", "resumed", 1),
 )
 
 
@@ -181,6 +183,7 @@ class Server:
         self.port = None
         self.dir = None
         self.logfile = None
+        self.skip = (0, 0)  # byte range of the log written during the no-cert probe
 
     def missing(self):
         """None when it can run here, else why not."""
@@ -217,6 +220,26 @@ class Server:
             if time.monotonic() > deadline:
                 raise BenchError("no exchange went through it: %s" % r.stderr.strip()[-300:])
             time.sleep(0.1)
+        # The configuration must really be mutual TLS: no certificate, no entry.
+        # What the server logs about this refusal is expected: skipped later.
+        before = self._log_size()
+        r = subprocess.run(self.ctx.loadgen_cmd(self.port) + [
+            "--mode", "full", "--count", "1", "--conns", "1", "--time", "5",
+            "--no-client-cert"], capture_output=True, text=True)
+        if r.returncode == 0:
+            raise BenchError("a client WITHOUT a certificate got a response through it: "
+                             "the configuration is not mutual TLS")
+        time.sleep(0.2)
+        self.skip = (before, self._log_size())
+
+    def log_path(self):
+        return self.logfile
+
+    def _log_size(self):
+        try:
+            return os.path.getsize(self.log_path())
+        except OSError:
+            return 0
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -301,8 +324,11 @@ stream {{
         return [self.bin, "-p", self.dir + "/", "-e", self.dir + "/error.log", "-c", conf,
                 "-g", "daemon off;"]
 
+    def log_path(self):
+        return os.path.join(self.dir, "error.log")
+
     def log_notes(self):
-        return _grep_log(os.path.join(self.dir, "error.log"), ("[emerg]", "[alert]", "[crit]"))
+        return _grep_log(self.log_path(), ("[emerg]", "[alert]", "[crit]"), self.skip)
 
 
 class Haproxy(Server):
@@ -347,7 +373,7 @@ backend backend
         return [self.bin, "-f", conf, "-db"]
 
     def log_notes(self):
-        return _grep_log(self.logfile, ("[ALERT]",))
+        return _grep_log(self.logfile, ("[ALERT]",), self.skip)
 
 
 class Stunnel(Server):
@@ -390,9 +416,11 @@ sessionCacheTimeout = 300
 """)
         return [self.bin, conf]
 
+    def log_path(self):
+        return os.path.join(self.dir, "stunnel.log")
+
     def log_notes(self):
-        return _grep_log(os.path.join(self.dir, "stunnel.log"),
-                         ("LOG3[", "LOG2[", "LOG1[", "LOG0["))
+        return _grep_log(self.log_path(), ("LOG3[", "LOG2[", "LOG1[", "LOG0["), self.skip)
 
 
 class Steeldoor(Server):
@@ -417,30 +445,29 @@ class Steeldoor(Server):
         """Per-connection results and worker events from its JSON log."""
         results, reasons, events, resumed, bad = {}, {}, {}, 0, 0
         try:
-            f = open(self.logfile, errors="replace")
+            lines = _log_lines(self.logfile, self.skip)
         except OSError:
             return []
-        with f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    bad += 1
-                    continue
-                ev = rec.get("event")
-                if ev == "conn":
-                    r = rec.get("result", "?")
-                    results[r] = results.get(r, 0) + 1
-                    if r != "ok":
-                        k = "%s/%s" % (r, rec.get("reason", "?"))
-                        reasons[k] = reasons.get(k, 0) + 1
-                    resumed += bool(rec.get("resumed"))
-                elif ev == "worker_exited" and (rec.get("restart") or rec.get("signal") or
-                                                rec.get("exit_status", 0) != 0):
-                    events["worker_died"] = events.get("worker_died", 0) + 1
-                elif rec.get("level") in ("error", "fatal"):
-                    k = "%s:%s" % (rec.get("level"), ev)
-                    events[k] = events.get(k, 0) + 1
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                bad += 1
+                continue
+            ev = rec.get("event")
+            if ev == "conn":
+                r = rec.get("result", "?")
+                results[r] = results.get(r, 0) + 1
+                if r != "ok":
+                    k = "%s/%s" % (r, rec.get("reason", "?"))
+                    reasons[k] = reasons.get(k, 0) + 1
+                resumed += bool(rec.get("resumed"))
+            elif ev == "worker_exited" and (rec.get("restart") or rec.get("signal") or
+                                            rec.get("exit_status", 0) != 0):
+                events["worker_died"] = events.get("worker_died", 0) + 1
+            elif rec.get("level") in ("error", "fatal"):
+                k = "%s:%s" % (rec.get("level"), ev)
+                events[k] = events.get(k, 0) + 1
         notes = []
         if reasons:
             notes.append("connections not ok in its log: " +
@@ -454,13 +481,20 @@ class Steeldoor(Server):
         return notes
 
 
-def _grep_log(path, needles, limit=3):
+def _log_lines(path, skip):
+    """The lines of a log, less those written in the byte range skip."""
+    with open(path, "rb") as f:
+        data = f.read()
+    data = data[:skip[0]] + data[skip[1]:]
+    return data.decode(errors="replace").splitlines()
+
+
+def _grep_log(path, needles, skip=(0, 0), limit=3):
     out = []
     try:
-        with open(path, errors="replace") as f:
-            for line in f:
-                if any(n in line for n in needles):
-                    out.append(line.strip()[:200])
+        for line in _log_lines(path, skip):
+            if any(n in line for n in needles):
+                out.append(line.strip()[:200])
     except OSError:
         return []
     if len(out) > limit:
@@ -539,6 +573,8 @@ def figures_of(phase, r):
     ops = r.get("ops", 0)
     cpu = r["server_cpu_s"]
     f = {}
+    if phase in ("full", "resumed") and ops:
+        f[phase + "_tickets_per_conn"] = r.get("tickets", 0) / ops
     if phase in ("full", "resumed", "keepalive") and ops:
         f[phase + "_cpu_us"] = cpu / ops * 1e6
         f[phase + "_per_s"] = r["ops_per_s"]
@@ -667,7 +703,7 @@ def print_table(servers, medians, ratios, counts, expected):
             v = medians[n].get(key)
             cell = fmt(v, digits)
             r = ratios.get(n, {}).get(key)
-            if v is not None and r is not None and key != "resumed_fraction":
+            if v is not None and r is not None and unit:
                 cell += " x%.2f" % r
             got = counts.get(n, {}).get(key, 0)
             if got < expected[phase]:

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/master.h"
 
@@ -128,7 +129,7 @@ static int sd_cli_refuse_weakening_flags(int argc, char **argv, struct sd_err *e
 }
 
 int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
-                       struct sd_err *err)
+                       struct sd_files *files, struct sd_err *err)
 {
     struct sd_listener_conf *l;
     const char *config = NULL;
@@ -250,7 +251,7 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
             return sd_err_set(err, "--config cannot be combined with listener flags; "
                               "put the listener in the config file");
         sd_config_drop_listeners(cfg);
-        if (sd_config_load_yaml(cfg, config, err) != 0)
+        if (sd_config_load_yaml(cfg, config, files, err) != 0)
             return -1;
     }
     if (workers_set)
@@ -271,16 +272,23 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
 int sd_cli_serve_main(int argc, char **argv)
 {
     struct sd_source src = { argc, argv };
+    struct sd_files *files;
     struct sd_config *cfg;
     struct sd_err err;
     int usage;
 
-    cfg = sd_gen_parse(&src, &usage, &err);
+    files = sd_files_new();
+    if (files == NULL) {
+        fputs("steeldoor serve: out of memory\n", stderr);
+        return 1;
+    }
+    cfg = sd_gen_parse(&src, files, &usage, &err);
     if (cfg == NULL) {
+        sd_files_free(files);
         if (usage && strcmp(err.msg, "--help") == 0)
             return 0;
         fprintf(stderr, "steeldoor serve: %s\n", err.msg);
         return usage ? 2 : 1;
     }
-    return sd_master_run(cfg, &src);
+    return sd_master_run(cfg, files, &src);
 }

@@ -12,6 +12,8 @@
 
 #include <yaml.h>
 
+#include "sd/files.h"
+
 #define SD_YAML_MAX_BYTES (1u << 20) /* a config file larger than 1 MiB is refused */
 
 struct sd_yaml {
@@ -198,28 +200,24 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
     return 0;
 }
 
-int sd_config_load_yaml(struct sd_config *cfg, const char *path,
+int sd_config_load_yaml(struct sd_config *cfg, const char *path, struct sd_files *files,
                         struct sd_err *err)
 {
-    FILE *f = NULL;
+    const struct sd_file *f = NULL;
     yaml_parser_t parser;
     yaml_document_t doc;
     int parser_ok = 0, doc_ok = 0, rc = -1;
     struct sd_yaml y;
-    long size;
 
     if (sd_config_set_str(&cfg->source, path, err) != 0)
         return -1;
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        sd_err_set(err, "cannot open: %m");
-        goto out;
-    }
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    if (sd_files_get(files, path, &f, err) != 0)
+        return -1; /* the message already names the file */
+    if (f->kind != SD_FILE_REG) {
         sd_err_set(err, "cannot read: not a regular file");
         goto out;
     }
-    if ((unsigned long)size > SD_YAML_MAX_BYTES) {
+    if (f->len > SD_YAML_MAX_BYTES) {
         sd_err_set(err, "larger than %u bytes", SD_YAML_MAX_BYTES);
         goto out;
     }
@@ -228,7 +226,7 @@ int sd_config_load_yaml(struct sd_config *cfg, const char *path,
         goto out;
     }
     parser_ok = 1;
-    yaml_parser_set_input_file(&parser, f);
+    yaml_parser_set_input_string(&parser, f->data, f->len);
     if (!yaml_parser_load(&parser, &doc)) {
         sd_err_set(err, "line %zu: YAML error: %s", parser.problem_mark.line + 1,
                    parser.problem ? parser.problem : "parse error");
@@ -243,8 +241,6 @@ out:
         yaml_document_delete(&doc);
     if (parser_ok)
         yaml_parser_delete(&parser);
-    if (f != NULL)
-        fclose(f);
     if (rc != 0)
         sd_err_prefix(err, path);
     return rc;

@@ -5,8 +5,8 @@
 
 #include "sd/cli.h"
 
-struct sd_config *sd_gen_parse(const struct sd_source *src, int *usage,
-                               struct sd_err *err)
+struct sd_config *sd_gen_parse(const struct sd_source *src, struct sd_files *files,
+                               int *usage, struct sd_err *err)
 {
     struct sd_config *cfg = sd_config_new();
     int rc;
@@ -16,7 +16,7 @@ struct sd_config *sd_gen_parse(const struct sd_source *src, int *usage,
         sd_err_set(err, "out of memory");
         return NULL;
     }
-    rc = sd_cli_serve_parse(src->argc, src->argv, cfg, err);
+    rc = sd_cli_serve_parse(src->argc, src->argv, cfg, files, err);
     if (rc != 0) {
         *usage = 1;
         if (rc == 1)
@@ -31,7 +31,8 @@ struct sd_config *sd_gen_parse(const struct sd_source *src, int *usage,
     return cfg;
 }
 
-struct sd_gen *sd_gen_new(struct sd_config *cfg, uint64_t id, struct sd_err *err)
+struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_t id,
+                          struct sd_err *err)
 {
     struct sd_gen *g = calloc(1, sizeof(*g));
     size_t i;
@@ -46,7 +47,7 @@ struct sd_gen *sd_gen_new(struct sd_config *cfg, uint64_t id, struct sd_err *err
     g->id = id;
     g->cfg = cfg;
     for (i = 0; i < cfg->nlisteners; i++) {
-        g->tls[i] = sd_tls_server_new(&cfg->listeners[i], err);
+        g->tls[i] = sd_tls_server_new(&cfg->listeners[i], files, err);
         if (g->tls[i] == NULL) {
             sd_gen_unref(g);
             return NULL;
@@ -55,13 +56,13 @@ struct sd_gen *sd_gen_new(struct sd_config *cfg, uint64_t id, struct sd_err *err
     return g;
 }
 
-struct sd_gen *sd_gen_load(const struct sd_source *src, uint64_t id,
-                           struct sd_err *err)
+struct sd_gen *sd_gen_load(const struct sd_source *src, struct sd_files *files,
+                           uint64_t id, struct sd_err *err)
 {
     int usage;
-    struct sd_config *cfg = sd_gen_parse(src, &usage, err);
+    struct sd_config *cfg = sd_gen_parse(src, files, &usage, err);
 
-    return cfg == NULL ? NULL : sd_gen_new(cfg, id, err);
+    return cfg == NULL ? NULL : sd_gen_new(cfg, files, id, err);
 }
 
 struct sd_gen *sd_gen_ref(struct sd_gen *g)
@@ -96,17 +97,18 @@ int sd_gen_find_listener(const struct sd_gen *g, const struct sd_addr *addr)
 int sd_gen_same_listeners(const struct sd_gen *old, const struct sd_gen *new_gen,
                           struct sd_err *err)
 {
+    const char *src = new_gen->cfg->source != NULL ? new_gen->cfg->source : "flags";
     size_t i;
 
     if (old->cfg->nlisteners != new_gen->cfg->nlisteners)
-        return sd_err_set(err, "the set of listeners changed (%zu -> %zu); listening "
+        return sd_err_set(err, "%s: the set of listeners changed (%zu -> %zu); listening "
                           "sockets cannot change on reload: restart steeldoor to apply",
-                          old->cfg->nlisteners, new_gen->cfg->nlisteners);
+                          src, old->cfg->nlisteners, new_gen->cfg->nlisteners);
     for (i = 0; i < new_gen->cfg->nlisteners; i++)
         if (sd_gen_find_listener(old, &new_gen->cfg->listeners[i].listen_addr) < 0)
-            return sd_err_set(err, "listener %s: new listen address %s; listening sockets "
-                              "cannot change on reload: restart steeldoor to apply",
-                              new_gen->cfg->listeners[i].name,
+            return sd_err_set(err, "%s: listener %s: new listen address %s; listening "
+                              "sockets cannot change on reload: restart steeldoor to apply",
+                              src, new_gen->cfg->listeners[i].name,
                               new_gen->cfg->listeners[i].listen);
     return 0;
 }

@@ -10,9 +10,11 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/log.h"
 #include "sd/sesscache.h"
@@ -25,6 +27,7 @@
 #define SD_KILL_GRACE_MS 5000      /* after the drain timeout, SIGKILL */
 
 struct sd_worker_slot {
+    int ctl;            /* master's end of the worker's control socket */
     pid_t pid;
     int64_t started_ms;
     int64_t restart_at_ms; /* 0: no restart pending */
@@ -32,6 +35,8 @@ struct sd_worker_slot {
 
 struct sd_master {
     struct sd_gen *gen;          /* current generation (workers fork from it) */
+    struct sd_files *files;      /* the bytes it was built from */
+    struct sd_files *tried;      /* the last snapshot that failed to load, or NULL */
     const struct sd_source *src; /* where reloads read the configuration */
     size_t nls;                  /* listening sockets per worker (fixed) */
     int nworkers;                /* fixed at start */
@@ -62,11 +67,27 @@ static void sd_master_close_listeners(struct sd_master *m)
     }
 }
 
+static void sd_master_close_ctl(struct sd_master *m)
+{
+    int i;
+
+    for (i = 0; m->slots != NULL && i < m->nworkers; i++) {
+        if (m->slots[i].ctl >= 0)
+            close(m->slots[i].ctl);
+        m->slots[i].ctl = -1;
+    }
+}
+
 static void sd_master_free(struct sd_master *m)
 {
     sd_master_close_listeners(m);
+    sd_master_close_ctl(m);
     sd_gen_unref(m->gen);
     m->gen = NULL;
+    sd_files_free(m->files);
+    m->files = NULL;
+    sd_files_free(m->tried);
+    m->tried = NULL;
     free(m->fds);
     free(m->slots);
     sd_watch_close(&m->watch);
@@ -116,6 +137,8 @@ static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
         return sd_err_set(err, "out of memory");
     for (i = 0; i < nl * nw; i++)
         m->fds[i] = -1;
+    for (i = 0; i < nw; i++)
+        m->slots[i].ctl = -1;
     for (i = 0; i < nl; i++) {
         if (sd_net_check_free(&cfg->listeners[i].listen_addr, err) != 0)
             return sd_err_prefix(err, cfg->listeners[i].name);
@@ -130,7 +153,7 @@ static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
 }
 
 /* Child side of fork(): keeps only this worker's sockets and runs it. */
-static void sd_master_worker_main(struct sd_master *m, int index)
+static void sd_master_worker_main(struct sd_master *m, int index, int ctl)
 {
     size_t i, nl = m->nls, nw = (size_t)m->nworkers;
     int *mine = calloc(nl, sizeof(*mine));
@@ -147,7 +170,10 @@ static void sd_master_worker_main(struct sd_master *m, int index)
             m->fds[i * nw + (size_t)index] = -1;
         }
         sd_master_close_listeners(m);
-        rc = sd_worker_run(m->gen, m->src, mine, index);
+        sd_master_close_ctl(m);
+        sd_files_free(m->files);
+        m->files = NULL;
+        rc = sd_worker_run(m->gen, m->src, mine, index, ctl);
     }
     free(mine);
     sd_master_free(m);
@@ -156,16 +182,32 @@ static void sd_master_worker_main(struct sd_master *m, int index)
 
 static int sd_master_spawn(struct sd_master *m, int index)
 {
-    pid_t pid = fork();
     struct sd_logline l;
+    int sv[2];
+    pid_t pid;
 
-    if (pid < 0) {
-        sd_log_msg("error", "worker_start_failed", "fork: %s", strerror(errno));
+    /* The control socket carries configuration snapshots to the worker. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        sd_log_msg("error", "worker_start_failed", "socketpair: %s", strerror(errno));
         m->slots[index].restart_at_ms = sd_now_ms() + SD_RESTART_BACKOFF_MS;
         return -1;
     }
-    if (pid == 0)
-        sd_master_worker_main(m, index);
+    pid = fork();
+    if (pid < 0) {
+        sd_log_msg("error", "worker_start_failed", "fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        m->slots[index].restart_at_ms = sd_now_ms() + SD_RESTART_BACKOFF_MS;
+        return -1;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        sd_master_worker_main(m, index, sv[1]);
+    }
+    close(sv[1]);
+    if (m->slots[index].ctl >= 0)
+        close(m->slots[index].ctl);
+    m->slots[index].ctl = sv[0];
     m->slots[index].pid = pid;
     m->slots[index].started_ms = sd_now_ms();
     m->slots[index].restart_at_ms = 0;
@@ -234,18 +276,60 @@ static void sd_master_stop(struct sd_master *m, const char *why)
     m->kill_at_ms = sd_now_ms() + m->gen->cfg->drain_timeout_ms + SD_KILL_GRACE_MS;
 }
 
-/* Builds and checks a whole new generation; only if all of it is valid is
- * it swapped in and the workers told (each loads the same files). */
+/* Sends the generation id and the snapshot's memfd to one worker. */
+static void sd_master_send(struct sd_master *m, int i, uint64_t id, int fd)
+{
+    struct msghdr msg;
+    struct iovec iov = { &id, sizeof(id) };
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct cmsghdr *cm;
+
+    memset(&msg, 0, sizeof(msg));
+    memset(&u, 0, sizeof(u));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof(u.buf);
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    if (sendmsg(m->slots[i].ctl, &msg, MSG_NOSIGNAL) < 0) {
+        /* The worker cannot apply the new configuration: replace it, so no
+         * process keeps admitting by the old rules. */
+        sd_log_msg("error", "reload", "worker %d: cannot send the new configuration (%s); "
+                   "restarting it", i, strerror(errno));
+        kill(m->slots[i].pid, SIGKILL);
+    }
+}
+
+/* Builds and checks a whole new generation from a fresh snapshot of the
+ * files; only if all of it is valid is it swapped in, and the workers get
+ * that same snapshot, so they apply exactly what was validated here. */
 static void sd_master_reload(struct sd_master *m, const char *why)
 {
     struct sd_err err;
-    struct sd_gen *g = sd_gen_load(m->src, m->gen->id + 1, &err);
+    struct sd_files *files = sd_files_new();
+    struct sd_gen *g = NULL;
     struct sd_logline l;
-    int i;
+    int i, fd = -1;
 
-    if (g != NULL && sd_gen_same_listeners(m->gen, g, &err) != 0) {
-        sd_gen_unref(g);
-        g = NULL;
+    if (files == NULL) {
+        sd_err_set(&err, "out of memory");
+    } else {
+        g = sd_gen_load(m->src, files, m->gen->id + 1, &err);
+        if (g != NULL && sd_gen_same_listeners(m->gen, g, &err) != 0) {
+            sd_gen_unref(g);
+            g = NULL;
+        }
+        if (g != NULL && (fd = sd_files_pack(files, &err)) < 0) {
+            sd_gen_unref(g);
+            g = NULL;
+        }
     }
     if (g == NULL) {
         sd_log_begin(&l, "error", "reload_failed");
@@ -254,7 +338,13 @@ static void sd_master_reload(struct sd_master *m, const char *why)
         sd_log_u64(&l, "generation", m->gen->id);
         sd_log_str(&l, "result", "the running configuration stays in force");
         sd_log_end(&l);
-        sd_watch_set(&m->watch, m->gen->cfg); /* remember the files as tried */
+        /* Remember what was tried, so the same broken files are not tried
+         * again on every event; the next change triggers the next attempt. */
+        if (files != NULL) {
+            sd_files_free(m->tried);
+            m->tried = files;
+            sd_watch_set(&m->watch, files);
+        }
         return;
     }
     if (g->cfg->workers != m->nworkers)
@@ -263,18 +353,19 @@ static void sd_master_reload(struct sd_master *m, const char *why)
     g->cfg->workers = m->nworkers;
     sd_gen_unref(m->gen);
     m->gen = g;
+    sd_files_free(m->files);
+    m->files = files;
+    sd_files_free(m->tried);
+    m->tried = NULL;
     sd_log_begin(&l, "info", "reloaded");
     sd_log_str(&l, "trigger", why);
     sd_log_u64(&l, "generation", g->id);
     sd_log_end(&l);
-    for (i = 0; i < m->nworkers; i++) {
-        if (m->slots[i].pid > 0) {
-            union sigval v;
-            v.sival_int = (int)g->id;
-            (void)sigqueue(m->slots[i].pid, SIGHUP, v);
-        }
-    }
-    sd_watch_set(&m->watch, g->cfg);
+    for (i = 0; i < m->nworkers; i++)
+        if (m->slots[i].pid > 0 && m->slots[i].ctl >= 0)
+            sd_master_send(m, i, g->id, fd);
+    close(fd);
+    sd_watch_set(&m->watch, files);
     sd_master_warn_expiry(m);
 }
 
@@ -299,7 +390,8 @@ static int sd_master_loop(struct sd_master *m)
         if (!m->stopping && m->watch.due_ms != 0) {
             if (now >= m->watch.due_ms) {
                 m->watch.due_ms = 0;
-                if (sd_watch_fingerprint(m->gen->cfg) != m->watch.fingerprint)
+                const struct sd_files *seen = m->tried != NULL ? m->tried : m->files;
+                if (sd_files_fingerprint_disk(seen) != sd_files_fingerprint(seen))
                     sd_master_reload(m, "files changed");
             } else if (wake < 0 || m->watch.due_ms < wake) {
                 wake = m->watch.due_ms;
@@ -348,7 +440,8 @@ static int sd_master_loop(struct sd_master *m)
     }
 }
 
-int sd_master_run(struct sd_config *cfg, const struct sd_source *src)
+int sd_master_run(struct sd_config *cfg, struct sd_files *files,
+                  const struct sd_source *src)
 {
     struct sd_master m;
     struct sd_err err;
@@ -361,19 +454,22 @@ int sd_master_run(struct sd_config *cfg, const struct sd_source *src)
     m.watch.fd = -1;
     m.src = src;
     signal(SIGPIPE, SIG_IGN);
+    m.files = files;
     if (sd_tls_init(&err) != 0) {
         sd_config_free(cfg);
+        sd_files_free(files);
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         return 1;
     }
     m.cache = sd_sesscache_new(SD_SESSION_CACHE_SLOTS, &err);
     if (m.cache == NULL) {
         sd_config_free(cfg);
+        sd_files_free(files);
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         return 1;
     }
     sd_tls_set_session_cache(m.cache);
-    m.gen = sd_gen_new(cfg, 1, &err);
+    m.gen = sd_gen_new(cfg, files, 1, &err);
     if (m.gen == NULL) {
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         goto out;
@@ -388,7 +484,7 @@ int sd_master_run(struct sd_config *cfg, const struct sd_source *src)
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         goto out;
     }
-    sd_watch_set(&m.watch, m.gen->cfg);
+    sd_watch_set(&m.watch, m.files);
     sd_master_raise_nofile(m.gen->cfg);
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);

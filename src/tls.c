@@ -7,6 +7,7 @@
  */
 #include "sd/tls.h"
 
+#include "sd/files.h"
 #include "sd/proxy_proto.h"
 #include "sd/sesscache.h"
 
@@ -562,21 +563,25 @@ static int sd_tls_verify_cb(int ok, X509_STORE_CTX *xs)
     return ok;
 }
 
-static int sd_tls_check_readable(const char *path, const char *what,
-                                 struct sd_err *err)
+/* Fetches path from the snapshot as a regular file, as a memory BIO. */
+static BIO *sd_tls_file_bio(struct sd_files *files, const char *path, const char *what,
+                            const struct sd_file **fout, struct sd_err *err)
 {
-    struct stat st;
-    FILE *f;
+    const struct sd_file *f;
+    BIO *bio;
 
-    if (stat(path, &st) != 0)
-        return sd_err_set(err, "%s: cannot read %s: %s", path, what, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return sd_err_set(err, "%s: cannot read %s: not a regular file", path, what);
-    f = fopen(path, "rb");
-    if (f == NULL)
-        return sd_err_set(err, "%s: cannot read %s: %s", path, what, strerror(errno));
-    fclose(f);
-    return 0;
+    if (sd_files_get(files, path, &f, err) != 0)
+        return NULL;
+    if (f->kind != SD_FILE_REG) {
+        sd_err_set(err, "%s: cannot read %s: not a regular file", path, what);
+        return NULL;
+    }
+    bio = BIO_new_mem_buf(f->data, (int)f->len);
+    if (bio == NULL)
+        sd_err_set(err, "out of memory");
+    if (fout != NULL)
+        *fout = f;
+    return bio;
 }
 
 static int sd_tls_check_validity(X509 *x, const char *path, struct sd_err *err)
@@ -604,21 +609,17 @@ static int sd_tls_check_validity(X509 *x, const char *path, struct sd_err *err)
  * (a leaf in a trust bundle would silently become a trust anchor), and there
  * must be at least one. Feeds the session id context digest with each CA so
  * that sessions are bound to this trust. */
-static int sd_tls_load_ca_file(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
-                               int *total, struct sd_err *err)
+static int sd_tls_load_ca_file(SSL_CTX *ctx, struct sd_files *files, const char *path,
+                               EVP_MD_CTX *sid, int *total, struct sd_err *err)
 {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
     BIO *bio = NULL;
     X509 *x = NULL;
     int count = 0, rc = -1, index = 0;
 
-    if (sd_tls_check_readable(path, "CA bundle", err) != 0)
+    bio = sd_tls_file_bio(files, path, "CA bundle", NULL, err);
+    if (bio == NULL)
         return -1;
-    bio = BIO_new_file(path, "rb");
-    if (bio == NULL) {
-        sd_err_openssl(err, "%s: cannot open CA bundle", path);
-        goto out;
-    }
     for (;;) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int mdlen = 0;
@@ -664,55 +665,41 @@ out:
     return rc;
 }
 
-static int sd_tls_skip_dirent(const struct dirent *d)
-{
-    return d->d_name[0] != '.';
-}
-
 /* --cacert: a file, or a directory whose every regular, non-hidden file is
  * a CA bundle (read in name order, so the result does not depend on the
  * directory's internal order). */
-static int sd_tls_load_cas(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
-                           struct sd_err *err)
+static int sd_tls_load_cas(SSL_CTX *ctx, struct sd_files *files, const char *path,
+                           EVP_MD_CTX *sid, struct sd_err *err)
 {
-    struct dirent **names = NULL;
-    struct stat st;
-    int n, i, total = 0, rc = -1;
+    const struct sd_file *dir, *f;
+    size_t off;
+    int total = 0;
 
-    if (stat(path, &st) != 0)
-        return sd_err_set(err, "%s: cannot read CA bundle: %s", path, strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-        return sd_tls_load_ca_file(ctx, path, sid, &total, err);
-    n = scandir(path, &names, sd_tls_skip_dirent, alphasort);
-    if (n < 0)
-        return sd_err_set(err, "%s: cannot list CA directory: %s", path, strerror(errno));
-    for (i = 0; i < n; i++) {
+    if (sd_files_get(files, path, &dir, err) != 0)
+        return -1;
+    if (dir->kind != SD_FILE_DIR)
+        return sd_tls_load_ca_file(ctx, files, path, sid, &total, err);
+    for (off = 0; off < dir->len; off += strlen((const char *)dir->data + off) + 1) {
         char file[4096];
-        struct stat fst;
-        snprintf(file, sizeof(file), "%s/%s", path, names[i]->d_name);
-        if (stat(file, &fst) != 0 || !S_ISREG(fst.st_mode))
-            continue;
-        if (sd_tls_load_ca_file(ctx, file, sid, &total, err) != 0)
-            goto out;
+        snprintf(file, sizeof(file), "%s/%s", path, (const char *)dir->data + off);
+        if (sd_files_get(files, file, &f, err) != 0)
+            return -1;
+        if (f->kind != SD_FILE_REG)
+            continue; /* subdirectories are not read */
+        if (sd_tls_load_ca_file(ctx, files, file, sid, &total, err) != 0)
+            return -1;
     }
-    if (total == 0) {
-        sd_err_set(err, "%s: CA directory contains no CA certificate", path);
-        goto out;
-    }
-    rc = 0;
-out:
-    for (i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    return rc;
+    if (total == 0)
+        return sd_err_set(err, "%s: CA directory contains no CA certificate", path);
+    return 0;
 }
 
 /* Loads one CRL file (PEM or DER), checks that it was issued and signed by a
  * CA of the bundle, and adds it to the store. Warns at start when it is
  * already past its nextUpdate (every client is then refused until a fresh
  * one is installed, unless --crl-grace covers it). */
-static int sd_tls_load_crl(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
-                           struct sd_err *err)
+static int sd_tls_load_crl(SSL_CTX *ctx, struct sd_files *files, const char *path,
+                           EVP_MD_CTX *sid, struct sd_err *err)
 {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
     STACK_OF(X509_OBJECT) *objs;
@@ -722,11 +709,10 @@ static int sd_tls_load_crl(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
     unsigned int mdlen = 0;
     int i, signer_found = 0, rc = -1;
 
-    if (sd_tls_check_readable(path, "CRL", err) != 0)
+    bio = sd_tls_file_bio(files, path, "CRL", NULL, err);
+    if (bio == NULL)
         return -1;
-    bio = BIO_new_file(path, "rb");
-    if (bio != NULL)
-        crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+    crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
     if (crl == NULL && bio != NULL) {
         ERR_clear_error();
         (void)BIO_reset(bio);
@@ -748,7 +734,7 @@ static int sd_tls_load_crl(SSL_CTX *ctx, const char *path, EVP_MD_CTX *sid,
         sd_err_set(err, "%s: CRL was not issued and signed by a CA of the --cacert bundle", path);
         goto out;
     }
-    if (X509_CRL_get0_nextUpdate(crl) != NULL &&
+    if (!sd_files_frozen(files) && X509_CRL_get0_nextUpdate(crl) != NULL &&
         X509_cmp_current_time(X509_CRL_get0_nextUpdate(crl)) <= 0)
         sd_log_msg("warn", "crl", "%s: CRL is past its nextUpdate; clients whose chain it "
                    "covers are refused (reason crl_expired) until a fresh CRL is installed",
@@ -765,31 +751,69 @@ out:
     return rc;
 }
 
-static int sd_tls_load_identity(SSL_CTX *ctx, const struct sd_listener_conf *lc,
-                                struct sd_err *err)
+/* The server's certificate chain (leaf first) and key, from the snapshot. */
+static int sd_tls_load_identity(SSL_CTX *ctx, struct sd_files *files,
+                                const struct sd_listener_conf *lc, struct sd_err *err)
 {
-    struct stat st;
+    const struct sd_file *kf = NULL;
+    BIO *cb = NULL, *kb = NULL;
+    X509 *x = NULL;
+    EVP_PKEY *key = NULL;
+    int rc = -1;
 
-    if (sd_tls_check_readable(lc->cert, "certificate", err) != 0 ||
-        sd_tls_check_readable(lc->key, "private key", err) != 0)
-        return -1;
-    if (SSL_CTX_use_certificate_chain_file(ctx, lc->cert) != 1)
-        return sd_err_openssl(err, "%s: cannot load certificate chain", lc->cert);
+    cb = sd_tls_file_bio(files, lc->cert, "certificate", NULL, err);
+    if (cb == NULL)
+        goto out;
+    kb = sd_tls_file_bio(files, lc->key, "private key", &kf, err);
+    if (kb == NULL)
+        goto out;
+    x = PEM_read_bio_X509_AUX(cb, NULL, NULL, NULL);
+    if (x == NULL || SSL_CTX_use_certificate(ctx, x) != 1) {
+        sd_err_openssl(err, "%s: cannot load certificate chain", lc->cert);
+        goto out;
+    }
+    X509_free(x);
+    while ((x = PEM_read_bio_X509(cb, NULL, NULL, NULL)) != NULL) {
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+            sd_err_openssl(err, "%s: cannot load certificate chain", lc->cert);
+            goto out;
+        }
+        x = NULL; /* owned by the context now */
+    }
+    {
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+            ERR_clear_error();
+        } else if (e != 0) {
+            sd_err_openssl(err, "%s: cannot load certificate chain", lc->cert);
+            goto out;
+        }
+    }
     if (sd_tls_check_validity(SSL_CTX_get0_certificate(ctx), lc->cert, err) != 0)
-        return -1;
-    if (SSL_CTX_use_PrivateKey_file(ctx, lc->key, SSL_FILETYPE_PEM) != 1)
-        return sd_err_openssl(err, "%s: cannot load private key", lc->key);
-    if (SSL_CTX_check_private_key(ctx) != 1)
-        return sd_err_openssl(err, "%s: private key does not match certificate %s",
-                              lc->key, lc->cert);
-    if (stat(lc->key, &st) == 0 && (st.st_mode & 077) != 0)
+        goto out;
+    key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
+    if (key == NULL || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
+        sd_err_openssl(err, "%s: cannot load private key", lc->key);
+        goto out;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        sd_err_openssl(err, "%s: private key does not match certificate %s", lc->key, lc->cert);
+        goto out;
+    }
+    if (!sd_files_frozen(files) && (kf->mode & 077) != 0)
         sd_log_msg("warn", "config", "%s: private key is readable by group or others "
-                   "(mode %03o); it should be 0600", lc->key, st.st_mode & 0777);
-    return 0;
+                   "(mode %03o); it should be 0600", lc->key, kf->mode & 0777);
+    rc = 0;
+out:
+    X509_free(x);
+    EVP_PKEY_free(key);
+    BIO_free(cb);
+    BIO_free(kb);
+    return rc;
 }
 
 struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
-                                 struct sd_err *err)
+                                 struct sd_files *files, struct sd_err *err)
 {
     struct sd_tls *tls = NULL;
     SSL_CTX *ctx = NULL;
@@ -836,11 +860,11 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     SSL_CTX_set_timeout(ctx, SD_TLS_SESSION_TIMEOUT);
     SSL_CTX_set_num_tickets(ctx, 1);
 
-    if (sd_tls_load_identity(ctx, lc, err) != 0 ||
-        sd_tls_load_cas(ctx, lc->cacert, sid, err) != 0)
+    if (sd_tls_load_identity(ctx, files, lc, err) != 0 ||
+        sd_tls_load_cas(ctx, files, lc->cacert, sid, err) != 0)
         goto fail;
     for (i = 0; i < lc->ncrls; i++)
-        if (sd_tls_load_crl(ctx, lc->crls[i], sid, err) != 0)
+        if (sd_tls_load_crl(ctx, files, lc->crls[i], sid, err) != 0)
             goto fail;
     if (lc->ncrls > 0) {
         STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));

@@ -1,22 +1,17 @@
 /* watch.c - file change detection for automatic reload (see sd/watch.h). */
 #include "sd/watch.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sd/log.h"
 
 #define SD_WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | \
                        IN_DELETE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF)
-#define SD_WATCH_FILE_MAX (4u << 20) /* files past 4 MiB are fingerprinted by size */
 
 int sd_watch_open(struct sd_watch *w, struct sd_err *err)
 {
@@ -33,72 +28,6 @@ void sd_watch_close(struct sd_watch *w)
         close(w->fd);
     w->fd = -1;
     w->nwds = 0;
-}
-
-static uint64_t sd_fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static uint64_t sd_watch_file(uint64_t h, const char *path)
-{
-    char buf[8192];
-    struct stat st;
-    ssize_t n;
-    size_t total = 0;
-    int fd;
-
-    h = sd_fnv(h, path, strlen(path) + 1);
-    if (stat(path, &st) != 0)
-        return sd_fnv(h, "missing", 7);
-    if (S_ISDIR(st.st_mode)) {
-        struct dirent **names = NULL;
-        int i, count = scandir(path, &names, NULL, alphasort);
-        for (i = 0; i < count; i++) {
-            if (names[i]->d_name[0] != '.') {
-                char sub[4096];
-                snprintf(sub, sizeof(sub), "%s/%s", path, names[i]->d_name);
-                h = sd_watch_file(h, sub);
-            }
-            free(names[i]);
-        }
-        free(names);
-        return h;
-    }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sd_fnv(h, "unreadable", 10);
-    while (total < SD_WATCH_FILE_MAX && (n = read(fd, buf, sizeof(buf))) > 0) {
-        h = sd_fnv(h, buf, (size_t)n);
-        total += (size_t)n;
-    }
-    close(fd);
-    return sd_fnv(h, &st.st_size, sizeof(st.st_size));
-}
-
-uint64_t sd_watch_fingerprint(const struct sd_config *cfg)
-{
-    uint64_t h = 14695981039346656037ull;
-    size_t i, c;
-
-    if (cfg->source != NULL)
-        h = sd_watch_file(h, cfg->source);
-    for (i = 0; i < cfg->nlisteners; i++) {
-        const struct sd_listener_conf *l = &cfg->listeners[i];
-        h = sd_watch_file(h, l->cert);
-        h = sd_watch_file(h, l->key);
-        h = sd_watch_file(h, l->cacert);
-        for (c = 0; c < l->ncrls; c++)
-            h = sd_watch_file(h, l->crls[c]);
-    }
-    return h;
 }
 
 static void sd_watch_add(struct sd_watch *w, const char *path, int is_dir)
@@ -121,10 +50,17 @@ static void sd_watch_add(struct sd_watch *w, const char *path, int is_dir)
         w->wds[w->nwds++] = wd;
 }
 
-void sd_watch_set(struct sd_watch *w, const struct sd_config *cfg)
+static void sd_watch_one(const struct sd_file *f, void *arg)
 {
-    struct stat st;
-    size_t i, c;
+    struct sd_watch *w = arg;
+
+    sd_watch_add(w, f->path, 0);
+    if (f->kind == SD_FILE_DIR)
+        sd_watch_add(w, f->path, 1);
+}
+
+void sd_watch_set(struct sd_watch *w, const struct sd_files *files)
+{
     int k;
 
     if (w->fd < 0)
@@ -132,19 +68,7 @@ void sd_watch_set(struct sd_watch *w, const struct sd_config *cfg)
     for (k = 0; k < w->nwds; k++)
         (void)inotify_rm_watch(w->fd, w->wds[k]);
     w->nwds = 0;
-    if (cfg->source != NULL)
-        sd_watch_add(w, cfg->source, 0);
-    for (i = 0; i < cfg->nlisteners; i++) {
-        const struct sd_listener_conf *l = &cfg->listeners[i];
-        sd_watch_add(w, l->cert, 0);
-        sd_watch_add(w, l->key, 0);
-        sd_watch_add(w, l->cacert, 0);
-        if (stat(l->cacert, &st) == 0 && S_ISDIR(st.st_mode))
-            sd_watch_add(w, l->cacert, 1);
-        for (c = 0; c < l->ncrls; c++)
-            sd_watch_add(w, l->crls[c], 0);
-    }
-    w->fingerprint = sd_watch_fingerprint(cfg);
+    sd_files_each(files, sd_watch_one, w);
 }
 
 int sd_watch_read(struct sd_watch *w)

@@ -14,9 +14,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/log.h"
 
@@ -76,14 +78,14 @@ static void sd_worker_stop_accepting(struct sd_worker *w)
     }
 }
 
-/* SIGHUP from the master (which has already validated the new files):
- * build the new generation here too, swap it in for new connections, and
- * close open connections whose client the new rules or CRLs no longer
- * admit. On any failure the current generation stays. */
-static void sd_worker_reload(struct sd_worker *w, uint64_t id)
+/* A snapshot from the master, which has already validated exactly these
+ * bytes: build the new generation from them (never from the disk, which may
+ * have changed since), swap it in for new connections, and close open
+ * connections whose client the new rules or CRLs no longer admit. */
+static void sd_worker_reload(struct sd_worker *w, uint64_t id, struct sd_files *files)
 {
     struct sd_err err;
-    struct sd_gen *g = sd_gen_load(w->src, id, &err);
+    struct sd_gen *g = sd_gen_load(w->src, files, id, &err);
     struct sd_conn *c, *next;
     struct sd_logline l;
     size_t i;
@@ -95,6 +97,10 @@ static void sd_worker_reload(struct sd_worker *w, uint64_t id)
         sd_log_u64(&l, "generation", w->gen->id);
         sd_log_end(&l);
         sd_gen_unref(g);
+        /* Cannot happen with a snapshot the master loaded; if it does, stop
+         * rather than keep admitting by the old rules. The master restarts
+         * the worker on the current configuration. */
+        w->reload_broken = 1;
         return;
     }
     /* Keep the process-level settings the master started with. */
@@ -117,18 +123,55 @@ static void sd_worker_reload(struct sd_worker *w, uint64_t id)
     }
 }
 
+static void sd_worker_on_control(struct sd_worker *w)
+{
+    for (;;) {
+        uint64_t id = 0;
+        struct iovec iov = { &id, sizeof(id) };
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } u;
+        struct msghdr msg;
+        struct cmsghdr *cm;
+        struct sd_files *files;
+        struct sd_err err;
+        int fd = -1;
+        ssize_t n;
+
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof(u.buf);
+        n = recvmsg(w->ctl, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* nothing more; a closed socket means the master is gone */
+        cm = CMSG_FIRSTHDR(&msg);
+        if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+            memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        if (fd < 0 || n != (ssize_t)sizeof(id))
+            continue;
+        files = sd_files_unpack(fd, &err);
+        close(fd);
+        if (files == NULL) {
+            sd_log_msg("error", "reload_failed", "worker %d: %s", w->index, err.msg);
+            w->reload_broken = 1;
+            continue;
+        }
+        if (!w->draining)
+            sd_worker_reload(w, id, files);
+        sd_files_free(files);
+    }
+}
+
 static void sd_worker_on_signal(struct sd_worker *w)
 {
     struct signalfd_siginfo si;
 
     while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGHUP && !w->draining) {
-            /* The master sends the generation number with sigqueue(). */
-            uint64_t id = si.ssi_code == SI_QUEUE && si.ssi_int > 0
-                              ? (uint64_t)si.ssi_int : w->gen->id + 1;
-            sd_worker_reload(w, id);
-            continue;
-        }
         if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !w->draining) {
             w->draining = 1;
             w->drain_deadline_ms = w->now_ms + w->drain_timeout_ms;
@@ -178,7 +221,6 @@ static int sd_worker_setup(struct sd_worker *w, const int *listen_fds)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
     w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (w->sigfd < 0)
         return -1;
@@ -187,6 +229,13 @@ static int sd_worker_setup(struct sd_worker *w, const int *listen_fds)
     ev.data.ptr = &w->sigev;
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->sigfd, &ev) != 0)
         return -1;
+    if (w->ctl >= 0) {
+        w->ctlev.kind = SD_EV_CONTROL;
+        ev.events = EPOLLIN;
+        ev.data.ptr = &w->ctlev;
+        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->ctl, &ev) != 0)
+            return -1;
+    }
     w->nls = cfg->nlisteners;
     w->ls = calloc(w->nls, sizeof(*w->ls));
     if (w->ls == NULL)
@@ -206,7 +255,7 @@ static int sd_worker_setup(struct sd_worker *w, const int *listen_fds)
 }
 
 int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
-                  const int *listen_fds, int index)
+                  const int *listen_fds, int index, int ctl)
 {
     struct sd_worker w;
     struct epoll_event events[SD_EVENTS];
@@ -216,6 +265,7 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
     memset(&w, 0, sizeof(w));
     w.ep = w.sigfd = -1;
     w.index = index;
+    w.ctl = ctl;
     w.gen = sd_gen_ref(gen);
     w.src = src;
     w.max_conns = gen->cfg->max_conns;
@@ -233,6 +283,10 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
 
         if (w.draining && w.nconns == 0)
             break;
+        if (w.reload_broken) {
+            rc = 3;
+            break;
+        }
         timeout = (int)(next_tick - w.now_ms);
         if (timeout < 0)
             timeout = 0;
@@ -257,6 +311,9 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
             case SD_EV_SIGNAL:
                 sd_worker_on_signal(&w);
                 break;
+            case SD_EV_CONTROL:
+                sd_worker_on_control(&w);
+                break;
             }
         }
         if (w.now_ms >= next_tick) {
@@ -277,5 +334,7 @@ out:
         close(w.sigfd);
     if (w.ep >= 0)
         close(w.ep);
+    if (w.ctl >= 0)
+        close(w.ctl);
     return rc;
 }

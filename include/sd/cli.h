@@ -8,10 +8,12 @@
 
 #define SD_VERSION "0.1.0"
 
-/* Parses `serve` flags (argv[0] is "serve") into cfg. Returns 0, 1 when
- * --help was printed, or -1 with err (a usage error). */
+struct sd_files;
+/* Parses `serve` flags (argv[0] is "serve") into cfg, reading a --config
+ * file through the snapshot `files`. Returns 0, 1 when --help was printed,
+ * or -1 with err (a usage error). */
 int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
-                       struct sd_err *err);
+                       struct sd_files *files, struct sd_err *err);
 
 /* Runs `steeldoor serve ...`; returns the exit status. */
 int sd_cli_serve_main(int argc, char **argv);

@@ -111,9 +111,11 @@ int sd_config_refuse_weakening(const char *name, struct sd_err *err);
  * the TLS contexts are built, which is where each file's error is named. */
 int sd_config_validate(struct sd_config *cfg, struct sd_err *err);
 
-/* Loads a YAML config file into cfg (see docs/config.md). Unknown keys are an
- * error, so a typo never silently weakens a listener. */
-int sd_config_load_yaml(struct sd_config *cfg, const char *path,
+/* Loads a YAML config file, read through the snapshot `files`, into cfg (see
+ * docs/config.md). Unknown keys are an error, so a typo never silently
+ * weakens a listener. */
+struct sd_files;
+int sd_config_load_yaml(struct sd_config *cfg, const char *path, struct sd_files *files,
                         struct sd_err *err);
 
 #endif

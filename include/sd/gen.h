@@ -32,19 +32,25 @@ struct sd_source {
     char **argv;
 };
 
-/* Parses and validates the configuration from src. Returns a new config,
- * or NULL with err; *usage is set when the error is a usage error. */
-struct sd_config *sd_gen_parse(const struct sd_source *src, int *usage,
-                               struct sd_err *err);
+struct sd_files;
+
+/* Parses and validates the configuration from src, reading files through
+ * the snapshot `files`. Returns a new config, or NULL with err; *usage is
+ * set when the error is a usage error. */
+struct sd_config *sd_gen_parse(const struct sd_source *src, struct sd_files *files,
+                               int *usage, struct sd_err *err);
 
 /* Builds a generation from cfg (taking ownership of it, also on failure):
- * every TLS context, every file checked. Returns it with one reference, or
- * NULL with err naming the file at fault. */
-struct sd_gen *sd_gen_new(struct sd_config *cfg, uint64_t id, struct sd_err *err);
+ * every TLS context, every file checked, read through `files`. Returns it
+ * with one reference, or NULL with err naming the file at fault. */
+struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_t id,
+                          struct sd_err *err);
 
-/* Parses src and builds a generation in one step. */
-struct sd_gen *sd_gen_load(const struct sd_source *src, uint64_t id,
-                           struct sd_err *err);
+/* Parses src and builds a generation in one step. A new unfrozen snapshot
+ * reads the disk; a frozen one (from the master) replays exactly the bytes
+ * the master validated. */
+struct sd_gen *sd_gen_load(const struct sd_source *src, struct sd_files *files,
+                           uint64_t id, struct sd_err *err);
 
 struct sd_gen *sd_gen_ref(struct sd_gen *g);
 /* Drops a reference; frees the generation with its last one. NULL is fine. */

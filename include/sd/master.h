@@ -12,10 +12,12 @@
 #include "sd/config.h"
 
 struct sd_source;
+struct sd_files;
 
-/* Runs the gateway described by cfg (validated; ownership passes to the
- * master), reloading from src on SIGHUP or file changes. Returns the exit
- * status. */
-int sd_master_run(struct sd_config *cfg, const struct sd_source *src);
+/* Runs the gateway described by cfg (validated), built from the snapshot
+ * files (ownership of both passes to the master), reloading from src on
+ * SIGHUP or file changes. Returns the exit status. */
+int sd_master_run(struct sd_config *cfg, struct sd_files *files,
+                  const struct sd_source *src);
 
 #endif

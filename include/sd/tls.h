@@ -39,10 +39,12 @@ enum sd_io {
 
 /* Builds the server context for one listener: loads and checks the server
  * certificate chain and key (must match, must be within validity), the CA
- * bundle (must hold at least one CA certificate). Returns a new context
+ * bundle (must hold at least one CA certificate), every file read through
+ * the snapshot `files` (see sd/files.h). Returns a new context
  * owned by the caller, or NULL with err naming the file at fault. */
+struct sd_files;
 struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
-                                 struct sd_err *err);
+                                 struct sd_files *files, struct sd_err *err);
 void sd_tls_free(struct sd_tls *tls);
 
 /* Wraps an accepted, non-blocking socket. The caller keeps owning fd.

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "sd/config.h"
+#include "sd/files.h"
 
 #define SD_WATCH_MAX_DIRS 128
 
@@ -20,7 +20,6 @@ struct sd_watch {
     int fd;                        /* inotify fd, -1 when watching is off */
     int wds[SD_WATCH_MAX_DIRS];
     int nwds;
-    uint64_t fingerprint;          /* of the files as last loaded or tried */
     int64_t due_ms;                /* 0, or when to look at a pending change */
 };
 
@@ -28,15 +27,12 @@ struct sd_watch {
 int sd_watch_open(struct sd_watch *w, struct sd_err *err);
 void sd_watch_close(struct sd_watch *w);
 
-/* Watches the directories of every file cfg uses (and its config file).
- * Records their fingerprint as the current one. */
-void sd_watch_set(struct sd_watch *w, const struct sd_config *cfg);
+/* Watches the directories of every file in the snapshot (whether a change
+ * matters is decided by comparing the snapshot's fingerprint with the
+ * disk's: sd_files_fingerprint_disk()). */
+void sd_watch_set(struct sd_watch *w, const struct sd_files *files);
 
 /* Reads pending events; returns 1 when any arrived (a change may be due). */
 int sd_watch_read(struct sd_watch *w);
-
-/* Fingerprint of every file cfg uses: contents and names (FNV-1a 64; this
- * detects change, it is not a security check). */
-uint64_t sd_watch_fingerprint(const struct sd_config *cfg);
 
 #endif

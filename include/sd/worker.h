@@ -14,7 +14,7 @@
 #include "sd/tls.h"
 
 /* What an epoll event points at; the first member of every event source. */
-enum sd_ev_kind { SD_EV_LISTENER = 1, SD_EV_CLIENT, SD_EV_BACKEND, SD_EV_SIGNAL };
+enum sd_ev_kind { SD_EV_LISTENER = 1, SD_EV_CLIENT, SD_EV_BACKEND, SD_EV_SIGNAL, SD_EV_CONTROL };
 struct sd_evsrc {
     uint8_t kind;
 };
@@ -38,6 +38,8 @@ struct sd_worker {
     const struct sd_source *src;   /* where a reload reads the configuration */
     struct sd_evsrc sigev;
     int sigfd;
+    struct sd_evsrc ctlev;
+    int ctl;                       /* control socket from the master */
     int index;
     struct sd_listener_rt *ls;
     size_t nls;
@@ -50,15 +52,18 @@ struct sd_worker {
     int64_t drain_deadline_ms;
     uint32_t drain_timeout_ms;
     int accept_retry; /* a listener is paused: retry accepting on the timer */
+    int reload_broken; /* could not apply the master's configuration: exit */
     struct sd_bufpool pool;
 };
 
 /* Runs worker `index` until it has drained after SIGTERM. listen_fds[i] is
  * this worker's socket for gen->cfg->listeners[i]. Takes a reference on gen.
- * SIGHUP makes the worker load a new generation from src. Returns the
- * process exit status. */
+ * On its control socket `ctl` the master sends validated configuration
+ * snapshots; the worker builds each into a new generation (from src's
+ * arguments and the snapshot's bytes) and swaps it in. Returns the process
+ * exit status. */
 int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
-                  const int *listen_fds, int index);
+                  const int *listen_fds, int index, int ctl);
 
 /* Monotonic milliseconds. */
 int64_t sd_now_ms(void);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "sd/config.h"
+#include "sd/files.h"
 
 static char *write_tmp(const char *text)
 {
@@ -31,10 +32,13 @@ static int load(const char *text, struct sd_config **out, struct sd_err *err)
 {
     char *path = write_tmp(text);
     struct sd_config *cfg = sd_config_new();
+    struct sd_files *files = sd_files_new();
     int rc;
 
     assert_non_null(cfg);
-    rc = sd_config_load_yaml(cfg, path, err);
+    assert_non_null(files);
+    rc = sd_config_load_yaml(cfg, path, files, err);
+    sd_files_free(files);
     if (rc == 0)
         rc = sd_config_validate(cfg, err);
     unlink(path);

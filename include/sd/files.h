@@ -1,0 +1,68 @@
+/*
+ * sd/files.h - a snapshot of the files a configuration is built from.
+ *
+ * Every file (and CA directory listing) a load reads goes through a
+ * snapshot: read once, recorded with its bytes. The master validates a new
+ * configuration from a fresh snapshot, then hands the very same bytes to
+ * the workers (packed into a memfd), which build their generation from the
+ * frozen snapshot and never touch the disk. So workers always run exactly
+ * what the master validated, even if a file changes again meanwhile; that
+ * later change simply triggers the next reload.
+ *
+ * Bounded: a file larger than SD_FILES_MAX_FILE, or snapshots larger than
+ * SD_FILES_MAX_TOTAL, are refused with an error naming the file.
+ */
+#ifndef SD_FILES_H
+#define SD_FILES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sd/err.h"
+
+#define SD_FILES_MAX_FILE (8u << 20)
+#define SD_FILES_MAX_TOTAL (64u << 20)
+
+enum sd_file_kind { SD_FILE_REG = 1, SD_FILE_DIR, SD_FILE_ERR };
+
+struct sd_file {
+    char *path;
+    enum sd_file_kind kind;
+    int err_no;          /* SD_FILE_ERR: why it could not be read */
+    unsigned mode;       /* permission bits */
+    unsigned char *data; /* REG: contents; DIR: NUL-separated sorted names */
+    size_t len;
+};
+
+struct sd_files;
+
+/* A new, empty, unfrozen snapshot; NULL when out of memory. */
+struct sd_files *sd_files_new(void);
+void sd_files_free(struct sd_files *fs);
+
+/* Returns the entry for path, reading and recording it first if this
+ * snapshot has not seen it (a frozen snapshot never reads: an unknown path
+ * is an error). A path that cannot be read is recorded as SD_FILE_ERR and
+ * returned as -1 with err naming it. The entry is owned by fs. */
+int sd_files_get(struct sd_files *fs, const char *path, const struct sd_file **out,
+                 struct sd_err *err);
+
+/* 1 for a snapshot received from the master (it reads nothing from disk,
+ * and its loads stay quiet: the master already warned). */
+int sd_files_frozen(const struct sd_files *fs);
+
+/* Fingerprint of the recorded contents (FNV-1a 64, change detection only). */
+uint64_t sd_files_fingerprint(const struct sd_files *fs);
+/* The fingerprint the same paths would have if read from disk now. */
+uint64_t sd_files_fingerprint_disk(const struct sd_files *fs);
+
+/* Calls fn for every recorded path. */
+void sd_files_each(const struct sd_files *fs, void (*fn)(const struct sd_file *f, void *arg),
+                   void *arg);
+
+/* Serialises fs into a new memfd (returned, owned by the caller), or -1. */
+int sd_files_pack(const struct sd_files *fs, struct sd_err *err);
+/* Reads a packed snapshot from fd; returns it frozen, or NULL with err. */
+struct sd_files *sd_files_unpack(int fd, struct sd_err *err);
+
+#endif
