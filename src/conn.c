@@ -68,6 +68,7 @@ struct sd_conn {
     uint8_t b_shut; /* client's EOF forwarded to backend (SHUT_WR) */
     uint8_t c_shut; /* backend's EOF forwarded to client (close_notify) */
     uint8_t closed; /* sockets closed; memory freed by sd_conn_reap() */
+    uint8_t c_hup, b_hup; /* epoll saw the peer hang up on that side */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -226,6 +227,11 @@ static int sd_conn_pump(struct sd_conn *c, int *progress)
                 c->c2b->w += (uint32_t)n;
                 c->bytes_in += n;
                 *progress = 1;
+                /* Drained: the next EPOLLIN edge wakes us. Not once the peer
+                 * has hung up: its EOF may already be queued, and it brings
+                 * no further edge. */
+                if (!c->c_hup && sd_tls_conn_read_dry(c->tls))
+                    c->c_rd = 0;
             } else if (io == SD_IO_EOF) {
                 c->c_eof = 1;
                 *progress = 1;
@@ -240,10 +246,13 @@ static int sd_conn_pump(struct sd_conn *c, int *progress)
     }
     /* steeldoor -> backend */
     if (sd_buf_len(c->c2b) > 0 && c->b_wr) {
-        r = send(c->bfd, c->c2b->data + c->c2b->r, sd_buf_len(c->c2b), MSG_NOSIGNAL);
+        size_t want = sd_buf_len(c->c2b);
+        r = send(c->bfd, c->c2b->data + c->c2b->r, want, MSG_NOSIGNAL);
         if (r > 0) {
             c->c2b->r += (uint32_t)r;
             *progress = 1;
+            if ((size_t)r < want)
+                c->b_wr = 0; /* socket buffer full: wait for EPOLLOUT */
         } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             c->b_wr = 0;
         } else if (r < 0 && errno != EINTR) {
@@ -268,10 +277,13 @@ static int sd_conn_pump(struct sd_conn *c, int *progress)
             return 1;
         }
         if (sd_buf_room(c->b2c) > 0) {
-            r = recv(c->bfd, c->b2c->data + c->b2c->w, sd_buf_room(c->b2c), 0);
+            size_t room = sd_buf_room(c->b2c);
+            r = recv(c->bfd, c->b2c->data + c->b2c->w, room, 0);
             if (r > 0) {
                 c->b2c->w += (uint32_t)r;
                 *progress = 1;
+                if ((size_t)r < room && !c->b_hup)
+                    c->b_rd = 0; /* drained (see the client side above) */
             } else if (r == 0) {
                 c->b_eof = 1;
                 *progress = 1;
@@ -405,11 +417,15 @@ void sd_conn_event(struct sd_evsrc *src, uint32_t events)
         events |= EPOLLIN | EPOLLOUT;
     }
     if (backend_side) {
+        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            c->b_hup = 1;
         if (events & (EPOLLIN | EPOLLRDHUP))
             c->b_rd = 1;
         if (events & EPOLLOUT)
             c->b_wr = 1;
     } else {
+        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            c->c_hup = 1;
         if (events & (EPOLLIN | EPOLLRDHUP))
             c->c_rd = 1;
         if (events & EPOLLOUT)

@@ -59,6 +59,10 @@ enum sd_io sd_tls_read(struct sd_tls_conn *c, void *buf, size_t len, size_t *n);
  * After WANT_*, call again with at least the same bytes (they may move). */
 enum sd_io sd_tls_write(struct sd_tls_conn *c, const void *buf, size_t len,
                         size_t *n);
+/* After an SD_IO_OK read: 1 when the socket was read dry and OpenSSL holds
+ * nothing more, so the caller may wait for the next readiness edge. */
+int sd_tls_conn_read_dry(struct sd_tls_conn *c);
+
 /* Sends close_notify (our half-close); reading may continue afterwards.
  * Returns SD_IO_OK once sent. */
 enum sd_io sd_tls_shutdown(struct sd_tls_conn *c);
