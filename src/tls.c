@@ -461,17 +461,6 @@ static int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-/* A resumed connection already holds a usable session; issuing it a new
- * ticket (a new session to create, serialise and cache) is work for nothing,
- * so tickets go out after full handshakes only. */
-static void sd_tls_info_cb(const SSL *ssl, int where, int ret)
-{
-    (void)ret;
-    if ((where & SSL_CB_ACCEPT_LOOP) && SSL_session_reused(ssl) &&
-        SSL_get_num_tickets(ssl) != 0)
-        SSL_set_num_tickets((SSL *)ssl, 0);
-}
-
 /* ------------------------------------------------------------ chain cache */
 
 static int64_t sd_tls_time(const ASN1_TIME *t)
@@ -1010,7 +999,6 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     }
     memcpy(tls->sid, sidbuf, sizeof(tls->sid));
     SSL_CTX_set_client_hello_cb(ctx, sd_tls_client_hello_cb, tls);
-    SSL_CTX_set_info_callback(ctx, sd_tls_info_cb);
     if (sd_tls_cache != NULL) {
         /* Stateful resumption: TLS 1.3 tickets and TLS 1.2 session ids
          * refer to sessions kept here (OpenSSL's in-process cache first,
