@@ -468,7 +468,10 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         return 1;
     }
-    sd_tls_set_session_cache(m.cache);
+    /* With one worker there is no other process to share sessions with:
+     * OpenSSL's in-process cache alone serves, with no copies made. */
+    if (cfg->workers != 1)
+        sd_tls_set_session_cache(m.cache);
     m.gen = sd_gen_new(cfg, files, 1, &err);
     if (m.gen == NULL) {
         fprintf(stderr, "steeldoor: %s\n", err.msg);

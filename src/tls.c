@@ -999,15 +999,15 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     }
     memcpy(tls->sid, sidbuf, sizeof(tls->sid));
     SSL_CTX_set_client_hello_cb(ctx, sd_tls_client_hello_cb, tls);
+    /* Stateful resumption: TLS 1.3 tickets and TLS 1.2 session ids refer
+     * to sessions kept here (OpenSSL's in-process cache first, the shared
+     * cache behind it when there are several workers), so resuming costs a
+     * lookup instead of decrypting and re-parsing a ticket with the client's
+     * certificate in it. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, SD_TLS_L1_SESSIONS);
     if (sd_tls_cache != NULL) {
-        /* Stateful resumption: TLS 1.3 tickets and TLS 1.2 session ids
-         * refer to sessions kept here (OpenSSL's in-process cache first,
-         * the shared cache behind it), so resuming costs a lookup instead
-         * of decrypting and re-parsing a ticket with the client's
-         * certificate in it. */
-        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-        SSL_CTX_sess_set_cache_size(ctx, SD_TLS_L1_SESSIONS);
         SSL_CTX_sess_set_new_cb(ctx, sd_tls_new_session_cb);
         SSL_CTX_sess_set_get_cb(ctx, sd_tls_get_session_cb);
         SSL_CTX_sess_set_remove_cb(ctx, sd_tls_remove_session_cb);

@@ -24,7 +24,7 @@
 
 #define SD_TICK_MS 250
 #define SD_EVENTS 256
-#define SD_POOL_FREE_MAX 512
+#define SD_POOL_FREE_MAX 64 /* 1 MiB of spare buffers at most per worker */
 
 int64_t sd_now_ms(void)
 {
