@@ -468,10 +468,10 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         return 1;
     }
-    /* With one worker there is no other process to share sessions with:
-     * OpenSSL's in-process cache alone serves, with no copies made. */
-    if (cfg->workers != 1)
-        sd_tls_set_session_cache(m.cache);
+    /* Even with one worker: a reload replaces the TLS contexts and with
+     * them OpenSSL's in-process caches; sessions a reload did not
+     * invalidate are still found here. */
+    sd_tls_set_session_cache(m.cache);
     m.gen = sd_gen_new(cfg, files, 1, &err);
     if (m.gen == NULL) {
         fprintf(stderr, "steeldoor: %s\n", err.msg);
