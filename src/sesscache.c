@@ -8,25 +8,53 @@
 
 #define SD_SESSCACHE_PROBE 8 /* slots looked at per key */
 
+/* Keys live in a dense hash index; session bytes go to data slots taken in
+ * turn from a ring. Probing reads a few index cache lines, and the data
+ * written is contiguous, so memory grows with the sessions actually stored
+ * (untouched pages of a shared mapping cost nothing), not with the table. */
 struct sd_slot {
     uint8_t used;
     uint8_t keylen;
     uint16_t len;
+    uint32_t dslot;  /* data slot holding the bytes */
     int64_t expires;
     uint8_t key[SD_SESSCACHE_KEY_MAX];
-    uint8_t data[SD_SESSCACHE_DATA_MAX];
+};
+
+struct sd_dslot {
+    uint32_t owner;  /* index slot + 1 that uses it, 0 when free */
+    uint8_t bytes[SD_SESSCACHE_DATA_MAX];
 };
 
 struct sd_sesscache {
     pthread_mutex_t lock;
     size_t nslots;
     size_t map_len;
+    uint64_t next;          /* next data slot of the ring */
+    struct sd_dslot *data;  /* nslots data slots, after the index */
     struct sd_slot slots[];
 };
 
+static uint8_t *sd_slot_data(struct sd_sesscache *c, const struct sd_slot *s)
+{
+    return c->data[s->dslot].bytes;
+}
+
+static void sd_slot_clear(struct sd_sesscache *c, struct sd_slot *s)
+{
+    struct sd_dslot *d = &c->data[s->dslot];
+
+    if (d->owner == (uint32_t)(s - c->slots) + 1) {
+        memset(d->bytes, 0, s->len); /* the entry holds a master secret */
+        d->owner = 0;
+    }
+    memset(s, 0, sizeof(*s));
+}
+
 struct sd_sesscache *sd_sesscache_new(size_t nslots, struct sd_err *err)
 {
-    size_t len = sizeof(struct sd_sesscache) + nslots * sizeof(struct sd_slot);
+    size_t len = sizeof(struct sd_sesscache) +
+                 nslots * (sizeof(struct sd_slot) + sizeof(struct sd_dslot));
     pthread_mutexattr_t attr;
     struct sd_sesscache *c;
 
@@ -37,6 +65,7 @@ struct sd_sesscache *sd_sesscache_new(size_t nslots, struct sd_err *err)
     }
     c->nslots = nslots;
     c->map_len = len;
+    c->data = (struct sd_dslot *)&c->slots[nslots];
     if (pthread_mutexattr_init(&attr) != 0 ||
         pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) != 0 ||
         pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) != 0 ||
@@ -65,7 +94,8 @@ static int sd_sesscache_lock(struct sd_sesscache *c)
          * wipe the table rather than serve a torn session. */
         size_t i;
         for (i = 0; i < c->nslots; i++)
-            c->slots[i].used = 0;
+            if (c->slots[i].used)
+                sd_slot_clear(c, &c->slots[i]);
         pthread_mutex_consistent(&c->lock);
         return 0;
     }
@@ -123,12 +153,23 @@ int sd_sesscache_put(struct sd_sesscache *c, const uint8_t *key, size_t keylen,
                 victim = s;
         }
     }
+    if (victim->used)
+        sd_slot_clear(c, victim);
+    {
+        /* take the next data slot of the ring, evicting its old owner */
+        uint32_t d = (uint32_t)(c->next++ % c->nslots);
+        struct sd_dslot *ds = &c->data[d];
+        if (ds->owner != 0)
+            sd_slot_clear(c, &c->slots[ds->owner - 1]);
+        ds->owner = (uint32_t)(victim - c->slots) + 1;
+        victim->dslot = d;
+    }
     victim->used = 1;
     victim->keylen = (uint8_t)keylen;
     victim->len = (uint16_t)len;
     victim->expires = expires;
     memcpy(victim->key, key, keylen);
-    memcpy(victim->data, data, len);
+    memcpy(sd_slot_data(c, victim), data, len);
     pthread_mutex_unlock(&c->lock);
     return 0;
 }
@@ -143,11 +184,11 @@ long sd_sesscache_get(struct sd_sesscache *c, const uint8_t *key, size_t keylen,
         return -1;
     s = sd_sesscache_find(c, key, keylen);
     if (s != NULL && s->expires <= now) {
-        memset(s, 0, sizeof(*s));
+        sd_slot_clear(c, s);
         s = NULL;
     }
     if (s != NULL && s->len <= cap) {
-        memcpy(out, s->data, s->len);
+        memcpy(out, sd_slot_data(c, s), s->len);
         n = s->len;
     }
     pthread_mutex_unlock(&c->lock);
@@ -162,6 +203,6 @@ void sd_sesscache_remove(struct sd_sesscache *c, const uint8_t *key, size_t keyl
         return;
     s = sd_sesscache_find(c, key, keylen);
     if (s != NULL)
-        memset(s, 0, sizeof(*s)); /* the entry holds a master secret */
+        sd_slot_clear(c, s);
     pthread_mutex_unlock(&c->lock);
 }
