@@ -12,7 +12,7 @@
 
 static const char sd_serve_usage[] =
     "Usage: steeldoor serve --listen ADDR:PORT --target ADDR:PORT|unix:/PATH\n"
-    "                       --cert FILE --key FILE --cacert FILE --allow-all [options]\n"
+    "                       --cert FILE --key FILE --cacert FILE|DIR RULE... [options]\n"
     "       steeldoor serve --config FILE [--workers N] [--drain-timeout DUR] [--max-conns N]\n"
     "\n"
     "Terminates TLS 1.3/1.2 and forwards the bytes to the target. Every connection\n"
