@@ -1005,7 +1005,9 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
      * lookup instead of decrypting and re-parsing a ticket with the client's
      * certificate in it. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    /* NO_AUTO_CLEAR: OpenSSL would otherwise walk the whole cache every
+     * 255 handshakes; the worker's timer expires sessions instead. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_AUTO_CLEAR);
     SSL_CTX_sess_set_cache_size(ctx, SD_TLS_L1_SESSIONS);
     if (sd_tls_cache != NULL) {
         SSL_CTX_sess_set_new_cb(ctx, sd_tls_new_session_cb);
@@ -1208,6 +1210,11 @@ enum sd_io sd_tls_shutdown(struct sd_tls_conn *c)
     if (ret >= 0)
         return SD_IO_OK; /* 0: our close_notify is sent, theirs not yet seen */
     return sd_tls_io_result(c, ret);
+}
+
+void sd_tls_expire_sessions(struct sd_tls *tls)
+{
+    SSL_CTX_flush_sessions(tls->ctx, (long)time(NULL));
 }
 
 const char *sd_tls_conn_reason(const struct sd_tls_conn *c)

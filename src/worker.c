@@ -23,6 +23,7 @@
 #include "sd/log.h"
 
 #define SD_TICK_MS 250
+#define SD_SESSION_EXPIRY_MS 10000 /* how often expired sessions are dropped */
 #define SD_EVENTS 256
 #define SD_POOL_FREE_MAX 64 /* 1 MiB of spare buffers at most per worker */
 
@@ -193,6 +194,11 @@ static void sd_worker_tick(struct sd_worker *w)
     struct sd_conn *c, *next;
     size_t i;
 
+    if (w->now_ms >= w->expire_sessions_ms) {
+        for (i = 0; i < w->gen->cfg->nlisteners; i++)
+            sd_tls_expire_sessions(w->gen->tls[i]);
+        w->expire_sessions_ms = w->now_ms + SD_SESSION_EXPIRY_MS;
+    }
     if (w->accept_retry && !w->draining) {
         w->accept_retry = 0;
         for (i = 0; i < w->nls; i++)

@@ -67,6 +67,10 @@ int sd_tls_conn_read_dry(struct sd_tls_conn *c);
  * Returns SD_IO_OK once sent. */
 enum sd_io sd_tls_shutdown(struct sd_tls_conn *c);
 
+/* Drops expired sessions from the context's in-process cache (called from
+ * the worker's timer rather than by OpenSSL every 255 handshakes). */
+void sd_tls_expire_sessions(struct sd_tls *tls);
+
 /* Why the connection failed, as a stable word for the log ("unknown_ca",
  * "no_client_certificate", ...), or NULL; detail is free text or NULL. */
 const char *sd_tls_conn_reason(const struct sd_tls_conn *c);

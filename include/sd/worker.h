@@ -48,6 +48,7 @@ struct sd_worker {
     struct sd_conn *dead; /* closed in this loop turn, freed at its end */
     size_t max_conns;
     int64_t now_ms; /* monotonic, refreshed once per loop turn */
+    int64_t expire_sessions_ms; /* next sweep of expired TLS sessions */
     int draining;
     int64_t drain_deadline_ms;
     uint32_t drain_timeout_ms;
