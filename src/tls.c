@@ -431,9 +431,8 @@ static int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     const struct sd_tls *tls = arg;
     const unsigned char *ext = NULL;
     size_t len = 0, listlen, namelen, i;
-    unsigned char name[256], md[EVP_MAX_MD_SIZE];
+    unsigned char buf[sizeof(tls->sid) + 256], md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx;
     int ok;
 
     (void)al;
@@ -441,18 +440,18 @@ static int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg)
         return SSL_CLIENT_HELLO_SUCCESS; /* no SNI: the listener's own context */
     listlen = (size_t)ext[0] << 8 | ext[1];
     namelen = (size_t)ext[3] << 8 | ext[4];
-    if (listlen != len - 2 || ext[2] != 0 || namelen > len - 5 || namelen > sizeof(name))
+    if (listlen != len - 2 || ext[2] != 0 || namelen > len - 5 || namelen > 256)
         return SSL_CLIENT_HELLO_SUCCESS; /* OpenSSL itself rejects a bad extension */
+    /* One-shot digest of (listener context, lowercased name): no allocation
+     * on this per-handshake path. */
+    memcpy(buf, tls->sid, sizeof(tls->sid));
     for (i = 0; i < namelen; i++) /* DNS names compare case-insensitively */
-        name[i] = (unsigned char)((ext[5 + i] >= 'A' && ext[5 + i] <= 'Z') ? ext[5 + i] + 32
-                                                                           : ext[5 + i]);
-    ctx = EVP_MD_CTX_new();
-    ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-         EVP_DigestUpdate(ctx, tls->sid, sizeof(tls->sid)) &&
-         EVP_DigestUpdate(ctx, name, namelen) && EVP_DigestFinal_ex(ctx, md, &mdlen) &&
+        buf[sizeof(tls->sid) + i] =
+            (unsigned char)((ext[5 + i] >= 'A' && ext[5 + i] <= 'Z') ? ext[5 + i] + 32
+                                                                     : ext[5 + i]);
+    ok = EVP_Digest(buf, sizeof(tls->sid) + namelen, md, &mdlen, EVP_sha256(), NULL) &&
          SSL_set_session_id_context(ssl, md, mdlen > SSL_MAX_SID_CTX_LENGTH
                                                   ? SSL_MAX_SID_CTX_LENGTH : mdlen);
-    EVP_MD_CTX_free(ctx);
     if (!ok) {
         ERR_clear_error();
         *al = SSL_AD_INTERNAL_ERROR;

@@ -112,8 +112,9 @@ def make_leaf(ca_cert, ca_key, cn, eku, not_before=None, not_after=None,
                                       key_encipherment=isinstance(key, rsa.RSAPrivateKey),
                                       data_encipherment=False, key_agreement=False,
                                       key_cert_sign=False, crl_sign=False,
-                                      encipher_only=False, decipher_only=False), critical=True)
-         .add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False))
+                                      encipher_only=False, decipher_only=False), critical=True))
+    if eku is not None:  # None: no extendedKeyUsage extension at all
+        b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
     if sans:
         b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     try:
@@ -191,6 +192,8 @@ def pki(sd_bin, tmp_path_factory):
                      not_before=now + datetime.timedelta(days=1),
                      not_after=now + datetime.timedelta(days=30))
     ns.serverauth = leaf("serverauth", eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    # no EKU extension: RFC 5280 reads it as "any use"; steeldoor requires clientAuth
+    ns.no_eku = leaf("no-eku", eku=None, uris=["spiffe://example.org/no-eku"])
     # server-side certs for startup-error and cipher tests
     ns.expired_server = leaf("expired-server", eku=[ExtendedKeyUsageOID.SERVER_AUTH],
                              dns=["localhost"], ips=["127.0.0.1"],

@@ -18,6 +18,7 @@ CASES = {
     "expired": ("expired", {"certificate_expired"}),
     "not_yet_valid": ("notyet", {"certificate_not_yet_valid"}),
     "serverauth_only_eku": ("serverauth", {"wrong_eku"}),
+    "no_eku_extension": ("no_eku", {"wrong_eku"}),
     # same issuer DN as the real CA, different key: signature check must fail
     "impostor_ca_same_dn": ("impostor", None),
 }
