@@ -69,6 +69,7 @@ struct sd_conn {
     uint8_t c_shut; /* backend's EOF forwarded to client (close_notify) */
     uint8_t closed; /* sockets closed; memory freed by sd_conn_reap() */
     uint8_t c_hup, b_hup; /* epoll saw the peer hang up on that side */
+    uint8_t c2b_bulk, b2c_bulk; /* that direction filled a small buffer */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -191,12 +192,12 @@ static int sd_conn_proxy_header(struct sd_conn *c)
         sd_conn_fail_errno(c, "proxy_header_failed", errno);
         return -1;
     }
-    if (c->c2b == NULL && (c->c2b = sd_bufpool_get(&c->w->pool)) == NULL) {
+    if (c->c2b == NULL && (c->c2b = sd_bufpool_get(&c->w->pool, 0)) == NULL) {
         sd_conn_finish(c, "error", "out_of_memory", NULL);
         return -1;
     }
     n = sd_tls_conn_pp2(c->tls, &c->peer.sa, (struct sockaddr *)&local,
-                        c->c2b->data, SD_BUF_SIZE);
+                        c->c2b->data, c->c2b->cap);
     if (n < 0) {
         sd_conn_finish(c, "error", "proxy_header_failed",
                        "identity does not fit in a PROXY v2 header");
@@ -215,32 +216,41 @@ static int sd_conn_pump(struct sd_conn *c, int *progress)
     size_t n;
     ssize_t r;
 
-    /* client -> steeldoor (TLS read) */
+    /* client -> steeldoor (TLS read): records until the buffer is full or
+     * the socket is dry, so that the backend gets them in one send */
     if (!c->c_eof && sd_conn_ready(c, c->rd_want)) {
-        if (c->c2b == NULL && (c->c2b = sd_bufpool_get(&w->pool)) == NULL) {
+        if (c->c2b == NULL && (c->c2b = sd_bufpool_get(&w->pool, c->c2b_bulk)) == NULL) {
             sd_conn_finish(c, "error", "out_of_memory", NULL);
             return 1;
         }
-        if (sd_buf_room(c->c2b) > 0) {
+        while (sd_conn_ready(c, c->rd_want) && sd_buf_room(c->c2b) > 0) {
             io = sd_tls_read(c->tls, c->c2b->data + c->c2b->w, sd_buf_room(c->c2b), &n);
             if (io == SD_IO_OK) {
                 c->c2b->w += (uint32_t)n;
                 c->bytes_in += n;
                 *progress = 1;
+                if (c->c2b->w == c->c2b->cap && c->c2b->cap == SD_BUF_SMALL) {
+                    c->c2b_bulk = 1;
+                    c->c2b = sd_bufpool_grow(&w->pool, c->c2b);
+                }
                 /* Drained: the next EPOLLIN edge wakes us. Not once the peer
                  * has hung up: its EOF may already be queued, and it brings
                  * no further edge. */
                 if (!c->c_hup && sd_tls_conn_read_dry(c->tls))
                     c->c_rd = 0;
+                if (!c->c2b_bulk)
+                    break; /* small messages go on at once */
             } else if (io == SD_IO_EOF) {
                 c->c_eof = 1;
                 *progress = 1;
+                break;
             } else if (io == SD_IO_ERROR) {
                 sd_conn_finish(c, "error", sd_tls_conn_reason(c->tls),
                                sd_tls_conn_detail(c->tls));
                 return 1;
             } else {
                 sd_conn_blocked(c, io, &c->rd_want);
+                break;
             }
         }
     }
@@ -272,7 +282,7 @@ static int sd_conn_pump(struct sd_conn *c, int *progress)
 
     /* backend -> steeldoor */
     if (!c->b_eof && c->b_rd) {
-        if (c->b2c == NULL && (c->b2c = sd_bufpool_get(&w->pool)) == NULL) {
+        if (c->b2c == NULL && (c->b2c = sd_bufpool_get(&w->pool, c->b2c_bulk)) == NULL) {
             sd_conn_finish(c, "error", "out_of_memory", NULL);
             return 1;
         }
@@ -284,6 +294,10 @@ static int sd_conn_pump(struct sd_conn *c, int *progress)
                 *progress = 1;
                 if ((size_t)r < room && !c->b_hup)
                     c->b_rd = 0; /* drained (see the client side above) */
+                if (c->b2c->w == c->b2c->cap && c->b2c->cap == SD_BUF_SMALL) {
+                    c->b2c_bulk = 1;
+                    c->b2c = sd_bufpool_grow(&w->pool, c->b2c);
+                }
             } else if (r == 0) {
                 c->b_eof = 1;
                 *progress = 1;
@@ -347,6 +361,11 @@ static void sd_conn_run(struct sd_conn *c)
                 return;
             io = sd_tls_handshake(c->tls);
             if (io == SD_IO_OK) {
+                /* The client's first bytes usually come after its Finished:
+                 * when the handshake read the socket dry, wait for their
+                 * edge instead of reading EAGAIN first. */
+                if (!c->c_hup && sd_tls_conn_read_dry(c->tls))
+                    c->c_rd = 0;
                 sd_conn_start_backend(c);
                 return; /* continues when the backend connect completes */
             }
@@ -361,7 +380,9 @@ static void sd_conn_run(struct sd_conn *c)
             int e;
             if (!c->b_wr)
                 return;
-            e = sd_net_connect_result(c->bfd);
+            /* A failed connect always reports EPOLLERR/EPOLLHUP; without
+             * them the connect succeeded and SO_ERROR need not be read. */
+            e = c->b_hup ? sd_net_connect_result(c->bfd) : 0;
             if (e != 0) {
                 c->state = SD_CONN_PROXYING;
                 sd_conn_fail_errno(c, "backend_connect_failed", e);
@@ -426,8 +447,11 @@ void sd_conn_event(struct sd_evsrc *src, uint32_t events)
     } else {
         if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             c->c_hup = 1;
-        if (events & (EPOLLIN | EPOLLRDHUP))
+        if (events & (EPOLLIN | EPOLLRDHUP)) {
             c->c_rd = 1;
+            if (c->tls != NULL)
+                sd_tls_conn_readable(c->tls, c->c_hup);
+        }
         if (events & EPOLLOUT)
             c->c_wr = 1;
     }
@@ -469,7 +493,7 @@ void sd_conn_accept(struct sd_worker *w, struct sd_listener_rt *l, int fd,
         free(c);
         return;
     }
-    sd_net_nodelay(fd);
+    /* TCP_NODELAY comes from the listening socket (see sd_net_listen). */
     /* Link first, so sd_conn_free() can always unlink. */
     c->next = w->conns;
     if (w->conns != NULL)

@@ -133,6 +133,9 @@ int sd_net_listen(const struct sd_addr *addr, int backlog, struct sd_err *err)
         goto fail;
     if (listen(fd, backlog) != 0)
         goto fail;
+    /* Accepted sockets inherit TCP_NODELAY from the listener on Linux: one
+     * setsockopt here instead of one per connection. */
+    sd_net_nodelay(fd);
     return fd;
 fail:
     sd_err_set(err, "%s: cannot listen: %s", addr->text, strerror(errno));

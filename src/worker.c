@@ -25,7 +25,8 @@
 #define SD_TICK_MS 250
 #define SD_SESSION_EXPIRY_MS 10000 /* how often expired sessions are dropped */
 #define SD_EVENTS 256
-#define SD_POOL_FREE_MAX 64 /* 1 MiB of spare buffers at most per worker */
+#define SD_POOL_SMALL_MAX 64 /* spare buffers kept per worker: 1 MiB ... */
+#define SD_POOL_LARGE_MAX 8  /* ... plus 2 MiB */
 
 int64_t sd_now_ms(void)
 {
@@ -277,7 +278,7 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
     w.max_conns = gen->cfg->max_conns;
     w.drain_timeout_ms = gen->cfg->drain_timeout_ms;
     w.now_ms = sd_now_ms();
-    sd_bufpool_init(&w.pool, SD_POOL_FREE_MAX);
+    sd_bufpool_init(&w.pool, SD_POOL_SMALL_MAX, SD_POOL_LARGE_MAX);
     if (sd_worker_setup(&w, listen_fds) != 0) {
         sd_log_msg("error", "worker", "worker %d: set-up failed: %s", index, strerror(errno));
         rc = 1;

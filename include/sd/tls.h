@@ -62,6 +62,10 @@ enum sd_io sd_tls_write(struct sd_tls_conn *c, const void *buf, size_t len,
 /* After an SD_IO_OK read: 1 when the socket was read dry and OpenSSL holds
  * nothing more, so the caller may wait for the next readiness edge. */
 int sd_tls_conn_read_dry(struct sd_tls_conn *c);
+/* Tells c that epoll reported its socket readable (hup: the peer hung up).
+ * After a read came back short, c makes no further read system call until
+ * this is called, since the edge-triggered socket can only be empty. */
+void sd_tls_conn_readable(struct sd_tls_conn *c, int hup);
 
 /* Sends close_notify (our half-close); reading may continue afterwards.
  * Returns SD_IO_OK once sent. */
