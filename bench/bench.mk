@@ -6,13 +6,17 @@
 #   make bench-build               only build bench/loadgen and bench/backend
 
 BENCH_OUT    := $(BUILD)/bench
-BENCH_BINS   := $(BENCH_OUT)/loadgen $(BENCH_OUT)/backend
+BENCH_BINS   := $(BENCH_OUT)/loadgen $(BENCH_OUT)/backend $(BENCH_OUT)/tlsfloor
 BENCH_ARGS   ?=
 
 .PHONY: bench bench-build
 bench-build: $(BENCH_BINS)
 
 $(BENCH_OUT)/loadgen: bench/loadgen.c bench/bench.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
+$(BENCH_OUT)/tlsfloor: bench/tlsfloor.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
 

@@ -7,57 +7,80 @@
 #include <sys/mman.h>
 
 #define SD_SESSCACHE_PROBE 8 /* slots looked at per key */
+#define SD_REC_ALIGN 16u
 
-/* Keys live in a dense hash index; session bytes go to data slots taken in
- * turn from a ring. Probing reads a few index cache lines, and the data
- * written is contiguous, so memory grows with the sessions actually stored
- * (untouched pages of a shared mapping cost nothing), not with the table. */
+/* Keys live in a dense hash index; session bytes go to a byte ring, each
+ * entry taking only its own length (sessions are about 1 KiB, far below the
+ * maximum). Probing reads a few index cache lines, and the ring is written
+ * in order, so the memory a worker touches grows with the bytes actually
+ * stored (untouched pages of a shared mapping cost nothing), not with the
+ * table or the largest possible session. */
 struct sd_slot {
     uint8_t used;
     uint8_t keylen;
     uint16_t len;
-    uint32_t dslot;  /* data slot holding the bytes */
+    uint32_t off;    /* offset of the entry's record in the ring */
     int64_t expires;
     uint8_t key[SD_SESSCACHE_KEY_MAX];
 };
 
-struct sd_dslot {
-    uint32_t owner;  /* index slot + 1 that uses it, 0 when free */
-    uint8_t bytes[SD_SESSCACHE_DATA_MAX];
+/* A record of the ring: this header, then the bytes, padded to 16. size 0
+ * marks space never written (from there to the end of the ring). */
+struct sd_rec {
+    uint32_t owner; /* index slot + 1 that uses it, 0 when dead */
+    uint32_t size;  /* whole record, header included */
 };
 
 struct sd_sesscache {
     pthread_mutex_t lock;
     size_t nslots;
     size_t map_len;
-    uint64_t next;          /* next data slot of the ring */
-    struct sd_dslot *data;  /* nslots data slots, after the index */
+    uint32_t ring_len;      /* bytes, a multiple of SD_REC_ALIGN */
+    uint32_t head;          /* where the next record goes */
+    uint8_t *ring;          /* after the index */
     struct sd_slot slots[];
 };
 
-static uint8_t *sd_slot_data(struct sd_sesscache *c, const struct sd_slot *s)
+static struct sd_rec *sd_rec_at(struct sd_sesscache *c, uint32_t off)
 {
-    return c->data[s->dslot].bytes;
+    return (struct sd_rec *)(void *)(c->ring + off);
+}
+
+static uint32_t sd_rec_size(size_t len)
+{
+    return (uint32_t)((sizeof(struct sd_rec) + len + SD_REC_ALIGN - 1) & ~(SD_REC_ALIGN - 1));
+}
+
+/* A header that a torn write (a worker killed mid-update) could have left
+ * is not followed. */
+static int sd_rec_sane(const struct sd_sesscache *c, uint32_t off, const struct sd_rec *r)
+{
+    return r->size >= SD_REC_ALIGN && r->size % SD_REC_ALIGN == 0 &&
+           r->size <= c->ring_len - off;
 }
 
 static void sd_slot_clear(struct sd_sesscache *c, struct sd_slot *s)
 {
-    struct sd_dslot *d = &c->data[s->dslot];
+    struct sd_rec *r = sd_rec_at(c, s->off);
 
-    if (d->owner == (uint32_t)(s - c->slots) + 1) {
-        memset(d->bytes, 0, s->len); /* the entry holds a master secret */
-        d->owner = 0;
+    if (s->used && r->owner == (uint32_t)(s - c->slots) + 1) {
+        memset(r + 1, 0, s->len); /* the entry holds a master secret */
+        r->owner = 0;
     }
     memset(s, 0, sizeof(*s));
 }
 
 struct sd_sesscache *sd_sesscache_new(size_t nslots, struct sd_err *err)
 {
-    size_t len = sizeof(struct sd_sesscache) +
-                 nslots * (sizeof(struct sd_slot) + sizeof(struct sd_dslot));
+    size_t ring = nslots * sd_rec_size(SD_SESSCACHE_DATA_MAX);
+    size_t len = sizeof(struct sd_sesscache) + nslots * sizeof(struct sd_slot) + ring;
     pthread_mutexattr_t attr;
     struct sd_sesscache *c;
 
+    if (nslots == 0 || ring > UINT32_MAX) {
+        sd_err_set(err, "session cache: %zu slots is out of range", nslots);
+        return NULL;
+    }
     c = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (c == MAP_FAILED) {
         sd_err_set(err, "session cache: mmap %zu bytes: %s", len, strerror(errno));
@@ -65,7 +88,8 @@ struct sd_sesscache *sd_sesscache_new(size_t nslots, struct sd_err *err)
     }
     c->nslots = nslots;
     c->map_len = len;
-    c->data = (struct sd_dslot *)&c->slots[nslots];
+    c->ring_len = (uint32_t)ring;
+    c->ring = (uint8_t *)&c->slots[nslots];
     if (pthread_mutexattr_init(&attr) != 0 ||
         pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) != 0 ||
         pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) != 0 ||
@@ -96,6 +120,7 @@ static int sd_sesscache_lock(struct sd_sesscache *c)
         for (i = 0; i < c->nslots; i++)
             if (c->slots[i].used)
                 sd_slot_clear(c, &c->slots[i]);
+        c->head = 0;
         pthread_mutex_consistent(&c->lock);
         return 0;
     }
@@ -127,11 +152,72 @@ static struct sd_slot *sd_sesscache_find(struct sd_sesscache *c, const uint8_t *
     return NULL;
 }
 
+/* Evicts the entry whose record starts at off, if its slot still uses it. */
+static void sd_sesscache_evict(struct sd_sesscache *c, uint32_t off, struct sd_rec *r)
+{
+    if (r->owner != 0 && r->owner <= c->nslots) {
+        struct sd_slot *s = &c->slots[r->owner - 1];
+        if (s->used && s->off == off)
+            sd_slot_clear(c, s);
+    }
+    r->owner = 0;
+}
+
+/* Returns room for a record of size bytes at the ring's head, evicting the
+ * oldest entries it overwrites; the head moves past it. */
+static struct sd_rec *sd_sesscache_take(struct sd_sesscache *c, uint32_t size)
+{
+    uint32_t start, end, p;
+    struct sd_rec *r;
+
+    if (c->head > c->ring_len - size) {
+        /* no room before the end: the tail becomes one dead record */
+        for (p = c->head; p < c->ring_len; p += r->size) {
+            r = sd_rec_at(c, p);
+            if (!sd_rec_sane(c, p, r))
+                break;
+            sd_sesscache_evict(c, p, r);
+        }
+        if (c->head < c->ring_len) {
+            r = sd_rec_at(c, c->head);
+            r->owner = 0;
+            r->size = c->ring_len - c->head;
+        }
+        c->head = 0;
+    }
+    start = c->head;
+    end = start + size;
+    for (p = start; p < end;) {
+        r = sd_rec_at(c, p);
+        if (r->size == 0 || !sd_rec_sane(c, p, r)) {
+            p = end; /* never written (or torn): nothing to evict */
+            break;
+        }
+        sd_sesscache_evict(c, p, r);
+        p += r->size;
+    }
+    if (p > end) {
+        /* the tail of the last record overwritten stays a dead record */
+        r = sd_rec_at(c, end);
+        r->owner = 0;
+        r->size = p - end;
+    } else if (end < c->ring_len && !sd_rec_sane(c, end, sd_rec_at(c, end))) {
+        r = sd_rec_at(c, end);
+        r->owner = 0;
+        r->size = 0;
+    }
+    c->head = end == c->ring_len ? 0 : end;
+    r = sd_rec_at(c, start);
+    r->size = size;
+    return r;
+}
+
 int sd_sesscache_put(struct sd_sesscache *c, const uint8_t *key, size_t keylen,
                      const uint8_t *data, size_t len, int64_t expires)
 {
     size_t i, base;
     struct sd_slot *victim = NULL;
+    struct sd_rec *rec;
 
     if (keylen == 0 || keylen > SD_SESSCACHE_KEY_MAX || len > SD_SESSCACHE_DATA_MAX)
         return -1;
@@ -155,21 +241,15 @@ int sd_sesscache_put(struct sd_sesscache *c, const uint8_t *key, size_t keylen,
     }
     if (victim->used)
         sd_slot_clear(c, victim);
-    {
-        /* take the next data slot of the ring, evicting its old owner */
-        uint32_t d = (uint32_t)(c->next++ % c->nslots);
-        struct sd_dslot *ds = &c->data[d];
-        if (ds->owner != 0)
-            sd_slot_clear(c, &c->slots[ds->owner - 1]);
-        ds->owner = (uint32_t)(victim - c->slots) + 1;
-        victim->dslot = d;
-    }
+    rec = sd_sesscache_take(c, sd_rec_size(len));
+    rec->owner = (uint32_t)(victim - c->slots) + 1;
+    victim->off = (uint32_t)((uint8_t *)rec - c->ring);
     victim->used = 1;
     victim->keylen = (uint8_t)keylen;
     victim->len = (uint16_t)len;
     victim->expires = expires;
     memcpy(victim->key, key, keylen);
-    memcpy(sd_slot_data(c, victim), data, len);
+    memcpy(rec + 1, data, len);
     pthread_mutex_unlock(&c->lock);
     return 0;
 }
@@ -187,8 +267,16 @@ long sd_sesscache_get(struct sd_sesscache *c, const uint8_t *key, size_t keylen,
         sd_slot_clear(c, s);
         s = NULL;
     }
+    if (s != NULL) {
+        /* Defence in depth: the record must still be this slot's. */
+        const struct sd_rec *r = sd_rec_at(c, s->off);
+        if (r->owner != (uint32_t)(s - c->slots) + 1 || r->size != sd_rec_size(s->len)) {
+            sd_slot_clear(c, s);
+            s = NULL;
+        }
+    }
     if (s != NULL && s->len <= cap) {
-        memcpy(out, sd_slot_data(c, s), s->len);
+        memcpy(out, sd_rec_at(c, s->off) + 1, s->len);
         n = s->len;
     }
     pthread_mutex_unlock(&c->lock);

@@ -805,35 +805,19 @@ static int sd_tls_load_cas(SSL_CTX *ctx, struct sd_files *files, const char *pat
     return 0;
 }
 
-/* Loads one CRL file (PEM or DER), checks that it was issued and signed by a
- * CA of the bundle, and adds it to the store. Warns at start when it is
- * already past its nextUpdate (every client is then refused until a fresh
- * one is installed, unless --crl-grace covers it). */
-static int sd_tls_load_crl(SSL_CTX *ctx, struct sd_files *files, const char *path,
-                           EVP_MD_CTX *sid, struct sd_err *err)
+/* Checks that crl was issued and signed by a CA of the bundle and adds it to
+ * the store. Warns at start when it is already past its nextUpdate (every
+ * client it covers is then refused until a fresh one is installed, unless
+ * --crl-grace covers it). */
+static int sd_tls_add_crl(SSL_CTX *ctx, struct sd_files *files, const char *path,
+                          X509_CRL *crl, EVP_MD_CTX *sid, struct sd_err *err)
 {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-    STACK_OF(X509_OBJECT) *objs;
-    X509_CRL *crl = NULL;
-    BIO *bio = NULL;
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    int i, signer_found = 0, rc = -1;
+    int i, signer_found = 0;
 
-    bio = sd_tls_file_bio(files, path, "CRL", NULL, err);
-    if (bio == NULL)
-        return -1;
-    crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
-    if (crl == NULL && bio != NULL) {
-        ERR_clear_error();
-        (void)BIO_reset(bio);
-        crl = d2i_X509_CRL_bio(bio, NULL);
-    }
-    if (crl == NULL) {
-        sd_err_openssl(err, "%s: not a CRL (PEM or DER)", path);
-        goto out;
-    }
-    objs = X509_STORE_get0_objects(store);
     for (i = 0; i < sk_X509_OBJECT_num(objs) && !signer_found; i++) {
         X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
         if (ca != NULL && X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0 &&
@@ -841,20 +825,60 @@ static int sd_tls_load_crl(SSL_CTX *ctx, struct sd_files *files, const char *pat
             signer_found = 1;
     }
     ERR_clear_error();
-    if (!signer_found) {
-        sd_err_set(err, "%s: CRL was not issued and signed by a CA of the --cacert bundle", path);
-        goto out;
-    }
+    if (!signer_found)
+        return sd_err_set(err, "%s: CRL was not issued and signed by a CA of the --cacert bundle",
+                          path);
     if (!sd_files_frozen(files) && X509_CRL_get0_nextUpdate(crl) != NULL &&
         X509_cmp_current_time(X509_CRL_get0_nextUpdate(crl)) <= 0)
         sd_log_msg("warn", "crl", "%s: CRL is past its nextUpdate; clients whose chain it "
                    "covers are refused (reason crl_expired) until a fresh CRL is installed",
                    path);
     if (!X509_STORE_add_crl(store, crl) ||
-        !X509_CRL_digest(crl, EVP_sha256(), md, &mdlen) || !EVP_DigestUpdate(sid, md, mdlen)) {
-        sd_err_openssl(err, "%s: cannot use CRL", path);
+        !X509_CRL_digest(crl, EVP_sha256(), md, &mdlen) || !EVP_DigestUpdate(sid, md, mdlen))
+        return sd_err_openssl(err, "%s: cannot use CRL", path);
+    return 0;
+}
+
+/* Loads a CRL file: one DER CRL, or one or more PEM CRLs (CAs publish one
+ * CRL each, and a bundle of them in one file is common). Every CRL in it
+ * must be valid; anything else in a PEM file is an error, never skipped. */
+static int sd_tls_load_crl(SSL_CTX *ctx, struct sd_files *files, const char *path,
+                           EVP_MD_CTX *sid, struct sd_err *err)
+{
+    X509_CRL *crl = NULL;
+    BIO *bio = NULL;
+    int n = 0, rc = -1;
+    unsigned long e;
+
+    bio = sd_tls_file_bio(files, path, "CRL", NULL, err);
+    if (bio == NULL)
+        return -1;
+    crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+    if (crl == NULL) {
+        ERR_clear_error();
+        (void)BIO_reset(bio);
+        crl = d2i_X509_CRL_bio(bio, NULL);
+        if (crl == NULL) {
+            sd_err_openssl(err, "%s: not a CRL (PEM or DER)", path);
+            goto out;
+        }
+        rc = sd_tls_add_crl(ctx, files, path, crl, sid, err);
         goto out;
     }
+    while (crl != NULL) {
+        n++;
+        if (sd_tls_add_crl(ctx, files, path, crl, sid, err) != 0)
+            goto out;
+        X509_CRL_free(crl);
+        crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+    }
+    e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
+        sd_err_openssl(err, "%s: CRL number %d of the file is not a valid PEM CRL", path,
+                       n + 1);
+        goto out;
+    }
+    ERR_clear_error();
     rc = 0;
 out:
     X509_CRL_free(crl);
@@ -1171,6 +1195,38 @@ static enum sd_io sd_tls_io_result(struct sd_tls_conn *c, int ret)
     }
 }
 
+/* The client's chain often repeats certificates the trust store holds
+ * (clients that send their root, or intermediates steeldoor also trusts).
+ * Each parsed copy costs about 4.5 KiB for as long as the session lives, so
+ * copies identical to a store certificate are swapped for a reference to
+ * the store's object: the same certificate, shared by every connection. */
+static void sd_tls_share_chain(SSL *ssl)
+{
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+    X509_STORE *store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl));
+    STACK_OF(X509_OBJECT) *objs = store != NULL ? X509_STORE_get0_objects(store) : NULL;
+    X509_OBJECT *probe;
+    int i;
+
+    if (chain == NULL || objs == NULL || (probe = X509_OBJECT_new()) == NULL)
+        return;
+    for (i = 0; i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        X509_OBJECT *o;
+        X509 *same;
+
+        if (!X509_OBJECT_set1_X509(probe, x))
+            break;
+        o = X509_OBJECT_retrieve_match(objs, probe);
+        same = o != NULL ? X509_OBJECT_get0_X509(o) : NULL;
+        if (same != NULL && same != x && X509_up_ref(same)) {
+            (void)sk_X509_set(chain, i, same);
+            X509_free(x);
+        }
+    }
+    X509_OBJECT_free(probe);
+}
+
 enum sd_io sd_tls_handshake(struct sd_tls_conn *c)
 {
     int ret, e;
@@ -1194,6 +1250,8 @@ enum sd_io sd_tls_handshake(struct sd_tls_conn *c)
             c->rule = sd_tls_authorize(c, tls, peer);
             if (c->rule < 0)
                 return SD_IO_ERROR;
+        } else {
+            sd_tls_share_chain(c->ssl);
         }
         return SD_IO_OK;
     }

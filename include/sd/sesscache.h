@@ -12,7 +12,8 @@
  * It stores opaque bytes under a key; it knows nothing of TLS. The key
  * includes the listener's session id context, so a session can only be
  * found by the listener (and the configuration generation) that made it.
- * Bounded: a fixed number of slots of fixed size, oldest entry replaced.
+ * Bounded: a fixed number of index slots and a fixed byte ring in which
+ * each entry takes its own length; the oldest entries are replaced.
  */
 #ifndef SD_SESSCACHE_H
 #define SD_SESSCACHE_H

@@ -186,3 +186,56 @@ def test_verify_depth_bad_value(sd_bin, pki, tmp_path, val):
                                                     extra=["--verify-depth", val, "--workers", "1"]),
                                  tmp_path, watch_ports=[port])
     assert re.search(r"verify-depth", err), err
+
+
+# ------------------------------------------- full chains and live re-judgement
+
+def test_full_chain_client_rejudged_after_reload(steeldoor, backends, pki, certs, tmp_path):
+    """A client that sends its whole chain, root included (what OpenSSL
+    clients do with a chain file): steeldoor keeps one shared copy of the
+    certificates it trusts anyway, yet a reload whose CRL revokes the
+    client's intermediate still closes the live connection, and a client of
+    another intermediate stays up."""
+    from test_reload import wait_reloaded, wait_closed, CLOSED_DETAIL
+    import time
+    i1 = certs.ca("int1")
+    i2 = certs.ca("int2")
+    full = certs.client("full", cn="full", issuer=i1, chain=(i1, certs.root))
+    other = certs.client("other", cn="other", issuer=i2, chain=(i2, certs.root))
+    # the intermediates are trusted too, so that their CRLs are accepted
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.ca.read_bytes() + _pem(i1, i2))
+    crl = tmp_path / "crls.pem"
+
+    def write_crls(revoked):
+        parts = [certs.crl("root.crl", revoked=revoked), certs.crl("i1.crl", issuer=i1),
+                 certs.crl("i2.crl", issuer=i2)]
+        tmp = tmp_path / "crls.tmp"
+        tmp.write_bytes(b"".join(p.read_bytes() for p in parts))
+        tmp.replace(crl)
+
+    write_crls([])
+    be = backends()
+    sd = steeldoor(target=be.target, workers=2, cacert=bundle, extra=["--crl", crl])
+    cf, co = ctx_of(pki, full), ctx_of(pki, other)
+    s_full = [sdlib.tls_connect(cf, sd.port, timeout=5) for _ in range(3)]
+    s_other = sdlib.tls_connect(co, sd.port, timeout=5)
+    try:
+        for i, s in enumerate(s_full + [s_other]):
+            assert sdlib.echo_roundtrip(s, b"up-%d\n" % i) == b"up-%d\n" % i
+        peers = [sdlib.peer_of(s) for s in s_full]
+        write_crls([i1.cert])
+        t0 = time.monotonic()
+        wait_reloaded(sd, 2, workers=2, trigger="files changed", timeout=3)
+        assert all(wait_closed(s, t0 + 3.0) for s in s_full), \
+            "connections through the now revoked intermediate were not closed"
+        for p in peers:
+            e = sd.wait_conn(p, timeout=2)
+            assert e.get("reason") == "certificate_revoked" and \
+                e.get("detail") == CLOSED_DETAIL, e
+        assert sdlib.echo_roundtrip(s_other, b"still\n", timeout=3) == b"still\n"
+        expect_refused(sd, None, cf, sd.port, "certificate_revoked")
+        expect_admitted(sd, co, sd.port)
+    finally:
+        for s in s_full + [s_other]:
+            s.close()

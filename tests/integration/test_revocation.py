@@ -294,6 +294,39 @@ def test_bad_crl_second_of_two(sd_bin, pki, certs, tmp_path):
     assert "foreign2.crl" in err, err
 
 
+def test_crl_bundle_file(steeldoor, backends, pki, certs, inter, tmp_path):
+    """Several PEM CRLs in one file: every one of them is used (here the
+    second one, the intermediate's, revokes a client)."""
+    i, good, bad, bundle = inter
+    crls = tmp_path / "all.crl"
+    crls.write_bytes(certs.crl("root-ok.crl").read_bytes() +
+                     certs.crl("int-rev.crl", issuer=i, revoked=[bad.cert]).read_bytes())
+    be = backends()
+    sd = steeldoor(target=be.target, cacert=bundle, extra=["--crl", crls])
+    expect_admitted(sd, ctx_of(pki.ca, good.pair), sd.port)
+    expect_refused(sd, be, ctx_of(pki.ca, bad.pair), sd.port, "certificate_revoked")
+    e = sd.wait_log(lambda e: e.get("event") == "listening")
+    assert e.get("crls") == 1, e  # one file
+
+
+def test_bad_crl_second_in_file(sd_bin, pki, certs, tmp_path):
+    """A bundle whose second CRL is not from a trusted CA fails as a whole."""
+    other = certs.ca("foreign3", issuer="self")
+    p = tmp_path / "mixed.crl"
+    p.write_bytes(certs.crl("ok.crl").read_bytes() +
+                  certs.crl("foreign3.crl", issuer=other).read_bytes())
+    err = _bad_crl_start(sd_bin, pki, tmp_path, p)
+    assert "mixed.crl" in err and "not issued and signed" in err, err
+
+
+def test_bad_crl_corrupt_second_in_file(sd_bin, pki, certs, tmp_path):
+    p = tmp_path / "torn.crl"
+    p.write_bytes(certs.crl("ok2.crl").read_bytes() +
+                  b"-----BEGIN X509 CRL-----\nbm90IGEgY3Js\n-----END X509 CRL-----\n")
+    err = _bad_crl_start(sd_bin, pki, tmp_path, p)
+    assert "torn.crl" in err and "number 2" in err, err
+
+
 @pytest.mark.parametrize("val", ["abc", "-1s", "1y"])
 def test_bad_crl_grace(sd_bin, pki, certs, tmp_path, val):
     err = _bad_crl_start(sd_bin, pki, tmp_path, certs.crl("g.crl"), extra=["--crl-grace", val])

@@ -1,5 +1,5 @@
 /* Unit tests for sesscache.c: bounded entries, expiry, removal, key
- * isolation, and sharing across fork(). */
+ * isolation, entries of every size in the ring, and sharing across fork(). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,12 +87,65 @@ static void test_shared_across_fork(void **state)
     sd_sesscache_free(c);
 }
 
+/* Entries of every size, far more of them than fit: each readable entry
+ * is exactly what was stored under its key, and the latest put always reads
+ * back whole. */
+static void fill(uint8_t *buf, uint32_t seed, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        buf[i] = (uint8_t)(seed * 2654435761u >> (i % 24)) ^ (uint8_t)i;
+}
+
+static void test_variable_sizes_churn(void **state)
+{
+    struct sd_err err;
+    struct sd_sesscache *c = sd_sesscache_new(32, &err);
+    static uint8_t data[SD_SESSCACHE_DATA_MAX], want[SD_SESSCACHE_DATA_MAX],
+        out[SD_SESSCACHE_DATA_MAX];
+    static size_t lens[5000];
+    uint8_t key[8];
+    uint32_t i, rng = 12345;
+    int found = 0;
+
+    (void)state;
+    assert_non_null(c);
+    for (i = 0; i < 5000; i++) {
+        size_t len;
+        rng = rng * 1103515245u + 12345u;
+        len = 1 + (rng >> 8) % (i % 7 == 0 ? SD_SESSCACHE_DATA_MAX : 1200);
+        lens[i] = len;
+        memcpy(key, &i, sizeof(i));
+        memset(key + 4, 0, 4);
+        fill(data, i, len);
+        assert_int_equal(sd_sesscache_put(c, key, sizeof(key), data, len, 10000), 0);
+        assert_int_equal(sd_sesscache_get(c, key, sizeof(key), out, sizeof(out), 0), (long)len);
+        assert_memory_equal(out, data, len);
+    }
+    for (i = 0; i < 5000; i++) {
+        long n;
+        memcpy(key, &i, sizeof(i));
+        memset(key + 4, 0, 4);
+        n = sd_sesscache_get(c, key, sizeof(key), out, sizeof(out), 0);
+        if (n < 0)
+            continue;
+        assert_int_equal(n, (long)lens[i]);
+        fill(want, i, lens[i]);
+        assert_memory_equal(out, want, lens[i]);
+        found++;
+    }
+    assert_true(found > 0 && found <= 32);
+    sd_sesscache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_get_remove),
         cmocka_unit_test(test_bounded_under_churn),
         cmocka_unit_test(test_shared_across_fork),
+        cmocka_unit_test(test_variable_sizes_churn),
     };
     return cmocka_run_group_tests_name("sesscache", tests, NULL, NULL);
 }
