@@ -53,6 +53,7 @@ struct sd_chain_entry {
     int64_t expires;       /* earliest of: TTL, notAfter in the chain, CRL nextUpdate */
     int rule;              /* the allow rule that admitted it */
     int used;
+    X509 *leaf;            /* the verified leaf: sessions of this chain share it */
 };
 
 struct sd_tls {
@@ -146,6 +147,7 @@ struct sd_tls_conn {
     int read_eof;        /* the peer closed its sending side */
     int write_more;      /* more records follow this one in the same sd_tls_write */
     X509 *refused_leaf;  /* the leaf that failed verification, for the log */
+    X509 *parsed_leaf;   /* OpenSSL's copy of a leaf replaced by a shared one */
     int verify_err;      /* first X509_V_ERR_* seen, 0 if none */
     int rule;            /* index of the allow rule that admitted, or -1 */
     const char *reason;  /* stable word for the log */
@@ -523,7 +525,7 @@ static void sd_tls_chain_remember(struct sd_tls *tls, const unsigned char *key,
                                   X509_STORE_CTX *xs, int rule, int64_t now)
 {
     STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(xs);
-    struct sd_chain_entry e;
+    struct sd_chain_entry e, *slot;
     int i;
 
     memset(&e, 0, sizeof(e));
@@ -546,7 +548,31 @@ static void sd_tls_chain_remember(struct sd_tls *tls, const unsigned char *key,
     if (chain == NULL || e.expires <= now)
         return;
     e.used = 1;
-    *sd_tls_chain_slot(tls, key) = e;
+    e.leaf = X509_STORE_CTX_get0_cert(xs);
+    if (e.leaf != NULL && !X509_up_ref(e.leaf))
+        e.leaf = NULL;
+    slot = sd_tls_chain_slot(tls, key);
+    X509_free(slot->leaf);
+    *slot = e;
+}
+
+/* The presented chain is byte for byte the cached one (same SHA-256 of
+ * every certificate), so its freshly parsed leaf is swapped for the cached
+ * object: OpenSSL then keeps that one in the session, and every connection
+ * of a client holds one shared certificate instead of its own 4-5 KiB
+ * parsed copy. OpenSSL takes the session's certificate from this very
+ * stack (the store context's untrusted list) after verification. The
+ * parsed copy stays alive until the handshake ends, as the store context
+ * still points at it. */
+static void sd_tls_share_leaf(struct sd_tls_conn *c, STACK_OF(X509) *sk, X509 *shared)
+{
+    X509 *parsed = sk != NULL && sk_X509_num(sk) > 0 ? sk_X509_value(sk, 0) : NULL;
+
+    if (parsed == NULL || shared == NULL || parsed == shared || c->parsed_leaf != NULL ||
+        X509_cmp(parsed, shared) != 0 || !X509_up_ref(shared))
+        return;
+    (void)sk_X509_set(sk, 0, shared);
+    c->parsed_leaf = parsed;
 }
 
 /* Replaces X509_verify_cert() for client chains (SSL_CTX_set_cert_verify_
@@ -569,6 +595,7 @@ static int sd_tls_cert_verify_cb(X509_STORE_CTX *xs, void *arg)
         if (e->used && CRYPTO_memcmp(e->key, key, sizeof(key)) == 0 &&
             now >= e->not_before && now < e->expires) {
             c->rule = e->rule;
+            sd_tls_share_leaf(c, X509_STORE_CTX_get0_untrusted(xs), e->leaf);
             X509_STORE_CTX_set_error(xs, X509_V_OK);
             return 1;
         }
@@ -1073,8 +1100,12 @@ fail:
 
 void sd_tls_free(struct sd_tls *tls)
 {
+    size_t i;
+
     if (tls == NULL)
         return;
+    for (i = 0; tls->chains != NULL && i < SD_CHAIN_CACHE_SIZE; i++)
+        X509_free(tls->chains[i].leaf);
     free(tls->chains);
     SSL_CTX_free(tls->ctx);
     free(tls);
@@ -1112,6 +1143,7 @@ void sd_tls_conn_free(struct sd_tls_conn *c)
         return;
     SSL_free(c->ssl);
     X509_free(c->refused_leaf);
+    X509_free(c->parsed_leaf);
     free(c);
 }
 
@@ -1253,6 +1285,8 @@ enum sd_io sd_tls_handshake(struct sd_tls_conn *c)
         } else {
             sd_tls_share_chain(c->ssl);
         }
+        X509_free(c->parsed_leaf);
+        c->parsed_leaf = NULL;
         return SD_IO_OK;
     }
     e = SSL_get_error(c->ssl, ret);
