@@ -45,6 +45,10 @@ static const char sd_audit_usage[] =
     "session resumption across SNI names, renegotiation and, with --http, forged\n"
     "identity headers. Nothing is written to disk.\n"
     "\n"
+    "A handshake that completes although the server never sent a CertificateRequest\n"
+    "is an open door, whatever the server does next. A refusal after the handshake\n"
+    "counts only if it is an alert, or if the control was treated otherwise.\n"
+    "\n"
     "  --cacert FILE        the CA (PEM) that issued the client certificate; its\n"
     "                       name is borrowed by the forgeries, and the server's\n"
     "                       certificate is checked against it for the report\n"
@@ -308,6 +312,8 @@ static void sd_audit_print_json(FILE *out, const struct sd_audit_opts *o,
         fputs(",\"door\":", out);
         fputs(p->verdict == SD_AUDIT_OPEN || p->verdict == SD_AUDIT_LATE ? "true" : "false",
               out);
+        fputs(",\"certificate_request\":", out);
+        fputs(p->cert_request > 0 ? "true" : p->cert_request == 0 ? "false" : "null", out);
         fputc('}', out);
     }
     fputs("\n]}\n", out);

@@ -16,6 +16,13 @@
  * before it ever looks at the dates or the EKU. Such a probe still shows
  * whether the server checks client certificates at all, not which check
  * fired; the alert the server sends is reported for that.
+ *
+ * The judgement rests on the handshake: whether the server sent a
+ * CertificateRequest (seen by a message callback, TLS 1.3's encrypted one
+ * too) and whether the handshake completed. Completed without one is an
+ * open door whatever follows. After one, what the server does once the
+ * handshake is over is compared with what it did to the control: only an
+ * alert, or a difference, is a refusal (sd_audit_refuse).
  */
 #include "sd/audit.h"
 
@@ -327,6 +334,12 @@ struct sd_audit_run {
     struct sd_audit_cred unknown_ca, impostor_ca;
     const char *sni;             /* default SNI; NULL for an IP literal */
     int host_is_ip;
+    /* What the control got after its handshake: the baseline a refused
+     * probe must differ from (see sd_audit_like_control). */
+    int ctl_kind;                /* enum sd_audit_kind */
+    int ctl_status;              /* its HTTP status, if any */
+    int ctl_late;                /* it ended late (sd_audit_is_late) */
+    char ctl_what[128];          /* what it got, for the report */
 };
 
 static int sd_audit_make_creds(struct sd_audit_run *r, struct sd_err *err)
@@ -382,6 +395,7 @@ struct sd_audit_conn {
     SSL *ssl;
     uint64_t deadline;
     int alert;          /* last alert the server sent, -1 none */
+    int cert_req;       /* the server sent a CertificateRequest */
     char why[160];      /* why the last step failed */
 };
 
@@ -424,6 +438,25 @@ static void sd_audit_info_cb(const SSL *ssl, int where, int ret)
     if (c != NULL && (where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT &&
         (ret & 0xff) != SSL3_AD_CLOSE_NOTIFY)
         c->alert = ret;
+}
+
+/*
+ * Sees every handshake message the server sends, TLS 1.3's encrypted ones
+ * included (after decryption). A CertificateRequest is the server asking
+ * for a client certificate: a handshake that completes without one has let
+ * the client in without any certificate, whatever the server does next.
+ */
+static void sd_audit_msg_cb(int write_p, int version, int content_type, const void *buf,
+                            size_t len, SSL *ssl, void *arg)
+{
+    struct sd_audit_conn *c = SSL_get_app_data(ssl);
+    const unsigned char *b = buf;
+
+    (void)version;
+    (void)arg;
+    if (c != NULL && !write_p && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+        b[0] == SSL3_MT_CERTIFICATE_REQUEST)
+        c->cert_req = 1;
 }
 
 static void sd_audit_conn_close(struct sd_audit_conn *c)
@@ -517,6 +550,7 @@ static SSL_CTX *sd_audit_ctx_new(struct sd_audit_run *r, const struct sd_audit_c
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_info_callback(ctx, sd_audit_info_cb);
+    SSL_CTX_set_msg_callback(ctx, sd_audit_msg_cb);
     if (cred != NULL &&
         SSL_CTX_use_cert_and_key(ctx, cred->crt, cred->key, cred->chain, 1) != 1)
         goto fail;
@@ -647,6 +681,7 @@ enum sd_audit_kind {
 
 struct sd_audit_answer {
     enum sd_audit_kind kind;
+    uint64_t ms;              /* from the request to the end of the reading */
     int status;               /* HTTP status, when kind is GOT_HTTP */
     char line[72];            /* the status line, cleaned */
     char why[160];            /* for alerts and errors */
@@ -708,16 +743,24 @@ static void sd_audit_parse_status(struct sd_audit_answer *a)
 static void sd_audit_exchange(struct sd_audit_run *r, struct sd_audit_conn *c,
                               const char *req, int whole, struct sd_audit_answer *a)
 {
-    enum sd_audit_io io;
+    enum sd_audit_io io, wio;
+    char wwhy[sizeof(c->why)];
+    uint64_t t0 = sd_audit_now_ms();
     size_t n;
 
     a->kind = SD_AUDIT_GOT_SILENCE;
+    a->ms = 0;
     a->status = 0;
     a->line[0] = '\0';
     a->why[0] = '\0';
     a->len = 0;
-    c->deadline = sd_audit_now_ms() + r->o->timeout_ms;
-    io = sd_audit_step(c, SD_AUDIT_WRITE, (void *)req, strlen(req), &n);
+    c->deadline = t0 + r->o->timeout_ms;
+    io = wio = sd_audit_step(c, SD_AUDIT_WRITE, (void *)req, strlen(req), &n);
+    snprintf(wwhy, sizeof(wwhy), "%s", c->why);
+    /* A server that refused at once may have reset the connection before
+     * the request went out; its alert can still be waiting to be read. */
+    if ((wio == SD_AUDIT_IO_CLOSED || wio == SD_AUDIT_IO_FAILED) && c->alert < 0)
+        io = SD_AUDIT_IO_OK;
     while (io == SD_AUDIT_IO_OK && a->len < sizeof(a->buf)) {
         io = sd_audit_step(c, SD_AUDIT_READ, a->buf + a->len, sizeof(a->buf) - a->len, &n);
         if (io != SD_AUDIT_IO_OK)
@@ -728,6 +771,11 @@ static void sd_audit_exchange(struct sd_audit_run *r, struct sd_audit_conn *c,
             break;
         if (whole && sd_audit_http_complete(a))
             break;
+    }
+    a->ms = sd_audit_now_ms() - t0;
+    if (wio != SD_AUDIT_IO_OK && a->len == 0 && c->alert < 0) {
+        io = wio; /* nothing more to be read: the failed write tells */
+        snprintf(c->why, sizeof(c->why), "%s", wwhy);
     }
     snprintf(a->why, sizeof(a->why), "%s", c->why);
     if (a->len > 0) {
@@ -775,6 +823,7 @@ static struct sd_audit_probe *sd_audit_add(struct sd_audit_run *r, const char *n
     p->name = name;
     p->expected = expected;
     p->verdict = SD_AUDIT_UNDETERMINED;
+    p->cert_request = -1;
     return p;
 }
 
@@ -804,12 +853,77 @@ static int sd_audit_refusal_status(int status)
     }
 }
 
+/* A connection that ended with neither data nor an alert. A close and a
+ * reset are one kind: which of the two a client sees after the server
+ * closes depends only on whether its request had arrived by then. */
+static int sd_audit_is_end(int kind)
+{
+    return kind == SD_AUDIT_GOT_CLOSE || kind == SD_AUDIT_GOT_RESET;
+}
+
+/* The time class of an ending: at once, or only after a third of the
+ * time limit (a server waiting for something, an idle timeout). */
+static int sd_audit_is_late(const struct sd_audit_run *r, uint64_t ms)
+{
+    return ms * 3u >= (uint64_t)r->o->timeout_ms;
+}
+
+/* What came back after the handshake, in a few words. */
+static void sd_audit_describe(const struct sd_audit_run *r, const struct sd_audit_answer *a,
+                              char *buf, size_t cap)
+{
+    switch (a->kind) {
+    case SD_AUDIT_GOT_ALERT:
+        snprintf(buf, cap, "%.100s", a->why);
+        break;
+    case SD_AUDIT_GOT_HTTP:
+        snprintf(buf, cap, "%.72s", a->line);
+        break;
+    case SD_AUDIT_GOT_DATA:
+        snprintf(buf, cap, "%zu bytes back", a->len);
+        break;
+    case SD_AUDIT_GOT_SILENCE:
+        snprintf(buf, cap, "no answer and no alert within %u ms", r->o->timeout_ms);
+        break;
+    case SD_AUDIT_GOT_CLOSE:
+    case SD_AUDIT_GOT_RESET:
+        if (sd_audit_is_late(r, a->ms))
+            snprintf(buf, cap, "%.100s after %llu ms, no alert", a->why,
+                     (unsigned long long)a->ms);
+        else
+            snprintf(buf, cap, "%.100s, no alert", a->why);
+        break;
+    }
+}
+
+/*
+ * Did the server treat the probe exactly like the control? Then it did not
+ * refuse it, whatever it did: the same kind of answer, the same HTTP
+ * status, or a close/reset in the same time class as the control's.
+ */
+static int sd_audit_like_control(const struct sd_audit_run *r, const struct sd_audit_answer *a)
+{
+    if (sd_audit_is_end(r->ctl_kind) && sd_audit_is_end((int)a->kind))
+        return r->ctl_late == sd_audit_is_late(r, a->ms);
+    if (r->ctl_kind != (int)a->kind)
+        return 0;
+    if (a->kind == SD_AUDIT_GOT_HTTP)
+        return r->ctl_status == a->status;
+    return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* Probes                                                              */
 
 static const struct sd_audit_tls sd_audit_modern = { 0, 0, 0 };
 
-/* The control must finish the handshake and must not be refused after it. */
+/*
+ * The control must finish the handshake and must not be refused after it
+ * by an alert. What it gets after its request is kept as the baseline the
+ * refused probes are compared with. A server that never asked for a client
+ * certificate has not refused the control whatever it does next; the
+ * audit goes on and finds the door.
+ */
 static int sd_audit_control(struct sd_audit_run *r, struct sd_err *err)
 {
     struct sd_audit_probe *p = sd_audit_add(r, "control", "handshake completes");
@@ -829,6 +943,7 @@ static int sd_audit_control(struct sd_audit_run *r, struct sd_err *err)
         goto out;
     }
     io = sd_audit_step(&c, SD_AUDIT_HANDSHAKE, NULL, 0, NULL);
+    p->cert_request = c.cert_req;
     if (io != SD_AUDIT_IO_OK) {
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "handshake failed: %s", c.why);
         sd_err_set(err, "%s: the valid certificate %s did not complete the handshake: %s",
@@ -848,29 +963,18 @@ static int sd_audit_control(struct sd_audit_run *r, struct sd_err *err)
     }
     sd_audit_request(r, r->sni, req, sizeof(req), NULL);
     sd_audit_exchange(r, &c, req, 0, a);
-    switch (a->kind) {
-    case SD_AUDIT_GOT_ALERT:
-    case SD_AUDIT_GOT_RESET:
+    r->ctl_kind = (int)a->kind;
+    r->ctl_status = a->status;
+    r->ctl_late = sd_audit_is_late(r, a->ms);
+    sd_audit_describe(r, a, r->ctl_what, sizeof(r->ctl_what));
+    if (a->kind == SD_AUDIT_GOT_ALERT && c.cert_req) {
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "refused after the handshake: %s", a->why);
         sd_err_set(err, "%s: the valid certificate %s was refused after the handshake: %s",
                    r->o->target, r->o->cert, a->why);
         goto out;
-    case SD_AUDIT_GOT_HTTP:
-        sd_audit_set(p, SD_AUDIT_PASS, "%s; %s%s", r->rep->tls_version, a->line, extra);
-        break;
-    case SD_AUDIT_GOT_DATA:
-        sd_audit_set(p, SD_AUDIT_PASS, "%s; %zu bytes back%s", r->rep->tls_version, a->len,
-                     extra);
-        break;
-    case SD_AUDIT_GOT_SILENCE:
-        sd_audit_set(p, SD_AUDIT_PASS, "%s; no answer to GET, no alert%s",
-                     r->rep->tls_version, extra);
-        break;
-    case SD_AUDIT_GOT_CLOSE:
-        sd_audit_set(p, SD_AUDIT_PASS, "%s; closed after GET, no alert%s",
-                     r->rep->tls_version, extra);
-        break;
     }
+    sd_audit_set(p, SD_AUDIT_PASS, "%s; %s%s%s", r->rep->tls_version, r->ctl_what,
+                 c.cert_req ? "" : "; no CertificateRequest", extra);
     rc = 0;
 out:
     free(a);
@@ -880,10 +984,20 @@ out:
 
 /*
  * A client that must be refused: without a certificate (cred NULL) or with
- * a bad one. Refused in the handshake is a PASS. After a completed
- * handshake, what the server does next decides: an alert (how TLS 1.3
- * refuses) is a PASS, an HTTP refusal is REFUSED LATE, anything else, even
- * silence, is an OPEN DOOR.
+ * a bad one.
+ *
+ * Refused in the handshake is a PASS. A handshake that completes although
+ * the server never sent a CertificateRequest is an OPEN DOOR, whatever the
+ * server does next: it let the client in without asking who it is.
+ *
+ * The server asked, and the handshake completed. With TLS 1.2 the server's
+ * Finished has already accepted the client: anything that comes next is at
+ * best REFUSED LATE. With TLS 1.3 the server judges the client's
+ * certificate (or its empty Certificate) after the client's Finished:
+ * an alert is a PASS, an HTTP refusal is REFUSED LATE, data or silence is
+ * an OPEN DOOR. A close or reset without an alert counts as a refusal only
+ * when the control was treated otherwise; exactly like the control means
+ * the server accepted the probe (an optional client certificate): OPEN DOOR.
  */
 static void sd_audit_refuse(struct sd_audit_run *r, const char *name, const char *expected,
                             const struct sd_audit_cred *cred)
@@ -892,8 +1006,9 @@ static void sd_audit_refuse(struct sd_audit_run *r, const char *name, const char
     struct sd_audit_conn c;
     struct sd_audit_answer *a = NULL;
     char req[SD_AUDIT_REQ_MAX];
+    char what[128];
     const char *ver;
-    int tcp_failed, tls13;
+    int tcp_failed, tls13, like;
     enum sd_audit_io io;
 
     if (sd_audit_open(r, &c, cred, &sd_audit_modern, r->sni, NULL, &tcp_failed) != 0) {
@@ -902,6 +1017,9 @@ static void sd_audit_refuse(struct sd_audit_run *r, const char *name, const char
         goto out;
     }
     io = sd_audit_step(&c, SD_AUDIT_HANDSHAKE, NULL, 0, NULL);
+    /* Only what the handshake itself carried tells whether the server
+     * asked; c.cert_req is not looked at again after the request. */
+    p->cert_request = c.cert_req;
     if (io == SD_AUDIT_IO_TIMEOUT) {
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "handshake did not finish within %u ms",
                      r->o->timeout_ms);
@@ -920,18 +1038,30 @@ static void sd_audit_refuse(struct sd_audit_run *r, const char *name, const char
     }
     sd_audit_request(r, r->sni, req, sizeof(req), NULL);
     sd_audit_exchange(r, &c, req, 0, a);
+    sd_audit_describe(r, a, what, sizeof(what));
+    if (!p->cert_request) {
+        sd_audit_set(p, SD_AUDIT_OPEN, "%s handshake completed without a CertificateRequest; "
+                     "then %s", ver, what);
+        goto out;
+    }
+    like = sd_audit_like_control(r, a);
     switch (a->kind) {
     case SD_AUDIT_GOT_ALERT:
         /* TLS 1.3 refuses a certificate after the client's Finished; in
          * TLS 1.2 the server had already accepted it with its own Finished. */
         if (tls13)
-            sd_audit_set(p, SD_AUDIT_PASS, "refused after %s Finished: %s", ver, a->why);
+            sd_audit_set(p, SD_AUDIT_PASS, "refused after %s Finished: %s", ver, what);
         else
-            sd_audit_set(p, SD_AUDIT_LATE, "%s handshake completed, then %s", ver, a->why);
+            sd_audit_set(p, SD_AUDIT_LATE, "%s handshake completed, then %s", ver, what);
         break;
     case SD_AUDIT_GOT_HTTP:
-        sd_audit_set(p, sd_audit_refusal_status(a->status) ? SD_AUDIT_LATE : SD_AUDIT_OPEN,
-                     "%s handshake completed; %s", ver, a->line);
+        if (!sd_audit_refusal_status(a->status))
+            sd_audit_set(p, SD_AUDIT_OPEN, "%s handshake completed; %s", ver, what);
+        else if (!like)
+            sd_audit_set(p, SD_AUDIT_LATE, "%s handshake completed; %s", ver, what);
+        else
+            sd_audit_set(p, SD_AUDIT_OPEN, "%s handshake completed; %s, as for the control",
+                         ver, what);
         break;
     case SD_AUDIT_GOT_DATA:
         sd_audit_set(p, SD_AUDIT_OPEN, "%s handshake completed; %zu bytes came back",
@@ -943,11 +1073,14 @@ static void sd_audit_refuse(struct sd_audit_run *r, const char *name, const char
         break;
     case SD_AUDIT_GOT_CLOSE:
     case SD_AUDIT_GOT_RESET:
-        if (tls13)
-            sd_audit_set(p, SD_AUDIT_UNDETERMINED, "%s handshake completed; then %s "
-                         "without an alert", ver, a->why);
+        if (like)
+            sd_audit_set(p, SD_AUDIT_OPEN, "%s handshake completed; %s, as for the control",
+                         ver, what);
+        else if (tls13)
+            sd_audit_set(p, SD_AUDIT_PASS, "refused after %s Finished: %s (control: %.72s)",
+                         ver, what, r->ctl_what);
         else
-            sd_audit_set(p, SD_AUDIT_LATE, "%s handshake completed; then %s", ver, a->why);
+            sd_audit_set(p, SD_AUDIT_LATE, "%s handshake completed; then %s", ver, what);
         break;
     }
 out:

@@ -47,6 +47,8 @@ static const char sd_serve_usage[] =
     "  --handshake-timeout DUR   default 10s\n"
     "  --connect-timeout DUR     backend connect, default 5s\n"
     "  --idle-timeout DUR        no bytes either way, default 5m\n"
+    "  --session-lifetime DUR    a TLS session and those resumed from it live this\n"
+    "                            long after the full handshake, default 5m; 0: none\n"
     "Process:\n"
     "  --config FILE             YAML file with listeners (see docs/config.md)\n"
     "  --workers N               worker processes, default one per core\n"
@@ -67,7 +69,7 @@ enum {
     OPT_WORKERS, OPT_DRAIN_TIMEOUT, OPT_MAX_CONNS, OPT_ALLOW_URI, OPT_ALLOW_DNS,
     OPT_ALLOW_CN, OPT_ALLOW_OU, OPT_ALLOW_SPKI, OPT_CRL, OPT_CRL_GRACE,
     OPT_VERIFY_DEPTH, OPT_PROXY_PROTOCOL, OPT_NO_WATCH, OPT_KEEP_REVOKED,
-    OPT_EXPIRY_WARNING,
+    OPT_EXPIRY_WARNING, OPT_SESSION_LIFETIME,
 };
 
 static const struct option sd_serve_opts[] = {
@@ -90,6 +92,7 @@ static const struct option sd_serve_opts[] = {
     { "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
     { "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
     { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+    { "session-lifetime", required_argument, NULL, OPT_SESSION_LIFETIME },
     { "config", required_argument, NULL, OPT_CONFIG },
     { "workers", required_argument, NULL, OPT_WORKERS },
     { "drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT },
@@ -202,6 +205,10 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
         case OPT_IDLE_TIMEOUT:
             rc = sd_config_parse_duration("--idle-timeout", optarg,
                                           &l->idle_timeout_ms, err);
+            break;
+        case OPT_SESSION_LIFETIME:
+            rc = sd_config_parse_duration("--session-lifetime", optarg,
+                                          &l->session_lifetime_ms, err);
             break;
         case OPT_CONFIG:
             config = optarg;

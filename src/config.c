@@ -2,6 +2,8 @@
 #include "sd/config.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,7 @@ struct sd_listener_conf *sd_config_add_listener(struct sd_config *cfg,
     l->handshake_timeout_ms = SD_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     l->connect_timeout_ms = SD_DEFAULT_CONNECT_TIMEOUT_MS;
     l->idle_timeout_ms = SD_DEFAULT_IDLE_TIMEOUT_MS;
+    l->session_lifetime_ms = SD_DEFAULT_SESSION_LIFETIME_MS;
     l->verify_depth = SD_DEFAULT_VERIFY_DEPTH;
     return l;
 }
@@ -276,4 +279,52 @@ fail:
     if (cfg->source != NULL)
         sd_err_prefix(err, cfg->source);
     return -1;
+}
+
+static void sd_config_feed_str(void (*feed)(void *, const void *, size_t), void *arg,
+                               const char *tag, const char *s)
+{
+    uint32_t n = s != NULL ? (uint32_t)strlen(s) : UINT32_MAX;
+
+    feed(arg, tag, strlen(tag) + 1);
+    feed(arg, &n, sizeof(n));
+    if (s != NULL)
+        feed(arg, s, n);
+}
+
+static void sd_config_feed_u32(void (*feed)(void *, const void *, size_t), void *arg,
+                               const char *tag, uint32_t v)
+{
+    feed(arg, tag, strlen(tag) + 1);
+    feed(arg, &v, sizeof(v));
+}
+
+void sd_config_admission(const struct sd_listener_conf *l,
+                         void (*feed)(void *arg, const void *p, size_t n), void *arg)
+{
+    size_t i;
+
+    /* A new field in sd_listener_conf must be sorted here: does it change
+     * who is admitted? If so, feed it below; if not, add it to the list of
+     * fields left out. This assertion fails the build until that is done
+     * (and tests/unit/test_admission.c enumerates every config key). */
+#if UINTPTR_MAX == UINT64_MAX /* the layout below is LP64's */
+    _Static_assert(sizeof(struct sd_listener_conf) == 1136 &&
+                       offsetof(struct sd_listener_conf, listen_addr) == 608,
+                   "sd_listener_conf changed: decide in sd_config_admission() whether "
+                   "the new field affects admission, then update this size");
+#endif
+    sd_config_feed_str(feed, arg, "name", l->name);
+    sd_config_feed_str(feed, arg, "listen", l->listen);
+    sd_config_feed_str(feed, arg, "cacert", l->cacert);
+    for (i = 0; i < sd_policy_count(l->policy); i++)
+        sd_config_feed_str(feed, arg, "rule", sd_policy_rule_text(l->policy, i));
+    for (i = 0; i < l->ncrls; i++)
+        sd_config_feed_str(feed, arg, "crl", l->crls[i]);
+    sd_config_feed_u32(feed, arg, "crl-grace", l->crl_grace_s);
+    sd_config_feed_u32(feed, arg, "verify-depth", l->verify_depth);
+    sd_config_feed_u32(feed, arg, "session-lifetime", l->session_lifetime_ms);
+    /* Left out: target, cert, key (the server's side), proxy_protocol,
+     * handshake/connect/idle timeouts, and the parsed addresses (derived
+     * from listen and target). */
 }

@@ -3,11 +3,15 @@
  *
  * The file is read as a libyaml document (a node tree) and walked; every key
  * must be known, so a misspelt or unsupported option stops the start instead
- * of being ignored. Keys use the same names as the command-line flags.
+ * of being ignored. Keys use the same names as the command-line flags. For
+ * the same reason nothing written is ever dropped: a key given twice, a
+ * list entry given twice, a second document or a NUL byte in a value is an
+ * error naming the line, as are two listeners with one name or address.
  */
 #include "sd/config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <yaml.h>
@@ -19,6 +23,13 @@
 struct sd_yaml {
     yaml_document_t *doc;
     const char *path;
+    /* Where each listener of the file was written (lines, 1-based; 0: the
+     * key is absent), indexed from cfg's first listener from the file, so
+     * that two listeners in conflict can both be pointed at. */
+    size_t first;
+    size_t map_line[SD_MAX_LISTENERS];
+    size_t name_line[SD_MAX_LISTENERS];
+    size_t listen_line[SD_MAX_LISTENERS];
 };
 
 static const char *sd_yaml_scalar(yaml_node_t *n)
@@ -26,6 +37,48 @@ static const char *sd_yaml_scalar(yaml_node_t *n)
     if (n == NULL || n->type != YAML_SCALAR_NODE)
         return NULL;
     return (const char *)n->data.scalar.value;
+}
+
+static size_t sd_yaml_line(const yaml_node_t *n)
+{
+    return n->start_mark.line + 1;
+}
+
+/* libyaml keeps every pair of a mapping, so a key written twice would be
+ * applied twice and the last would silently win (or, for a key taking a
+ * list, add to the first). Refuses pair p's key k if a pair before it in
+ * map has the same key. The walks stop at the first unknown key, so this
+ * costs at most (number of known keys)^2 comparisons. */
+static int sd_yaml_repeated(struct sd_yaml *y, yaml_node_t *map, yaml_node_pair_t *p,
+                            const char *k, struct sd_err *err)
+{
+    yaml_node_pair_t *q;
+
+    for (q = map->data.mapping.pairs.start; q < p; q++) {
+        yaml_node_t *qn = yaml_document_get_node(y->doc, q->key);
+        const char *qk = sd_yaml_scalar(qn);
+        if (qk != NULL && strcmp(qk, k) == 0)
+            return sd_err_set(err, "line %zu: key '%s' is given twice (first on line %zu); "
+                              "each key may appear once",
+                              sd_yaml_line(yaml_document_get_node(y->doc, p->key)), k,
+                              sd_yaml_line(qn));
+    }
+    return 0;
+}
+
+/* The loader reads scalars as C strings: a NUL byte (a "\0" escape) would
+ * silently cut a key, a path or an allow rule short. Refuses any scalar of
+ * the document with one; the document holds at most one node per byte of
+ * the file, which bounds the walk. */
+static int sd_yaml_no_nul(yaml_document_t *doc, struct sd_err *err)
+{
+    yaml_node_t *n;
+
+    for (n = doc->nodes.start; n < doc->nodes.top; n++)
+        if (n->type == YAML_SCALAR_NODE &&
+            strlen((const char *)n->data.scalar.value) != n->data.scalar.length)
+            return sd_err_set(err, "line %zu: a value contains a NUL byte", sd_yaml_line(n));
+    return 0;
 }
 
 static int sd_yaml_bool(const char *key, const char *v, int *out, struct sd_err *err)
@@ -55,9 +108,21 @@ static int sd_yaml_each(struct sd_yaml *y, yaml_node_t *vn, const char *k,
     if (vn == NULL || vn->type != YAML_SEQUENCE_NODE)
         return sd_err_set(err, "'%s' must be a string or a list of strings", k);
     for (it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
-        v = sd_yaml_scalar(yaml_document_get_node(y->doc, *it));
+        yaml_node_t *in = yaml_document_get_node(y->doc, *it);
+        yaml_node_item_t *prev;
+
+        v = sd_yaml_scalar(in);
         if (v == NULL)
             return sd_err_set(err, "'%s' must be a string or a list of strings", k);
+        /* An entry written twice changes nothing, so it is most likely a
+         * copy of the line meant to be edited into another rule or file.
+         * Bounded: the listener's caps on rules and CRLs stop the list. */
+        for (prev = vn->data.sequence.items.start; prev < it; prev++) {
+            yaml_node_t *pn = yaml_document_get_node(y->doc, *prev);
+            if (strcmp(sd_yaml_scalar(pn), v) == 0)
+                return sd_err_set(err, "'%s' lists '%s' twice (lines %zu and %zu)", k, v,
+                                  sd_yaml_line(pn), sd_yaml_line(in));
+        }
         if ((strcmp(k, "crl") == 0 ? sd_config_add_crl(l, v, err)
                                    : sd_config_add_rule(l, k, v, err)) != 0)
             return -1;
@@ -70,6 +135,7 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
 {
     struct sd_listener_conf *l;
     yaml_node_pair_t *p;
+    size_t idx;
 
     if (map->type != YAML_MAPPING_NODE)
         return sd_err_set(err, "line %zu: each listener must be a mapping",
@@ -77,6 +143,8 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
     l = sd_config_add_listener(cfg, err);
     if (l == NULL)
         return -1;
+    idx = cfg->nlisteners - 1 - y->first;
+    y->map_line[idx] = sd_yaml_line(map);
     for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *kn = yaml_document_get_node(y->doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(y->doc, p->value);
@@ -85,8 +153,13 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
         int rc = 0;
 
         if (k == NULL)
-            return sd_err_set(err, "line %zu: keys must be plain words",
-                              map->start_mark.line + 1);
+            return sd_err_set(err, "line %zu: keys must be plain words", sd_yaml_line(kn));
+        if (sd_yaml_repeated(y, map, p, k, err) != 0)
+            return -1;
+        if (strcmp(k, "name") == 0)
+            y->name_line[idx] = sd_yaml_line(kn);
+        else if (strcmp(k, "listen") == 0)
+            y->listen_line[idx] = sd_yaml_line(kn);
         if (sd_config_refuse_weakening(k, err) != 0)
             goto bad;
         if ((strncmp(k, "allow-", 6) == 0 && strcmp(k, "allow-all") != 0) ||
@@ -122,6 +195,8 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
             rc = sd_config_parse_duration(k, v, &l->connect_timeout_ms, err);
         else if (strcmp(k, "idle-timeout") == 0)
             rc = sd_config_parse_duration(k, v, &l->idle_timeout_ms, err);
+        else if (strcmp(k, "session-lifetime") == 0)
+            rc = sd_config_parse_duration(k, v, &l->session_lifetime_ms, err);
         else
             return sd_err_set(err, "line %zu: unknown listener key '%s'",
                               kn->start_mark.line + 1, k);
@@ -138,6 +213,58 @@ bad:
         }
     }
     return 0;
+}
+
+/* The line a listener's name comes from: its 'name' key, else its 'listen'
+ * key (the name defaults to the listen text), else the listener itself. */
+static size_t sd_yaml_name_line(const struct sd_yaml *y, size_t i)
+{
+    return y->name_line[i] ? y->name_line[i]
+                           : (y->listen_line[i] ? y->listen_line[i] : y->map_line[i]);
+}
+
+/* Two listeners of the file with one name, or one listen address (the
+ * kernel would spread clients over both at random), are refused here,
+ * where the message can point at both lines; sd_config_validate() refuses
+ * them too, for flags. An address that does not parse is left to
+ * sd_config_validate(), which names the problem. */
+static int sd_yaml_conflicts(const struct sd_yaml *y, const struct sd_config *cfg,
+                             struct sd_err *err)
+{
+    size_t n = cfg->nlisteners - y->first, i, j;
+    struct sd_addr *addr = calloc(n > 0 ? n : 1, sizeof(*addr));
+    unsigned char parsed[SD_MAX_LISTENERS];
+    struct sd_err ignored;
+    int rc = 0;
+
+    if (addr == NULL)
+        return sd_err_set(err, "out of memory");
+    for (i = 0; i < n; i++) {
+        const char *listen = cfg->listeners[y->first + i].listen;
+        parsed[i] = listen != NULL && sd_addr_parse(listen, 0, &addr[i], &ignored) == 0;
+    }
+    for (i = 0; i < n && rc == 0; i++) {
+        const struct sd_listener_conf *a = &cfg->listeners[y->first + i];
+        const char *an = a->name != NULL ? a->name : a->listen;
+
+        for (j = i + 1; j < n && rc == 0; j++) {
+            const struct sd_listener_conf *b = &cfg->listeners[y->first + j];
+            const char *bn = b->name != NULL ? b->name : b->listen;
+
+            if (an != NULL && bn != NULL && strcmp(an, bn) == 0)
+                rc = sd_err_set(err, "listener name '%s' is used twice (lines %zu and %zu); "
+                                "each listener needs its own name", an,
+                                sd_yaml_name_line(y, i), sd_yaml_name_line(y, j));
+            else if (parsed[i] && parsed[j] && sd_net_same_addr(&addr[i], &addr[j]))
+                rc = sd_err_set(err, "listeners '%s' (line %zu) and '%s' (line %zu) both "
+                                "listen on %s", an,
+                                y->listen_line[i] ? y->listen_line[i] : y->map_line[i], bn,
+                                y->listen_line[j] ? y->listen_line[j] : y->map_line[j],
+                                b->listen);
+        }
+    }
+    free(addr);
+    return rc;
 }
 
 static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
@@ -159,8 +286,9 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
         int rc;
 
         if (k == NULL)
-            return sd_err_set(err, "line %zu: keys must be plain words",
-                              root->start_mark.line + 1);
+            return sd_err_set(err, "line %zu: keys must be plain words", sd_yaml_line(kn));
+        if (sd_yaml_repeated(y, root, p, k, err) != 0)
+            return -1;
         snprintf(where, sizeof(where), "line %zu", kn->start_mark.line + 1);
         if (sd_config_refuse_weakening(k, err) != 0)
             return sd_err_prefix(err, where);
@@ -197,7 +325,27 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
     }
     if (!have_listeners)
         return sd_err_set(err, "no 'listeners' list");
-    return 0;
+    return sd_yaml_conflicts(y, cfg, err);
+}
+
+/* yaml_parser_load() reads one document; a second one ("---" and more keys)
+ * would be silently ignored, so it is refused. A bare trailing "---" (an
+ * empty document) says nothing and is let be. */
+static int sd_yaml_single(yaml_parser_t *parser, struct sd_err *err)
+{
+    yaml_document_t next;
+    yaml_node_t *root;
+    int rc = 0;
+
+    if (!yaml_parser_load(parser, &next))
+        return sd_err_set(err, "line %zu: YAML error: %s", parser->problem_mark.line + 1,
+                          parser->problem ? parser->problem : "parse error");
+    root = yaml_document_get_root_node(&next);
+    if (root != NULL && !(root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
+        rc = sd_err_set(err, "line %zu: a second YAML document; the configuration must be "
+                        "one document", next.start_mark.line + 1);
+    yaml_document_delete(&next);
+    return rc;
 }
 
 int sd_config_load_yaml(struct sd_config *cfg, const char *path, struct sd_files *files,
@@ -233,8 +381,12 @@ int sd_config_load_yaml(struct sd_config *cfg, const char *path, struct sd_files
         goto out;
     }
     doc_ok = 1;
+    if (sd_yaml_single(&parser, err) != 0 || sd_yaml_no_nul(&doc, err) != 0)
+        goto out;
+    memset(&y, 0, sizeof(y));
     y.doc = &doc;
     y.path = path;
+    y.first = cfg->nlisteners;
     rc = sd_yaml_root(&y, yaml_document_get_root_node(&doc), cfg, err);
 out:
     if (doc_ok)

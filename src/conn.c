@@ -57,6 +57,7 @@ struct sd_conn {
     struct sd_buf *b2c; /* backend -> client plaintext */
     uint64_t bytes_in, bytes_out;
     int64_t start_ms, deadline_ms;
+    int64_t handshake_ms; /* handshake done: the idle clock's start until a byte moves */
     int cfd, bfd;
     int err_no;
     uint32_t linger_bytes;
@@ -83,6 +84,11 @@ static void sd_conn_free(struct sd_conn *c);
 struct sd_conn *sd_conn_next(const struct sd_conn *c)
 {
     return c->next;
+}
+
+struct sd_listener_rt *sd_conn_listener(const struct sd_conn *c)
+{
+    return c->l;
 }
 
 static struct sd_conn *sd_conn_of(struct sd_evsrc *ev, int backend_side)
@@ -117,15 +123,18 @@ static void sd_conn_log(struct sd_conn *c, const char *result, const char *reaso
 
     sd_addr_format(&c->peer.sa, c->peerlen, peer, sizeof(peer));
     sd_log_begin(&l, strcmp(result, "ok") == 0 ? "info" : "warn", "conn");
+    /* The verdict and the counters first: what the client controls (its
+     * certificate's names) comes last and bounded, so it can never push
+     * them out of a line that reached its cap. */
     sd_log_str(&l, "listener", c->conf->name);
     sd_log_str(&l, "peer", peer);
-    sd_tls_conn_log(c->tls, &l);
     sd_log_str(&l, "result", result);
     sd_log_str(&l, "reason", reason);
     sd_log_str(&l, "detail", detail);
     sd_log_u64(&l, "bytes_in", c->bytes_in);
     sd_log_u64(&l, "bytes_out", c->bytes_out);
     sd_log_i64(&l, "duration_ms", sd_now_ms() - c->start_ms);
+    sd_tls_conn_log(c->tls, &l);
     sd_log_end(&l);
 }
 
@@ -159,14 +168,45 @@ static void sd_conn_refuse(struct sd_conn *c, const char *reason, const char *de
     (void)shutdown(c->cfd, SHUT_WR);
 }
 
+/* A connection is admitted by the configuration in force when its
+ * handshake completes, not by the one it was accepted under: a client must
+ * not open TCP connections ahead, wait for a revocation or a rule removal,
+ * and then finish its handshakes under the configuration that no longer
+ * exists. If a reload happened meanwhile, the client is judged again by the
+ * current generation. Returns 1 when it was refused. */
+static int sd_conn_rejudge(struct sd_conn *c)
+{
+    struct sd_gen *now = c->w->gen;
+    const char *reason;
+    int i;
+
+    if (c->gen == now)
+        return 0;
+    i = sd_gen_find_listener(now, &c->conf->listen_addr);
+    reason = i < 0 ? "listener_removed" : sd_tls_conn_judge(c->tls, now->tls[i]);
+    if (reason != NULL) {
+        (void)sd_tls_shutdown(c->tls);
+        sd_conn_refuse(c, reason, "handshake completed after a reload: the current "
+                                  "configuration does not admit this client");
+        return 1;
+    }
+    /* Admitted now too. It keeps the generation it started under: its TLS
+     * state belongs to that generation's context. */
+    return 0;
+}
+
 static void sd_conn_start_backend(struct sd_conn *c)
 {
     struct epoll_event ev;
 
     c->bfd = sd_net_connect(&c->conf->target_addr);
     if (c->bfd < 0) {
+        int e = errno;
         c->state = SD_CONN_PROXYING; /* handshake done: close with notify */
-        sd_conn_fail_errno(c, "backend_connect_failed", errno);
+        /* Out of descriptors, the backend was never tried: say so rather
+         * than blame it. The accept cap (worker.c) makes this rare. */
+        sd_conn_fail_errno(c, e == EMFILE || e == ENFILE ? "fd_limit"
+                                                          : "backend_connect_failed", e);
         return;
     }
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -177,6 +217,7 @@ static void sd_conn_start_backend(struct sd_conn *c)
         return;
     }
     c->state = SD_CONN_CONNECTING;
+    c->handshake_ms = c->w->now_ms;
     c->deadline_ms = c->w->now_ms + c->conf->connect_timeout_ms;
 }
 
@@ -235,11 +276,14 @@ static int sd_conn_pump(struct sd_conn *c, int *progress)
                 }
                 /* Drained: the next EPOLLIN edge wakes us. Not once the peer
                  * has hung up: its EOF may already be queued, and it brings
-                 * no further edge. */
+                 * no further edge. Otherwise keep reading: records already
+                 * in OpenSSL's read-ahead buffer cost no system call (a
+                 * dry socket is not read again before its next edge), and
+                 * a burst of small records then reaches the backend in one
+                 * send instead of one send per record. Each turn takes at
+                 * least one byte of room, so the buffer bounds the loop. */
                 if (!c->c_hup && sd_tls_conn_read_dry(c->tls))
                     c->c_rd = 0;
-                if (!c->c2b_bulk)
-                    break; /* small messages go on at once */
             } else if (io == SD_IO_EOF) {
                 c->c_eof = 1;
                 *progress = 1;
@@ -366,6 +410,8 @@ static void sd_conn_run(struct sd_conn *c)
                  * edge instead of reading EAGAIN first. */
                 if (!c->c_hup && sd_tls_conn_read_dry(c->tls))
                     c->c_rd = 0;
+                if (sd_conn_rejudge(c))
+                    return; /* refused by a configuration newer than its start */
                 sd_conn_start_backend(c);
                 return; /* continues when the backend connect completes */
             }
@@ -389,6 +435,12 @@ static void sd_conn_run(struct sd_conn *c)
                 return;
             }
             c->state = SD_CONN_PROXYING;
+            /* The connect deadline is over: from now on the idle timeout
+             * applies, counted from the handshake until a byte moves (each
+             * pump with progress pushes it on). Without this a quiet
+             * connection (a pooled one, say) would be cut at the connect
+             * timeout. */
+            c->deadline_ms = c->handshake_ms + c->conf->idle_timeout_ms;
             if (c->conf->proxy_protocol && sd_conn_proxy_header(c) != 0)
                 return;
             progress = 1;

@@ -93,22 +93,3 @@ int sd_gen_find_listener(const struct sd_gen *g, const struct sd_addr *addr)
             return (int)i;
     return -1;
 }
-
-int sd_gen_same_listeners(const struct sd_gen *old, const struct sd_gen *new_gen,
-                          struct sd_err *err)
-{
-    const char *src = new_gen->cfg->source != NULL ? new_gen->cfg->source : "flags";
-    size_t i;
-
-    if (old->cfg->nlisteners != new_gen->cfg->nlisteners)
-        return sd_err_set(err, "%s: the set of listeners changed (%zu -> %zu); listening "
-                          "sockets cannot change on reload: restart steeldoor to apply",
-                          src, old->cfg->nlisteners, new_gen->cfg->nlisteners);
-    for (i = 0; i < new_gen->cfg->nlisteners; i++)
-        if (sd_gen_find_listener(old, &new_gen->cfg->listeners[i].listen_addr) < 0)
-            return sd_err_set(err, "%s: listener %s: new listen address %s; listening "
-                              "sockets cannot change on reload: restart steeldoor to apply",
-                              src, new_gen->cfg->listeners[i].name,
-                              new_gen->cfg->listeners[i].listen);
-    return 0;
-}

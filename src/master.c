@@ -38,9 +38,14 @@ struct sd_master {
     struct sd_files *files;      /* the bytes it was built from */
     struct sd_files *tried;      /* the last snapshot that failed to load, or NULL */
     const struct sd_source *src; /* where reloads read the configuration */
-    size_t nls;                  /* listening sockets per worker (fixed) */
     int nworkers;                /* fixed at start */
-    int *fds;                    /* [nls * nworkers], listener-major */
+    /* The listening sockets, one row per address, one socket per worker in
+     * each row: row r's address is addrs[r], worker w's socket fds[r *
+     * nworkers + w]. A row is known by its address (a reload may reorder,
+     * rename, add and remove listeners), and so is it handed to workers. */
+    size_t nls;                  /* rows in use */
+    struct sd_addr *addrs;       /* [SD_MASTER_ROWS] */
+    int *fds;                    /* [SD_MASTER_ROWS * nworkers] */
     struct sd_worker_slot *slots;
     struct sd_watch watch;
     int sigfd;
@@ -49,6 +54,10 @@ struct sd_master {
     int64_t expiry_check_ms;
     struct sd_sesscache *cache;  /* shared by all workers */
 };
+
+/* Rows: a reload opens the sockets of the listeners it adds before it
+ * closes those of the ones it removes. */
+#define SD_MASTER_ROWS (2 * SD_MAX_LISTENERS)
 
 #define SD_SESSION_CACHE_SLOTS 16384
 
@@ -89,6 +98,9 @@ static void sd_master_free(struct sd_master *m)
     sd_files_free(m->tried);
     m->tried = NULL;
     free(m->fds);
+    m->fds = NULL;
+    free(m->addrs);
+    m->addrs = NULL;
     free(m->slots);
     sd_watch_close(&m->watch);
     if (m->sigfd >= 0)
@@ -110,7 +122,7 @@ static void sd_master_warn_expiry(struct sd_master *m)
 
 /* Raises the soft open-file limit to the hard one: each connection needs
  * two descriptors. */
-static void sd_master_raise_nofile(const struct sd_config *cfg)
+static void sd_master_raise_nofile(void)
 {
     struct rlimit rl;
 
@@ -118,45 +130,117 @@ static void sd_master_raise_nofile(const struct sd_config *cfg)
         return;
     rl.rlim_cur = rl.rlim_max;
     (void)setrlimit(RLIMIT_NOFILE, &rl);
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-        rl.rlim_cur < (rlim_t)cfg->max_conns * 2)
-        sd_log_msg("warn", "config", "open-file limit %lu is below what max-conns %u "
-                   "needs (%u); connections beyond it wait in the kernel queue",
-                   (unsigned long)rl.rlim_cur, cfg->max_conns, cfg->max_conns * 2);
+}
+
+/* Warns when the open-file limit cannot hold max-conns connections per
+ * worker (two descriptors each) next to what a worker keeps open anyway.
+ * Workers then accept no more than fits (worker.c), and the other clients
+ * wait in the kernel queue rather than being handshaken and dropped. */
+static void sd_master_check_nofile(const struct sd_master *m)
+{
+    const struct sd_config *cfg = m->gen->cfg;
+    uint64_t fixed = SD_FD_FIXED(m->nls), need = (uint64_t)cfg->max_conns * 2 + fixed;
+    struct sd_logline l;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        (uint64_t)rl.rlim_cur >= need)
+        return;
+    sd_log_begin(&l, "warn", "fd_limit");
+    sd_log_u64(&l, "open_file_limit", (uint64_t)rl.rlim_cur);
+    sd_log_u64(&l, "max_conns", cfg->max_conns);
+    sd_log_u64(&l, "needed", need);
+    sd_log_u64(&l, "accepts_at_most",
+               (uint64_t)rl.rlim_cur > fixed ? ((uint64_t)rl.rlim_cur - fixed) / 2 : 0);
+    sd_log_str(&l, "msg", "the open-file limit cannot hold max-conns connections per worker "
+               "(two descriptors each, plus listeners and the process's own): each worker "
+               "accepts at most accepts_at_most, the rest wait in the kernel queue");
+    sd_log_end(&l);
+}
+
+/* Opens row m->nls for addr: one SO_REUSEPORT socket per worker, after
+ * checking no other process holds the address. Returns 0, or -1 with err
+ * (nothing kept open). */
+static int sd_master_open_row(struct sd_master *m, const struct sd_addr *addr,
+                              struct sd_err *err)
+{
+    size_t nw = (size_t)m->nworkers, r = m->nls, w;
+
+    if (r >= SD_MASTER_ROWS)
+        return sd_err_set(err, "%s: too many listening addresses", addr->text);
+    if (sd_net_check_free(addr, err) != 0)
+        return -1;
+    for (w = 0; w < nw; w++) {
+        int fd = sd_net_listen(addr, SD_LISTEN_BACKLOG, err);
+        if (fd < 0) {
+            while (w-- > 0) {
+                close(m->fds[r * nw + w]);
+                m->fds[r * nw + w] = -1;
+            }
+            return -1;
+        }
+        m->fds[r * nw + w] = fd;
+    }
+    m->addrs[r] = *addr;
+    m->nls++;
+    return 0;
+}
+
+/* Closes row r (the master's copies: the address stops accepting once the
+ * workers have closed theirs) and moves the later rows down. */
+static void sd_master_drop_row(struct sd_master *m, size_t r)
+{
+    size_t nw = (size_t)m->nworkers, w;
+
+    for (w = 0; w < nw; w++)
+        if (m->fds[r * nw + w] >= 0)
+            close(m->fds[r * nw + w]);
+    memmove(&m->fds[r * nw], &m->fds[(r + 1) * nw], (m->nls - r - 1) * nw * sizeof(*m->fds));
+    memmove(&m->addrs[r], &m->addrs[r + 1], (m->nls - r - 1) * sizeof(*m->addrs));
+    m->nls--;
+    for (w = 0; w < nw; w++)
+        m->fds[m->nls * nw + w] = -1;
+}
+
+/* The row bound to addr, or -1. */
+static long sd_master_row_of(const struct sd_master *m, const struct sd_addr *addr)
+{
+    size_t r;
+
+    for (r = 0; r < m->nls; r++)
+        if (sd_net_same_addr(&m->addrs[r], addr))
+            return (long)r;
+    return -1;
 }
 
 static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
 {
     const struct sd_config *cfg = m->gen->cfg;
-    size_t i, nw = (size_t)m->nworkers, nl = m->nls;
-    int w;
+    size_t i, nw = (size_t)m->nworkers;
 
-    m->fds = malloc(nl * nw * sizeof(*m->fds));
+    m->fds = malloc(SD_MASTER_ROWS * nw * sizeof(*m->fds));
+    m->addrs = calloc(SD_MASTER_ROWS, sizeof(*m->addrs));
     m->slots = calloc(nw, sizeof(*m->slots));
-    if (m->fds == NULL || m->slots == NULL)
+    if (m->fds == NULL || m->addrs == NULL || m->slots == NULL)
         return sd_err_set(err, "out of memory");
-    for (i = 0; i < nl * nw; i++)
+    for (i = 0; i < SD_MASTER_ROWS * nw; i++)
         m->fds[i] = -1;
     for (i = 0; i < nw; i++)
         m->slots[i].ctl = -1;
-    for (i = 0; i < nl; i++) {
-        if (sd_net_check_free(&cfg->listeners[i].listen_addr, err) != 0)
+    m->nls = 0;
+    for (i = 0; i < cfg->nlisteners; i++)
+        if (sd_master_open_row(m, &cfg->listeners[i].listen_addr, err) != 0)
             return sd_err_prefix(err, cfg->listeners[i].name);
-        for (w = 0; w < m->nworkers; w++) {
-            int fd = sd_net_listen(&cfg->listeners[i].listen_addr, SD_LISTEN_BACKLOG, err);
-            if (fd < 0)
-                return sd_err_prefix(err, cfg->listeners[i].name);
-            m->fds[i * nw + (size_t)w] = fd;
-        }
-    }
     return 0;
 }
 
-/* Child side of fork(): keeps only this worker's sockets and runs it. */
+/* Child side of fork(): keeps only this worker's sockets, each with the
+ * address of its row (the worker pairs them with listeners by address),
+ * and runs it. */
 static void sd_master_worker_main(struct sd_master *m, int index, int ctl)
 {
     size_t i, nl = m->nls, nw = (size_t)m->nworkers;
-    int *mine = calloc(nl, sizeof(*mine));
+    struct sd_listen_sock *mine = calloc(nl > 0 ? nl : 1, sizeof(*mine));
     int rc = 1;
 
     /* Die with the master rather than linger as an orphan holding ports. */
@@ -166,14 +250,15 @@ static void sd_master_worker_main(struct sd_master *m, int index, int ctl)
     sd_watch_close(&m->watch);
     if (mine != NULL) {
         for (i = 0; i < nl; i++) {
-            mine[i] = m->fds[i * nw + (size_t)index];
+            mine[i].fd = m->fds[i * nw + (size_t)index];
+            mine[i].addr = m->addrs[i];
             m->fds[i * nw + (size_t)index] = -1;
         }
         sd_master_close_listeners(m);
         sd_master_close_ctl(m);
         sd_files_free(m->files);
         m->files = NULL;
-        rc = sd_worker_run(m->gen, m->src, mine, index, ctl);
+        rc = sd_worker_run(m->gen, m->src, mine, nl, index, ctl);
     }
     free(mine);
     sd_master_free(m);
@@ -201,6 +286,7 @@ static int sd_master_spawn(struct sd_master *m, int index)
         return -1;
     }
     if (pid == 0) {
+        sd_log_after_fork(); /* the master still owns its queued log lines */
         close(sv[0]);
         sd_master_worker_main(m, index, sv[1]);
     }
@@ -276,31 +362,58 @@ static void sd_master_stop(struct sd_master *m, const char *why)
     m->kill_at_ms = sd_now_ms() + m->gen->cfg->drain_timeout_ms + SD_KILL_GRACE_MS;
 }
 
-/* Sends the generation id and the snapshot's memfd to one worker. */
-static void sd_master_send(struct sd_master *m, int i, uint64_t id, int fd)
+static void sd_master_log_listening(const struct sd_master *m, const struct sd_listener_conf *lc)
 {
+    struct sd_logline l;
+
+    sd_log_begin(&l, "info", "listening");
+    sd_log_str(&l, "listener", lc->name);
+    sd_log_str(&l, "listen", lc->listen);
+    sd_log_str(&l, "target", lc->target);
+    sd_log_str(&l, "cacert", lc->cacert);
+    sd_log_bool(&l, "client_cert_required", 1);
+    sd_log_u64(&l, "allow_rules", sd_policy_count(lc->policy));
+    sd_log_u64(&l, "crls", lc->ncrls);
+    sd_log_bool(&l, "proxy_protocol", lc->proxy_protocol);
+    sd_log_i64(&l, "workers", m->nworkers);
+    sd_log_bool(&l, "watch", m->watch.fd >= 0);
+    sd_log_end(&l);
+}
+
+/* Sends one worker a reload: the message (generation id, the addresses of
+ * the listeners the reload adds), the snapshot's memfd and this worker's
+ * socket of each added row (rows first..m->nls). */
+static void sd_master_send(struct sd_master *m, int i, struct sd_ctl_msg *cm_msg,
+                           size_t first, int memfd)
+{
+    size_t nw = (size_t)m->nworkers, nadd = m->nls - first, k;
     struct msghdr msg;
-    struct iovec iov = { &id, sizeof(id) };
+    struct iovec iov = { cm_msg, SD_CTL_MSG_SIZE(nadd) };
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int) * (1 + SD_MAX_LISTENERS))];
         struct cmsghdr align;
     } u;
+    int fds[1 + SD_MAX_LISTENERS];
     struct cmsghdr *cm;
 
     memset(&msg, 0, sizeof(msg));
     memset(&u, 0, sizeof(u));
+    fds[0] = memfd;
+    for (k = 0; k < nadd; k++)
+        fds[1 + k] = m->fds[(first + k) * nw + (size_t)i];
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = u.buf;
-    msg.msg_controllen = sizeof(u.buf);
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (1 + nadd));
     cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * (1 + nadd));
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * (1 + nadd));
     if (sendmsg(m->slots[i].ctl, &msg, MSG_NOSIGNAL) < 0) {
         /* The worker cannot apply the new configuration: replace it, so no
-         * process keeps admitting by the old rules. */
+         * process keeps admitting by the old rules (a restarted worker
+         * gets the current configuration and sockets at fork). */
         sd_log_msg("error", "reload", "worker %d: cannot send the new configuration (%s); "
                    "restarting it", i, strerror(errno));
         kill(m->slots[i].pid, SIGKILL);
@@ -308,23 +421,35 @@ static void sd_master_send(struct sd_master *m, int i, uint64_t id, int fd)
 }
 
 /* Builds and checks a whole new generation from a fresh snapshot of the
- * files; only if all of it is valid is it swapped in, and the workers get
- * that same snapshot, so they apply exactly what was validated here. */
+ * files; only if all of it is valid (and the sockets of the listeners it
+ * adds are open) is it swapped in, and the workers get that same snapshot,
+ * so they apply exactly what was validated here. Listeners are known by
+ * their address: a reordered or renamed one keeps its sockets, an added
+ * one gets new sockets (passed to the live workers with the snapshot), a
+ * removed one's sockets are closed here and by the workers. */
 static void sd_master_reload(struct sd_master *m, const char *why)
 {
     struct sd_err err;
     struct sd_files *files = sd_files_new();
     struct sd_gen *g = NULL;
     struct sd_logline l;
+    struct sd_ctl_msg msg;
+    size_t first = m->nls, r, k, nremoved = 0;
     int i, fd = -1;
 
     if (files == NULL) {
         sd_err_set(&err, "out of memory");
     } else {
         g = sd_gen_load(m->src, files, m->gen->id + 1, &err);
-        if (g != NULL && sd_gen_same_listeners(m->gen, g, &err) != 0) {
-            sd_gen_unref(g);
-            g = NULL;
+        for (k = 0; g != NULL && k < g->cfg->nlisteners; k++) {
+            const struct sd_listener_conf *lc = &g->cfg->listeners[k];
+            if (sd_master_row_of(m, &lc->listen_addr) >= 0)
+                continue;
+            if (sd_master_open_row(m, &lc->listen_addr, &err) != 0) {
+                sd_err_prefix(&err, lc->name);
+                sd_gen_unref(g);
+                g = NULL;
+            }
         }
         if (g != NULL && (fd = sd_files_pack(files, &err)) < 0) {
             sd_gen_unref(g);
@@ -332,6 +457,8 @@ static void sd_master_reload(struct sd_master *m, const char *why)
         }
     }
     if (g == NULL) {
+        while (m->nls > first)
+            sd_master_drop_row(m, m->nls - 1);
         sd_log_begin(&l, "error", "reload_failed");
         sd_log_str(&l, "trigger", why);
         sd_log_str(&l, "msg", err.msg);
@@ -357,14 +484,43 @@ static void sd_master_reload(struct sd_master *m, const char *why)
     m->files = files;
     sd_files_free(m->tried);
     m->tried = NULL;
+    memset(&msg, 0, offsetof(struct sd_ctl_msg, add));
+    msg.gen_id = g->id;
+    msg.nadd = (uint32_t)(m->nls - first);
+    for (r = first; r < m->nls; r++)
+        msg.add[r - first] = m->addrs[r];
+    for (i = 0; i < m->nworkers; i++)
+        if (m->slots[i].pid > 0 && m->slots[i].ctl >= 0)
+            sd_master_send(m, i, &msg, first, fd);
+    close(fd);
+    /* The workers have their copies now (or get them at fork); the rows of
+     * removed listeners go. Bounded: each turn drops a row or moves on. */
+    for (r = 0; r < m->nls;) {
+        if (sd_gen_find_listener(g, &m->addrs[r]) >= 0) {
+            r++;
+            continue;
+        }
+        sd_log_begin(&l, "info", "listener_removed");
+        sd_log_str(&l, "listen", m->addrs[r].text);
+        sd_log_u64(&l, "generation", g->id);
+        sd_log_end(&l);
+        sd_master_drop_row(m, r);
+        first--; /* the added rows moved down with the others */
+        nremoved++;
+    }
     sd_log_begin(&l, "info", "reloaded");
     sd_log_str(&l, "trigger", why);
     sd_log_u64(&l, "generation", g->id);
+    sd_log_u64(&l, "listeners_added", m->nls - first);
+    sd_log_u64(&l, "listeners_removed", nremoved);
     sd_log_end(&l);
-    for (i = 0; i < m->nworkers; i++)
-        if (m->slots[i].pid > 0 && m->slots[i].ctl >= 0)
-            sd_master_send(m, i, g->id, fd);
-    close(fd);
+    for (r = first; r < m->nls; r++) {
+        int li = sd_gen_find_listener(g, &m->addrs[r]);
+        if (li >= 0)
+            sd_master_log_listening(m, &g->cfg->listeners[li]);
+    }
+    if (m->nls > first)
+        sd_master_check_nofile(m);
     sd_watch_set(&m->watch, files);
     sd_master_warn_expiry(m);
 }
@@ -413,6 +569,7 @@ static int sd_master_loop(struct sd_master *m)
             wake = m->kill_at_ms;
         }
         timeout = wake < 0 ? -1 : (int)(wake > now ? wake - now : 0);
+        timeout = sd_log_flush_timeout(timeout); /* queued log lines: retry soon */
         if (poll(pfd, m->watch.fd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR)
             return 1;
         if (m->watch.fd >= 0 && (pfd[1].revents & POLLIN) && sd_watch_read(&m->watch) &&
@@ -477,8 +634,8 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         goto out;
     }
-    m.nls = m.gen->cfg->nlisteners;
     m.nworkers = m.gen->cfg->workers;
+    sd_master_raise_nofile(); /* before the sockets are opened */
     if (sd_master_prepare(&m, &err) != 0) {
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         goto out;
@@ -488,7 +645,7 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
         goto out;
     }
     sd_watch_set(&m.watch, m.files);
-    sd_master_raise_nofile(m.gen->cfg);
+    sd_master_check_nofile(&m);
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGTERM);
@@ -499,22 +656,8 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
         fprintf(stderr, "steeldoor: signalfd: %s\n", strerror(errno));
         goto out;
     }
-    for (i = 0; i < m.nls; i++) {
-        struct sd_logline l;
-        const struct sd_listener_conf *lc = &m.gen->cfg->listeners[i];
-        sd_log_begin(&l, "info", "listening");
-        sd_log_str(&l, "listener", lc->name);
-        sd_log_str(&l, "listen", lc->listen);
-        sd_log_str(&l, "target", lc->target);
-        sd_log_str(&l, "cacert", lc->cacert);
-        sd_log_bool(&l, "client_cert_required", 1);
-        sd_log_u64(&l, "allow_rules", sd_policy_count(lc->policy));
-        sd_log_u64(&l, "crls", lc->ncrls);
-        sd_log_bool(&l, "proxy_protocol", lc->proxy_protocol);
-        sd_log_i64(&l, "workers", m.nworkers);
-        sd_log_bool(&l, "watch", m.watch.fd >= 0);
-        sd_log_end(&l);
-    }
+    for (i = 0; i < m.gen->cfg->nlisteners; i++)
+        sd_master_log_listening(&m, &m.gen->cfg->listeners[i]);
     sd_master_warn_expiry(&m);
     for (w = 0; w < m.nworkers; w++)
         sd_master_spawn(&m, w);

@@ -170,6 +170,33 @@ int sd_net_same_addr(const struct sd_addr *a, const struct sd_addr *b)
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
+int sd_net_bound_to(int fd, const struct sd_addr *addr)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int listening = 0;
+    socklen_t olen = sizeof(listening);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &olen) != 0 || !listening ||
+        ss.ss_family != addr->ss.ss_family)
+        return 0;
+    /* Field by field: the kernel's sockaddr and the one resolved from the
+     * configuration may differ in padding or flow information. */
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        const struct sockaddr_in *b = (const struct sockaddr_in *)&addr->ss;
+        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)&addr->ss;
+        return a->sin6_port == b->sin6_port && a->sin6_scope_id == b->sin6_scope_id &&
+               memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+    }
+    return len == addr->len && memcmp(&ss, &addr->ss, len) == 0;
+}
+
 int sd_net_connect(const struct sd_addr *addr)
 {
     int fd, saved;

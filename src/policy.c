@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct sd_rule {
     enum sd_rule_kind kind;
@@ -420,42 +421,110 @@ static int sd_spki_equal(const uint8_t *a, const uint8_t *b)
     return diff == 0;
 }
 
-int sd_policy_match(const struct sd_policy *p, const struct sd_identity *id)
+/* Is n a SPIFFE ID? (the scheme compares case-insensitively, RFC 3986) */
+static int sd_is_spiffe(const struct sd_name *n)
+{
+    return n->len >= 9 && strncasecmp(n->s, "spiffe://", 9) == 0;
+}
+
+int sd_policy_identity_unambiguous(const struct sd_identity *id)
+{
+    size_t i, spiffe = 0;
+
+    for (i = 0; i < id->nuris; i++)
+        spiffe += sd_is_spiffe(&id->uris[i]);
+    return spiffe <= 1 && id->ncns <= 1;
+}
+
+/* With allow-all, no name was matched; the identity handed on is the one a
+ * service would use: the SPIFFE ID, else the CN. */
+static void sd_policy_default_name(const struct sd_identity *id, struct sd_policy_hit *hit)
+{
+    size_t i;
+
+    for (i = 0; i < id->nuris; i++) {
+        if (sd_is_spiffe(&id->uris[i])) {
+            hit->kind = SD_RULE_URI;
+            hit->index = i;
+            return;
+        }
+    }
+    if (id->ncns > 0) {
+        hit->kind = SD_RULE_CN;
+        hit->index = 0;
+    }
+}
+
+int sd_policy_match_hit(const struct sd_policy *p, const struct sd_identity *id,
+                        struct sd_policy_hit *hit)
 {
     size_t r, i;
 
+    hit->rule = -1;
+    hit->kind = SD_RULE_ALL;
+    hit->index = 0;
     if (!sd_policy_identity_sane(id))
         return -1;
     for (r = 0; r < p->n; r++) {
         const struct sd_rule *rule = &p->rules[r];
+        hit->kind = rule->kind;
         switch (rule->kind) {
         case SD_RULE_ALL:
-            return (int)r;
+            sd_policy_default_name(id, hit);
+            return hit->rule = (int)r;
         case SD_RULE_URI:
             for (i = 0; i < id->nuris; i++)
                 if (sd_policy_uri_match(rule->value, id->uris[i].s, id->uris[i].len))
-                    return (int)r;
+                    goto found;
             break;
         case SD_RULE_DNS:
             for (i = 0; i < id->ndns; i++)
                 if (sd_policy_dns_match(rule->value, id->dns[i].s, id->dns[i].len))
-                    return (int)r;
+                    goto found;
             break;
         case SD_RULE_CN:
             for (i = 0; i < id->ncns; i++)
                 if (sd_exact(rule, &id->cns[i]))
-                    return (int)r;
+                    goto found;
             break;
         case SD_RULE_OU:
             for (i = 0; i < id->nous; i++)
                 if (sd_exact(rule, &id->ous[i]))
-                    return (int)r;
+                    goto found;
             break;
         case SD_RULE_SPKI:
+            i = 0;
             if (id->spki_sha256 != NULL && sd_spki_equal(rule->spki, id->spki_sha256))
-                return (int)r;
+                goto found;
             break;
         }
     }
+    hit->kind = SD_RULE_ALL;
     return -1;
+found:
+    hit->index = i;
+    return hit->rule = (int)r;
+}
+
+int sd_policy_match(const struct sd_policy *p, const struct sd_identity *id)
+{
+    struct sd_policy_hit hit;
+
+    return sd_policy_match_hit(p, id, &hit);
+}
+
+const struct sd_name *sd_policy_hit_name(const struct sd_identity *id,
+                                         const struct sd_policy_hit *hit)
+{
+    const struct sd_name *list = NULL;
+    size_t n = 0;
+
+    switch (hit->kind) {
+    case SD_RULE_URI: list = id->uris; n = id->nuris; break;
+    case SD_RULE_DNS: list = id->dns; n = id->ndns; break;
+    case SD_RULE_CN: list = id->cns; n = id->ncns; break;
+    case SD_RULE_OU: list = id->ous; n = id->nous; break;
+    default: return NULL;
+    }
+    return hit->rule >= 0 && hit->index < n ? &list[hit->index] : NULL;
 }

@@ -118,6 +118,10 @@ long sd_pp2_build(const struct sd_pp2_info *in, uint8_t *out, size_t cap)
     out[ssl_at] = (uint8_t)(ssl_len >> 8);
     out[ssl_at + 1] = (uint8_t)ssl_len;
 
+    /* The identity that was admitted first, so a backend that reads one
+     * value reads the one that matched. */
+    sd_pp2_tlv_name(&w, SD_PP2_TYPE_SD_IDENTITY, in->identity);
+    sd_pp2_tlv_str(&w, SD_PP2_TYPE_SD_RULE, in->rule);
     for (i = 0; i < in->nuris; i++)
         sd_pp2_tlv_name(&w, SD_PP2_TYPE_SD_URI, in->uris[i]);
     for (i = 0; i < in->ndns; i++)

@@ -36,8 +36,6 @@
 #define SD_TLS13_CIPHERS                                                     \
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define SD_TLS_GROUPS "X25519:P-256:P-384"
-/* Sessions (and TLS 1.3 tickets) live five minutes, as nginx's default. */
-#define SD_TLS_SESSION_TIMEOUT 300
 #define SD_TLS_L1_SESSIONS 16384 /* OpenSSL's in-process cache, per context */
 
 /* A verified chain, remembered so the same chain presented again within a
@@ -51,18 +49,57 @@ struct sd_chain_entry {
     unsigned char key[32]; /* SHA-256 over the SHA-256 of each presented cert */
     int64_t not_before;    /* latest notBefore in the chain */
     int64_t expires;       /* earliest of: TTL, notAfter in the chain, CRL nextUpdate */
+    int64_t not_after;     /* earliest notAfter in the chain */
     int rule;              /* the allow rule that admitted it */
+    uint8_t hit_kind;      /* and the name that matched it */
+    uint16_t hit_index;
     int used;
     X509 *leaf;            /* the verified leaf: sessions of this chain share it */
+};
+
+/* A loaded CRL and the CA of the bundle that signed it (NULL: none did; it
+ * can only apply to a client-sent intermediate and its signature is then
+ * checked against that certificate). */
+struct sd_tls_crl {
+    X509_CRL *crl;
+    X509 *signer;
+    int delta; /* a delta CRL (deltaCRLIndicator) */
+    const char *path; /* the file it came from (the config owns the text) */
 };
 
 struct sd_tls {
     SSL_CTX *ctx;
     const struct sd_policy *policy; /* owned by the listener's config */
     uint32_t crl_grace_s;
+    uint32_t session_lifetime_s;    /* 0: no resumption */
     unsigned char sid[SSL_MAX_SID_CTX_LENGTH]; /* session id context */
-    int64_t crl_next_update; /* earliest nextUpdate of the CRLs, or 0 */
+    /* Until when the CRL set is fresh: for each issuer the newest full
+     * CRL's nextUpdate, the earliest of those, plus the grace; 0 = no CRL
+     * with a nextUpdate. Chain cache entries and sessions end by then. */
+    int64_t crl_fresh_until;
+    struct sd_tls_crl *crls;
+    size_t ncrls;
     struct sd_chain_entry *chains;
+};
+
+struct sd_tls_conn {
+    SSL *ssl;
+    int fd;
+    int read_dry;        /* the last socket read came back short or EAGAIN */
+    int hup;             /* epoll saw the peer hang up: no edge will follow */
+    int read_eof;        /* the peer closed its sending side */
+    int write_more;      /* more records follow this one in the same sd_tls_write */
+    X509 *refused_leaf;  /* the leaf that failed verification, for the log */
+    X509 *parsed_leaf;   /* OpenSSL's copy of a leaf replaced by a shared one */
+    int verify_err;      /* first X509_V_ERR_* seen, 0 if none */
+    int rule;            /* index of the allow rule that admitted, or -1 */
+    uint8_t hit_kind;    /* which name admitted (enum sd_rule_kind) ... */
+    uint16_t hit_index;  /* ... and its index among the names of that kind */
+    int64_t auth_time;   /* when the full handshake verified the certificate */
+    int64_t not_after;   /* earliest notAfter of the verified chain */
+    char *sni;           /* server name from the ClientHello, or NULL */
+    const char *reason;  /* stable word for the log */
+    const char *detail;  /* static text from OpenSSL or steeldoor */
 };
 
 /* The shared second-level session cache, mapped by the master before it
@@ -86,16 +123,157 @@ static size_t sd_tls_cache_key(const struct sd_tls *tls, const unsigned char *id
     return sizeof(tls->sid) + idlen;
 }
 
+/*
+ * What a session was admitted with, carried in the session itself (its
+ * ticket_appdata: OpenSSL serialises it with the session into the shared
+ * cache and copies it to every session resumed from it):
+ *   "S" 1 | auth_time (8) | not_after (8) | DER certificates...
+ * auth_time is when the full handshake verified the client; a chain of
+ * resumptions never moves it, so session-lifetime caps the whole chain.
+ * not_after is the earliest notAfter of the verified chain. The
+ * certificates are those of the verified chain, other than the leaf, that
+ * the trust store does not hold (intermediates the client sent), so an open
+ * resumed connection can be judged again against a new configuration.
+ */
+#define SD_TLS_ADM_HEAD 18
+#define SD_TLS_ADM_MAX 8192
+
+struct sd_tls_adm {
+    int64_t auth_time, not_after;
+    const unsigned char *chain;
+    size_t chainlen;
+};
+
+static void sd_tls_put64(unsigned char *p, int64_t v)
+{
+    int i;
+
+    for (i = 7; i >= 0; i--, v = (int64_t)((uint64_t)v >> 8))
+        p[i] = (unsigned char)(v & 0xff);
+}
+
+static int64_t sd_tls_get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
+}
+
+static int sd_tls_adm_get(SSL_SESSION *sess, struct sd_tls_adm *a)
+{
+    void *p = NULL;
+    size_t n = 0;
+    const unsigned char *b;
+
+    if (sess == NULL || !SSL_SESSION_get0_ticket_appdata(sess, &p, &n) || p == NULL ||
+        n < SD_TLS_ADM_HEAD)
+        return -1;
+    b = p;
+    if (b[0] != 'S' || b[1] != 1)
+        return -1;
+    a->auth_time = sd_tls_get64(b + 2);
+    a->not_after = sd_tls_get64(b + 10);
+    a->chain = b + SD_TLS_ADM_HEAD;
+    a->chainlen = n - SD_TLS_ADM_HEAD;
+    return 0;
+}
+
+/* Does the trust store of ctx hold a certificate identical to x? */
+static int sd_tls_store_has(const SSL_CTX *ctx, X509 *x)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_OBJECT) *objs = store != NULL ? X509_STORE_get0_objects(store) : NULL;
+    X509_OBJECT *probe = objs != NULL ? X509_OBJECT_new() : NULL;
+    int found = 0;
+
+    if (probe != NULL && X509_OBJECT_set1_X509(probe, x))
+        found = X509_OBJECT_retrieve_match(objs, probe) != NULL;
+    X509_OBJECT_free(probe);
+    return found;
+}
+
+/* Records the admission of this full handshake in sess. Returns 1 on
+ * success. A chain too large to record is cut short: a later judgement of
+ * the connection then fails closed. */
+static int sd_tls_adm_set(SSL *ssl, SSL_SESSION *sess, const struct sd_tls_conn *c)
+{
+    unsigned char buf[SD_TLS_ADM_MAX];
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    size_t n = SD_TLS_ADM_HEAD;
+    int i, len;
+
+    if (chain == NULL)
+        chain = SSL_get_peer_cert_chain(ssl); /* chain cache hit: as presented */
+    buf[0] = 'S';
+    buf[1] = 1;
+    sd_tls_put64(buf + 2, c->auth_time);
+    sd_tls_put64(buf + 10, c->not_after);
+    for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        unsigned char *p = buf + n;
+        if (peer == NULL || X509_cmp(x, peer) == 0 || sd_tls_store_has(SSL_get_SSL_CTX(ssl), x))
+            continue;
+        len = i2d_X509(x, NULL);
+        if (len <= 0 || n + (size_t)len > sizeof(buf))
+            break;
+        i2d_X509(x, &p);
+        n += (size_t)len;
+    }
+    ERR_clear_error();
+    return SSL_SESSION_set1_ticket_appdata(sess, buf, n);
+}
+
+/* The moment a session made under tls stops being resumable: the session
+ * lifetime after the full handshake, the first notAfter of the verified
+ * chain, the end of the CRL set's freshness (with grace), whichever is
+ * first. Resuming is never allowed where a full handshake would refuse. */
+static int64_t sd_tls_session_deadline(const struct sd_tls *tls, const struct sd_tls_adm *a)
+{
+    int64_t d = a->auth_time + (int64_t)tls->session_lifetime_s;
+
+    if (a->not_after < d)
+        d = a->not_after;
+    if (tls->crl_fresh_until != 0 && tls->crl_fresh_until < d)
+        d = tls->crl_fresh_until;
+    return d;
+}
+
+/* Every new session (a full handshake's, or the one a TLS 1.3 resumption
+ * issues a ticket for) passes here after OpenSSL cached it: it gets its
+ * admission record and a timeout that ends at its deadline, which OpenSSL
+ * checks before resuming it; then it goes to the shared cache. */
 static int sd_tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
-    const struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    SSL_CTX *sctx = SSL_get_SSL_CTX(ssl);
+    const struct sd_tls *tls = SSL_CTX_get_app_data(sctx);
+    const struct sd_tls_conn *c = SSL_get_app_data(ssl);
     unsigned char buf[SD_SESSCACHE_DATA_MAX], *p = buf;
     uint8_t key[SD_SESSCACHE_KEY_MAX];
     unsigned int idlen = 0;
     const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
-    int len = i2d_SSL_SESSION(sess, NULL);
+    struct sd_tls_adm a;
+    int64_t t;
+    int len;
 
-    if (sd_tls_cache == NULL || tls == NULL || len <= 0 || len > (int)sizeof(buf))
+    if (tls == NULL)
+        return 0;
+    if (sd_tls_adm_get(sess, &a) != 0 &&
+        (c == NULL || c->auth_time == 0 || sd_tls_adm_set(ssl, sess, c) != 1 ||
+         sd_tls_adm_get(sess, &a) != 0)) {
+        SSL_CTX_remove_session(sctx, sess); /* no record: never resumed */
+        return 0;
+    }
+    t = sd_tls_session_deadline(tls, &a) - (int64_t)SSL_SESSION_get_time(sess);
+    if (t <= 0 || !SSL_SESSION_set_timeout(sess, (long)(t > 86400 ? 86400 : t))) {
+        SSL_CTX_remove_session(sctx, sess);
+        return 0;
+    }
+    len = i2d_SSL_SESSION(sess, NULL);
+    if (sd_tls_cache == NULL || len <= 0 || len > (int)sizeof(buf))
         return 0;
     if (i2d_SSL_SESSION(sess, &p) == len)
         (void)sd_sesscache_put(sd_tls_cache, key, sd_tls_cache_key(tls, id, idlen, key),
@@ -139,20 +317,6 @@ static void sd_tls_remove_session_cb(SSL_CTX *ctx, SSL_SESSION *sess)
         sd_sesscache_remove(sd_tls_cache, key, sd_tls_cache_key(tls, id, idlen, key));
 }
 
-struct sd_tls_conn {
-    SSL *ssl;
-    int fd;
-    int read_dry;        /* the last socket read came back short or EAGAIN */
-    int hup;             /* epoll saw the peer hang up: no edge will follow */
-    int read_eof;        /* the peer closed its sending side */
-    int write_more;      /* more records follow this one in the same sd_tls_write */
-    X509 *refused_leaf;  /* the leaf that failed verification, for the log */
-    X509 *parsed_leaf;   /* OpenSSL's copy of a leaf replaced by a shared one */
-    int verify_err;      /* first X509_V_ERR_* seen, 0 if none */
-    int rule;            /* index of the allow rule that admitted, or -1 */
-    const char *reason;  /* stable word for the log */
-    const char *detail;  /* static text from OpenSSL or steeldoor */
-};
 
 /* The names of a certificate, as the policy sees them. Names point into
  * OpenSSL structures and UTF-8 copies owned here; sd_tls_ident_clear()
@@ -276,7 +440,7 @@ static int sd_tls_ident_load(struct sd_tls_ident *t, X509 *x, int need_spki)
     t->id.ous = t->ous;
     t->id.nous = t->nous;
     t->id.spki_sha256 = need_spki ? t->spki : NULL;
-    return sd_policy_identity_sane(&t->id) ? 0 : -1;
+    return sd_policy_identity_sane(&t->id) && sd_policy_identity_unambiguous(&t->id) ? 0 : -1;
 }
 
 /* Applies the listener's allow rules to the leaf x. Returns the matching
@@ -284,21 +448,25 @@ static int sd_tls_ident_load(struct sd_tls_ident *t, X509 *x, int need_spki)
 static int sd_tls_authorize(struct sd_tls_conn *c, const struct sd_tls *tls, X509 *x)
 {
     struct sd_tls_ident t;
+    struct sd_policy_hit hit;
     int rule;
 
     if (sd_tls_ident_load(&t, x, sd_policy_has_kind(tls->policy, SD_RULE_SPKI)) != 0) {
         sd_tls_ident_clear(&t);
         c->reason = "malformed_identity";
-        c->detail = "certificate names are malformed (embedded NUL or control byte, "
-                    "undecodable or too many names)";
+        c->detail = "certificate names are malformed or ambiguous (embedded NUL or "
+                    "control byte, undecodable or too many names, more than one "
+                    "SPIFFE ID or CN)";
         return -1;
     }
-    rule = sd_policy_match(tls->policy, &t.id);
+    rule = sd_policy_match_hit(tls->policy, &t.id, &hit);
     sd_tls_ident_clear(&t);
     if (rule < 0) {
         c->reason = "not_authorized";
         c->detail = "no allow rule matched";
     }
+    c->hit_kind = (uint8_t)hit.kind;
+    c->hit_index = (uint16_t)hit.index;
     return rule;
 }
 
@@ -461,6 +629,8 @@ static int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     unsigned int mdlen = 0;
     int ok;
 
+    struct sd_tls_conn *c = SSL_get_app_data(ssl);
+
     (void)al;
     if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &len) || len < 5)
         return SSL_CLIENT_HELLO_SUCCESS; /* no SNI: the listener's own context */
@@ -468,6 +638,14 @@ static int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     namelen = (size_t)ext[3] << 8 | ext[4];
     if (listlen != len - 2 || ext[2] != 0 || namelen > len - 5 || namelen > 256)
         return SSL_CLIENT_HELLO_SUCCESS; /* OpenSSL itself rejects a bad extension */
+    /* Keep the name as sent: OpenSSL does not report it on a resumed TLS
+     * 1.2 session, yet the backend must be told the same authority on a
+     * resumed connection as on a full one. A name with a NUL is left out
+     * (OpenSSL refuses it anyway). */
+    if (c != NULL && namelen > 0 && memchr(ext + 5, 0, namelen) == NULL) {
+        free(c->sni);
+        c->sni = strndup((const char *)ext + 5, namelen);
+    }
     /* One-shot digest of (listener context, lowercased name): no allocation
      * on this per-handshake path. */
     memcpy(buf, tls->sid, sizeof(tls->sid));
@@ -522,7 +700,7 @@ static struct sd_chain_entry *sd_tls_chain_slot(struct sd_tls *tls, const unsign
 }
 
 static void sd_tls_chain_remember(struct sd_tls *tls, const unsigned char *key,
-                                  X509_STORE_CTX *xs, int rule, int64_t now)
+                                  X509_STORE_CTX *xs, const struct sd_tls_conn *c, int64_t now)
 {
     STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(xs);
     struct sd_chain_entry e, *slot;
@@ -530,10 +708,13 @@ static void sd_tls_chain_remember(struct sd_tls *tls, const unsigned char *key,
 
     memset(&e, 0, sizeof(e));
     memcpy(e.key, key, sizeof(e.key));
-    e.rule = rule;
+    e.rule = c->rule;
+    e.hit_kind = c->hit_kind;
+    e.hit_index = c->hit_index;
+    e.not_after = c->not_after;
     e.expires = now + SD_CHAIN_CACHE_TTL;
-    if (tls->crl_next_update != 0 && tls->crl_next_update < e.expires)
-        e.expires = tls->crl_next_update;
+    if (tls->crl_fresh_until != 0 && tls->crl_fresh_until < e.expires)
+        e.expires = tls->crl_fresh_until;
     for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
         X509 *x = sk_X509_value(chain, i);
         int64_t nb = sd_tls_time(X509_get0_notBefore(x));
@@ -575,6 +756,72 @@ static void sd_tls_share_leaf(struct sd_tls_conn *c, STACK_OF(X509) *sk, X509 *s
     c->parsed_leaf = parsed;
 }
 
+/* What the verify callback works for when an open connection is judged
+ * again against a new context, outside any handshake (no SSL object). */
+struct sd_tls_judging {
+    struct sd_tls_conn *c;   /* scratch: reason, rule */
+    const struct sd_tls *tls; /* the context judging */
+};
+
+/* The earliest notAfter of chain's certificates; INT64_MAX if none, 0 if
+ * one cannot be read (then nothing is cached or resumed). */
+static int64_t sd_tls_chain_not_after(STACK_OF(X509) *chain)
+{
+    int64_t min = INT64_MAX;
+    int i;
+
+    for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+        int64_t na = sd_tls_time(X509_get0_notAfter(sk_X509_value(chain, i)));
+        if (na == 0)
+            return 0;
+        if (na < min)
+            min = na;
+    }
+    return min;
+}
+
+/*
+ * Is a certificate of chain (leaf first, as verified) listed as revoked by
+ * any loaded CRL of its issuer? OpenSSL picks one CRL per issuer by dates
+ * and order and ignores the others (and delta CRLs unless asked), so a
+ * revocation in a second full CRL, or in a delta, could go unseen. Here a
+ * certificate is revoked when ANY loaded CRL that its issuer really signed
+ * lists it (removeFromCRL entries are not applied: a certificate on hold
+ * stays refused until no loaded CRL lists it). Returns the depth of the
+ * first revoked certificate, or -1.
+ */
+static int sd_tls_chain_revoked(const struct sd_tls *tls, STACK_OF(X509) *chain)
+{
+    int i, n = chain != NULL ? sk_X509_num(chain) : 0;
+    size_t k;
+
+    for (i = 0; i + 1 < n && tls->ncrls > 0; i++) {
+        X509 *x = sk_X509_value(chain, i), *issuer = sk_X509_value(chain, i + 1);
+        for (k = 0; k < tls->ncrls; k++) {
+            const struct sd_tls_crl *r = &tls->crls[k];
+            X509_REVOKED *rev = NULL;
+            int from_issuer;
+
+            if (X509_NAME_cmp(X509_CRL_get_issuer(r->crl), X509_get_subject_name(issuer)) != 0 ||
+                X509_CRL_get0_by_cert(r->crl, &rev, x) != 1)
+                continue;
+            /* Listed. Count it only if this issuer signed the CRL: a CRL
+             * from another CA of the same name is not its word. */
+            if (r->signer != NULL)
+                from_issuer = X509_cmp(r->signer, issuer) == 0 ||
+                              EVP_PKEY_eq(X509_get0_pubkey(r->signer), X509_get0_pubkey(issuer)) == 1;
+            else
+                from_issuer = X509_CRL_verify(r->crl, X509_get0_pubkey(issuer)) == 1;
+            if (from_issuer) {
+                ERR_clear_error();
+                return i;
+            }
+        }
+    }
+    ERR_clear_error();
+    return -1;
+}
+
 /* Replaces X509_verify_cert() for client chains (SSL_CTX_set_cert_verify_
  * callback): a chain verified and admitted within the last minute, by this
  * same listener context, is accepted again without re-verifying; anything
@@ -595,19 +842,74 @@ static int sd_tls_cert_verify_cb(X509_STORE_CTX *xs, void *arg)
         if (e->used && CRYPTO_memcmp(e->key, key, sizeof(key)) == 0 &&
             now >= e->not_before && now < e->expires) {
             c->rule = e->rule;
+            c->hit_kind = e->hit_kind;
+            c->hit_index = e->hit_index;
+            c->auth_time = now;
+            c->not_after = e->not_after;
             sd_tls_share_leaf(c, X509_STORE_CTX_get0_untrusted(xs), e->leaf);
             X509_STORE_CTX_set_error(xs, X509_V_OK);
             return 1;
         }
     }
     ok = X509_verify_cert(xs);
+    if (ok > 0 && sd_tls_chain_revoked(tls, X509_STORE_CTX_get0_chain(xs)) >= 0) {
+        /* OpenSSL used one CRL per issuer; another loaded CRL lists it. */
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REVOKED);
+        if (c != NULL && c->verify_err == 0)
+            c->verify_err = X509_V_ERR_CERT_REVOKED;
+        ok = 0;
+    }
     if (ok > 0 && have_key && c->rule >= 0 && X509_STORE_CTX_get_error(xs) == X509_V_OK)
-        sd_tls_chain_remember(tls, key, xs, c->rule, now);
+        sd_tls_chain_remember(tls, key, xs, c, now);
     ERR_clear_error();
     return ok > 0 ? 1 : 0;
 }
 
 /* ---------------------------------------------------------------- context */
+
+/* Bumped whenever the fixed admission policy in this file changes (EKU,
+ * CA leaves, identity rules), so that no session made under the old one
+ * could ever resume under the new. */
+#define SD_TLS_ADMISSION_POLICY "steeldoor-admission-2"
+
+/* sd_config_admission() feeds the session id context digest. A failed
+ * update makes the final digest fail, which fails the context. */
+static void sd_tls_sid_feed(void *arg, const void *p, size_t n)
+{
+    if (!EVP_DigestUpdate(arg, p, n))
+        EVP_MD_CTX_reset(arg);
+}
+
+/* A refused renegotiation noted by sd_tls_info_cb, until the connection's
+ * end shows whether it mattered (sd_tls_io_result). Compared by address. */
+static const char sd_tls_reneg_pending[] = "renegotiation_refused";
+
+/*
+ * Info callback of every listener context. It notes one thing nothing else
+ * reveals: a client's renegotiation attempt, i.e. a TLS 1.2 ClientHello after
+ * the handshake (the first handshake's ClientHello, and a second one after
+ * a HelloRetryRequest, come before the client's Finished; TLS 1.3 has no
+ * renegotiation and OpenSSL rejects a ClientHello there as an unexpected
+ * message). OpenSSL refuses it by itself (SSL_OP_NO_RENEGOTIATION): it
+ * answers with a no_renegotiation warning and the connection goes on. A
+ * client that then gives up sends a fatal alert (OpenSSL's own client:
+ * handshake_failure), which without this note could not be told from an
+ * alert for any other reason. Unused until sd_tls_server_new registers it.
+ */
+__attribute__((unused)) static void sd_tls_info_cb(const SSL *ssl, int where, int ret)
+{
+    struct sd_tls_conn *c;
+
+    (void)ret;
+    if (!(where & SSL_CB_ACCEPT_LOOP) || SSL_get_state(ssl) != TLS_ST_SR_CLNT_HELLO ||
+        SSL_get_peer_finished(ssl, NULL, 0) == 0)
+        return;
+    c = SSL_get_app_data(ssl);
+    if (c != NULL) {
+        c->reason = sd_tls_reneg_pending;
+        c->detail = "client asked to renegotiate (TLS 1.2); steeldoor never renegotiates";
+    }
+}
 
 static const char *sd_tls_verify_reason(int verr)
 {
@@ -661,6 +963,15 @@ static int sd_tls_verify_cb(int ok, X509_STORE_CTX *xs)
     const struct sd_tls *tls = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
     X509 *cert = X509_STORE_CTX_get_current_cert(xs);
 
+    if (ssl == NULL) {
+        /* Re-judging an open connection against a new context (no SSL). */
+        const struct sd_tls_judging *j = X509_STORE_CTX_get_app_data(xs);
+        if (j != NULL) {
+            c = j->c;
+            tls = j->tls;
+        }
+    }
+
     if (!ok && X509_STORE_CTX_get_error(xs) == X509_V_ERR_CRL_HAS_EXPIRED &&
         tls != NULL && tls->crl_grace_s > 0) {
         /* --crl-grace: a CRL a little past its nextUpdate is still used. */
@@ -672,7 +983,18 @@ static int sd_tls_verify_cb(int ok, X509_STORE_CTX *xs)
     }
     if (ok && X509_STORE_CTX_get_error_depth(xs) == 0 && cert != NULL) {
         uint32_t flags = X509_get_extension_flags(cert);
-        if (!(flags & EXFLAG_XKUSAGE) ||
+        if (X509_check_ca(cert) != 0) {
+            /* A CA certificate (CA:TRUE, keyCertSign, or a v1 root) can
+             * sign certificates for any name: it is never a client. */
+            X509_STORE_CTX_set_error(xs, X509_V_ERR_INVALID_PURPOSE);
+            if (c != NULL) {
+                c->reason = "ca_certificate";
+                c->detail = "a CA certificate is never accepted as a client certificate";
+                if (c->refused_leaf == NULL && X509_up_ref(cert))
+                    c->refused_leaf = cert;
+            }
+            return 0;
+        } else if (!(flags & EXFLAG_XKUSAGE) ||
             !(X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT)) {
             X509_STORE_CTX_set_error(xs, X509_V_ERR_INVALID_PURPOSE);
             ok = 0;
@@ -686,6 +1008,8 @@ static int sd_tls_verify_cb(int ok, X509_STORE_CTX *xs)
                     c->refused_leaf = cert;
                 return 0;
             }
+            c->auth_time = (int64_t)time(NULL);
+            c->not_after = sd_tls_chain_not_after(X509_STORE_CTX_get0_chain(xs));
         }
     }
     if (!ok && c != NULL) {
@@ -832,45 +1156,127 @@ static int sd_tls_load_cas(SSL_CTX *ctx, struct sd_files *files, const char *pat
     return 0;
 }
 
-/* Checks that crl was issued and signed by a CA of the bundle and adds it to
- * the store. Warns at start when it is already past its nextUpdate (every
- * client it covers is then refused until a fresh one is installed, unless
- * --crl-grace covers it). */
-static int sd_tls_add_crl(SSL_CTX *ctx, struct sd_files *files, const char *path,
-                          X509_CRL *crl, EVP_MD_CTX *sid, struct sd_err *err)
+#define SD_TLS_MAX_CRL_OBJECTS 4096 /* CRLs per listener, over all files */
+
+static char *sd_tls_name_text(const X509_NAME *n, char *buf, int len)
+{
+    X509_NAME_oneline(n, buf, len);
+    return buf;
+}
+
+/* Finds the CA of the bundle that signed crl and adds it to the store and
+ * to the listener's CRL list. A CRL whose issuer is not a CA of the bundle
+ * (typically a leftover of a CA just removed from --cacert) is kept with a
+ * warning: it cannot admit anyone and only ever applies to a client that
+ * presents that issuer as an intermediate, where its signature is checked
+ * against that certificate. A CRL that names a CA of the bundle but does
+ * not verify with it is corrupt or forged: an error. */
+static int sd_tls_add_crl(struct sd_tls *tls, SSL_CTX *ctx, struct sd_files *files,
+                          const char *path, X509_CRL *crl, EVP_MD_CTX *sid,
+                          struct sd_err *err)
 {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
     STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    int i, signer_found = 0;
+    X509 *signer = NULL;
+    int i, named = 0;
+    char issuer[256];
 
-    for (i = 0; i < sk_X509_OBJECT_num(objs) && !signer_found; i++) {
+    for (i = 0; i < sk_X509_OBJECT_num(objs) && signer == NULL; i++) {
         X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
-        if (ca != NULL && X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0 &&
-            X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
-            signer_found = 1;
+        if (ca == NULL || X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) != 0)
+            continue;
+        named = 1;
+        if (X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+            signer = ca;
     }
     ERR_clear_error();
-    if (!signer_found)
-        return sd_err_set(err, "%s: CRL was not issued and signed by a CA of the --cacert bundle",
-                          path);
-    if (!sd_files_frozen(files) && X509_CRL_get0_nextUpdate(crl) != NULL &&
-        X509_cmp_current_time(X509_CRL_get0_nextUpdate(crl)) <= 0)
-        sd_log_msg("warn", "crl", "%s: CRL is past its nextUpdate; clients whose chain it "
-                   "covers are refused (reason crl_expired) until a fresh CRL is installed",
-                   path);
+    sd_tls_name_text(X509_CRL_get_issuer(crl), issuer, sizeof(issuer));
+    if (signer == NULL && named)
+        return sd_err_set(err, "%s: CRL of %s does not verify with that CA's key in the "
+                          "--cacert bundle (corrupt, forged, or from another CA of the "
+                          "same name)", path, issuer);
+    if (signer == NULL && !sd_files_frozen(files))
+        sd_log_msg("warn", "crl_ignored", "%s: CRL issuer %s is not a CA of the --cacert "
+                   "bundle (a CA removed from it?); the CRL is ignored unless a client "
+                   "presents that issuer as an intermediate", path, issuer);
+    if (tls->ncrls >= SD_TLS_MAX_CRL_OBJECTS)
+        return sd_err_set(err, "%s: too many CRLs for one listener (at most %d)", path,
+                          SD_TLS_MAX_CRL_OBJECTS);
+    if (tls->ncrls % 16 == 0) {
+        struct sd_tls_crl *more = realloc(tls->crls, (tls->ncrls + 16) * sizeof(*more));
+        if (more == NULL)
+            return sd_err_set(err, "out of memory");
+        tls->crls = more;
+    }
     if (!X509_STORE_add_crl(store, crl) ||
-        !X509_CRL_digest(crl, EVP_sha256(), md, &mdlen) || !EVP_DigestUpdate(sid, md, mdlen))
+        !X509_CRL_digest(crl, EVP_sha256(), md, &mdlen) || !EVP_DigestUpdate(sid, md, mdlen) ||
+        !X509_CRL_up_ref(crl) || (signer != NULL && !X509_up_ref(signer)))
         return sd_err_openssl(err, "%s: cannot use CRL", path);
+    tls->crls[tls->ncrls].crl = crl;
+    tls->crls[tls->ncrls].signer = signer;
+    tls->crls[tls->ncrls].delta = X509_CRL_get_ext_by_NID(crl, NID_delta_crl, -1) >= 0;
+    tls->crls[tls->ncrls].path = path;
+    tls->ncrls++;
     return 0;
+}
+
+/* After all CRLs are loaded: until when is the set fresh? For each issuer
+ * the newest full CRL decides (an old CRL lying next to a fresh one must
+ * not refuse everyone), the earliest of those over all issuers, plus the
+ * grace. Warns (master only) about issuers whose newest CRL is stale. */
+static void sd_tls_crl_freshness(struct sd_tls *tls, struct sd_files *files)
+{
+    size_t i, j;
+
+    tls->crl_fresh_until = 0;
+    for (i = 0; i < tls->ncrls; i++) {
+        int64_t newest = 0;
+        int first = 1, no_next = 0;
+        const char *newest_path = tls->crls[i].path;
+        if (tls->crls[i].delta)
+            continue;
+        for (j = 0; j < tls->ncrls; j++) {
+            int64_t nu;
+            if (tls->crls[j].delta ||
+                X509_NAME_cmp(X509_CRL_get_issuer(tls->crls[i].crl),
+                              X509_CRL_get_issuer(tls->crls[j].crl)) != 0)
+                continue;
+            if (j < i) {
+                first = 0; /* this issuer was done at its first CRL */
+                break;
+            }
+            nu = sd_tls_time(X509_CRL_get0_nextUpdate(tls->crls[j].crl));
+            if (nu == 0)
+                no_next = 1; /* no nextUpdate: never stale */
+            else if (nu > newest) {
+                newest = nu;
+                newest_path = tls->crls[j].path;
+            }
+        }
+        if (!first || no_next)
+            continue;
+        newest += (int64_t)tls->crl_grace_s;
+        if (tls->crl_fresh_until == 0 || newest < tls->crl_fresh_until)
+            tls->crl_fresh_until = newest;
+        if (!sd_files_frozen(files) && newest <= (int64_t)time(NULL)) {
+            char issuer[256];
+            sd_log_msg("warn", "crl", "%s: CRL is past its nextUpdate%s and is the newest "
+                       "of %s; clients whose chain it covers are refused (reason "
+                       "crl_expired) until a fresh CRL is installed", newest_path,
+                       tls->crl_grace_s > 0 ? " and the grace" : "",
+                       sd_tls_name_text(X509_CRL_get_issuer(tls->crls[i].crl), issuer,
+                                        sizeof(issuer)));
+        }
+    }
 }
 
 /* Loads a CRL file: one DER CRL, or one or more PEM CRLs (CAs publish one
  * CRL each, and a bundle of them in one file is common). Every CRL in it
  * must be valid; anything else in a PEM file is an error, never skipped. */
-static int sd_tls_load_crl(SSL_CTX *ctx, struct sd_files *files, const char *path,
-                           EVP_MD_CTX *sid, struct sd_err *err)
+static int sd_tls_load_crl(struct sd_tls *tls, SSL_CTX *ctx, struct sd_files *files,
+                           const char *path, EVP_MD_CTX *sid, struct sd_err *err)
 {
     X509_CRL *crl = NULL;
     BIO *bio = NULL;
@@ -889,12 +1295,12 @@ static int sd_tls_load_crl(SSL_CTX *ctx, struct sd_files *files, const char *pat
             sd_err_openssl(err, "%s: not a CRL (PEM or DER)", path);
             goto out;
         }
-        rc = sd_tls_add_crl(ctx, files, path, crl, sid, err);
+        rc = sd_tls_add_crl(tls, ctx, files, path, crl, sid, err);
         goto out;
     }
     while (crl != NULL) {
         n++;
-        if (sd_tls_add_crl(ctx, files, path, crl, sid, err) != 0)
+        if (sd_tls_add_crl(tls, ctx, files, path, crl, sid, err) != 0)
             goto out;
         X509_CRL_free(crl);
         crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
@@ -1021,49 +1427,48 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
         sd_err_openssl(err, "listener %s: cannot set certificate purpose", lc->name);
         goto fail;
     }
-    SSL_CTX_set_timeout(ctx, SD_TLS_SESSION_TIMEOUT);
-    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_timeout(ctx, lc->session_lifetime_ms > 0
+                                 ? (long)(lc->session_lifetime_ms + 999) / 1000 : 1);
+    SSL_CTX_set_num_tickets(ctx, lc->session_lifetime_ms > 0 ? 1 : 0);
 
     if (sd_tls_load_identity(ctx, files, lc, err) != 0 ||
         sd_tls_load_cas(ctx, files, lc->cacert, sid, err) != 0)
         goto fail;
+    tls->crl_grace_s = lc->crl_grace_s;
     for (i = 0; i < lc->ncrls; i++)
-        if (sd_tls_load_crl(ctx, files, lc->crls[i], sid, err) != 0)
+        if (sd_tls_load_crl(tls, ctx, files, lc->crls[i], sid, err) != 0)
             goto fail;
     if (lc->ncrls > 0) {
-        STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
-        int k;
-        for (k = 0; k < sk_X509_OBJECT_num(objs); k++) {
-            X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, k));
-            int64_t nu = crl != NULL ? sd_tls_time(X509_CRL_get0_nextUpdate(crl)) : 0;
-            if (nu != 0 && (tls->crl_next_update == 0 || nu < tls->crl_next_update))
-                tls->crl_next_update = nu;
-        }
+        size_t k;
+        unsigned long flags = X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL;
+        sd_tls_crl_freshness(tls, files);
+        /* Delta CRLs (the AD CS layout): OpenSSL applies them to their base
+         * only when asked; sd_tls_chain_revoked() counts their revocations
+         * in any case. */
+        for (k = 0; k < tls->ncrls; k++)
+            if (tls->crls[k].delta)
+                flags |= X509_V_FLAG_USE_DELTAS;
         /* Check the leaf and every intermediate: a CA level without a CRL
          * from its issuer fails closed (crl_missing). */
-        X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx),
-                                    X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-    }
-    /* The allow rules are part of what a session was admitted under. */
-    for (i = 0; i < sd_policy_count(lc->policy); i++) {
-        const char *rt = sd_policy_rule_text(lc->policy, i);
-        if (!EVP_DigestUpdate(sid, rt, strlen(rt) + 1)) {
-            sd_err_openssl(err, "listener %s: digest", lc->name);
-            goto fail;
-        }
+        X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), flags);
     }
     tls->policy = lc->policy;
-    tls->crl_grace_s = lc->crl_grace_s;
+    tls->session_lifetime_s = lc->session_lifetime_ms == 0 ? 0
+                              : (lc->session_lifetime_ms + 999) / 1000;
     SSL_CTX_set_app_data(ctx, tls);
     tls->chains = calloc(SD_CHAIN_CACHE_SIZE, sizeof(*tls->chains));
-    if (tls->chains != NULL)
-        SSL_CTX_set_cert_verify_callback(ctx, sd_tls_cert_verify_cb, tls);
+    /* Always: it also applies every loaded CRL (sd_tls_chain_revoked). */
+    SSL_CTX_set_cert_verify_callback(ctx, sd_tls_cert_verify_cb, tls);
 
-    /* Session id context: a digest of the listener's name, address and
-     * trust anchors. OpenSSL refuses to resume a session whose context
-     * differs, so a session from one listener never resumes on another. */
-    if (!EVP_DigestUpdate(sid, lc->name, strlen(lc->name) + 1) ||
-        !EVP_DigestUpdate(sid, lc->listen, strlen(lc->listen) + 1) ||
+    /* Session id context: a digest of everything that decides admission:
+     * the CA certificates and CRLs (fed above as they were loaded), and
+     * every admission setting of the listener (its identity, allow rules,
+     * CRL grace, chain depth, session lifetime: sd_config_admission()).
+     * OpenSSL refuses to resume a session whose context differs, so a
+     * session resumes only on the listener and under the very settings
+     * that admitted it; a reload that changes any of them ends them all. */
+    sd_config_admission(lc, sd_tls_sid_feed, sid);
+    if (!EVP_DigestUpdate(sid, SD_TLS_ADMISSION_POLICY, sizeof(SD_TLS_ADMISSION_POLICY)) ||
         !EVP_DigestFinal_ex(sid, sidbuf, &sidlen) ||
         !SSL_CTX_set_session_id_context(ctx, sidbuf,
                                         sidlen > SSL_MAX_SID_CTX_LENGTH ? SSL_MAX_SID_CTX_LENGTH : sidlen) ||
@@ -1081,10 +1486,12 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     /* NO_AUTO_CLEAR: OpenSSL would otherwise walk the whole cache every
      * 255 handshakes; the worker's timer expires sessions instead. */
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_AUTO_CLEAR);
+    SSL_CTX_set_session_cache_mode(ctx, tls->session_lifetime_s == 0 ? SSL_SESS_CACHE_OFF
+                                        : SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_AUTO_CLEAR);
     SSL_CTX_sess_set_cache_size(ctx, SD_TLS_L1_SESSIONS);
+    /* Always: it gives each session its admission record and deadline. */
+    SSL_CTX_sess_set_new_cb(ctx, sd_tls_new_session_cb);
     if (sd_tls_cache != NULL) {
-        SSL_CTX_sess_set_new_cb(ctx, sd_tls_new_session_cb);
         SSL_CTX_sess_set_get_cb(ctx, sd_tls_get_session_cb);
         SSL_CTX_sess_set_remove_cb(ctx, sd_tls_remove_session_cb);
     }
@@ -1093,8 +1500,12 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     return tls;
 fail:
     EVP_MD_CTX_free(sid);
-    SSL_CTX_free(ctx);
-    free(tls);
+    if (tls != NULL) {
+        tls->ctx = ctx;
+        sd_tls_free(tls);
+    } else {
+        SSL_CTX_free(ctx);
+    }
     return NULL;
 }
 
@@ -1107,6 +1518,11 @@ void sd_tls_free(struct sd_tls *tls)
     for (i = 0; tls->chains != NULL && i < SD_CHAIN_CACHE_SIZE; i++)
         X509_free(tls->chains[i].leaf);
     free(tls->chains);
+    for (i = 0; i < tls->ncrls; i++) {
+        X509_CRL_free(tls->crls[i].crl);
+        X509_free(tls->crls[i].signer);
+    }
+    free(tls->crls);
     SSL_CTX_free(tls->ctx);
     free(tls);
 }
@@ -1144,14 +1560,111 @@ void sd_tls_conn_free(struct sd_tls_conn *c)
     SSL_free(c->ssl);
     X509_free(c->refused_leaf);
     X509_free(c->parsed_leaf);
+    free(c->sni);
     free(c);
 }
 
+/* Empties OpenSSL's error queue and returns its first entry from the SSL
+ * library, else its first entry: the record layer and state machine name
+ * what the client did, and a failed record decryption, for one, first
+ * queues the cipher's own "cipher operation failed". */
+static unsigned long sd_tls_take_error(void)
+{
+    unsigned long e, first = 0, ssl = 0;
+    int i;
+
+    for (i = 0; i < 64 && (e = ERR_get_error()) != 0; i++) { /* the queue holds 16 */
+        if (first == 0)
+            first = e;
+        if (ssl == 0 && ERR_GET_LIB(e) == ERR_LIB_SSL)
+            ssl = e;
+    }
+    ERR_clear_error();
+    return ssl != 0 ? ssl : first;
+}
+
+/* The log reason for an OpenSSL error that says what the client sent, in
+ * the handshake or after it, with *detail; NULL for any other error. */
+static const char *sd_tls_client_fault(unsigned long e, const char **detail)
+{
+    int r = ERR_GET_LIB(e) == ERR_LIB_SSL ? ERR_GET_REASON(e) : 0;
+
+    *detail = e != 0 ? ERR_reason_error_string(e) : NULL;
+    /* A fatal alert from the client is raised as SSL_AD_REASON_OFFSET plus
+     * its description (close_notify, 0, is no error). In TLS 1.3 every
+     * alert but close_notify and user_canceled is fatal, whatever level
+     * the record says. */
+    if (r > SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256) {
+        const char *name = SSL_alert_desc_string_long(r - SSL_AD_REASON_OFFSET);
+        *detail = strcmp(name, "unknown") != 0 ? name : "alert with an unknown description";
+        return "client_alert";
+    }
+    switch (r) {
+    case SSL_R_NO_RENEGOTIATION:
+        /* a no_renegotiation warning steeldoor never asked for: OpenSSL
+         * ends the connection as for a fatal alert */
+        *detail = "no renegotiation (warning alert)";
+        return "client_alert";
+    case SSL_R_TOO_MANY_WARN_ALERTS: /* warning alerts (or user_canceled) in a row */
+    case SSL_R_RECORD_TOO_SMALL:     /* empty records in a row */
+    case SSL_R_TOO_MANY_KEY_UPDATES: /* TLS 1.3 KeyUpdates in a row */
+        return "tls_flood";
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_HTTPS_PROXY_REQUEST: /* "CONNECT host:port", as sent to a proxy */
+        return "plaintext_http";
+    /* records the client framed, encrypted or ordered wrongly */
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+    case SSL_R_ENCRYPTED_LENGTH_TOO_LONG:
+    case SSL_R_DATA_LENGTH_TOO_LONG:
+    case SSL_R_RECORD_LENGTH_MISMATCH:
+    case SSL_R_COMPRESSED_LENGTH_TOO_LONG:
+    case SSL_R_BAD_DECOMPRESSION:
+    case SSL_R_BAD_RECORD_TYPE:
+    case SSL_R_UNEXPECTED_RECORD:
+    case SSL_R_DECRYPTION_FAILED:
+    case SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC:
+    case SSL_R_INVALID_ALERT:
+    case SSL_R_UNKNOWN_ALERT_TYPE:
+    case SSL_R_CCS_RECEIVED_EARLY:
+    case SSL_R_UNEXPECTED_CCS_MESSAGE:
+    case SSL_R_BAD_CHANGE_CIPHER_SPEC:
+    case SSL_R_INVALID_CCS_MESSAGE:
+    case SSL_R_DATA_BETWEEN_CCS_AND_FINISHED:
+    case SSL_R_NOT_ON_RECORD_BOUNDARY:
+    /* handshake messages that are malformed or out of order */
+    case SSL_R_UNEXPECTED_MESSAGE:
+    case SSL_R_BAD_HANDSHAKE_LENGTH:
+    case SSL_R_EXCESSIVE_MESSAGE_SIZE:
+    case SSL_R_LENGTH_MISMATCH:
+    case SSL_R_LENGTH_TOO_SHORT:
+    case SSL_R_LENGTH_TOO_LONG:
+    case SSL_R_BAD_LENGTH:
+    case SSL_R_BAD_PACKET:
+    case SSL_R_BAD_PACKET_LENGTH:
+    case SSL_R_BAD_EXTENSION:
+    case SSL_R_PARSE_TLSEXT:
+    case SSL_R_CLIENTHELLO_TLSEXT:
+    case SSL_R_EXT_LENGTH_MISMATCH:
+    case SSL_R_UNSOLICITED_EXTENSION:
+    case SSL_R_BAD_KEY_UPDATE:
+    case SSL_R_BAD_KEY_SHARE:
+    case SSL_R_BAD_ECPOINT:
+    case SSL_R_BAD_LEGACY_VERSION:
+    case SSL_R_CERT_LENGTH_MISMATCH:
+    case SSL_R_WRONG_SIGNATURE_LENGTH:
+        return "tls_protocol_error";
+    default:
+        return NULL;
+    }
+}
+
 /* Maps a failed handshake to a log reason. The verify callback's record is
- * the most precise; otherwise OpenSSL's first queued reason. */
+ * the most precise; otherwise what OpenSSL queued about the client. */
 static void sd_tls_conn_handshake_failed(struct sd_tls_conn *c, int sslerr)
 {
-    unsigned long e = ERR_peek_error();
+    int sys = errno; /* the socket's error, if that is what ended it */
+    unsigned long e = sd_tls_take_error();
 
     if (c->reason != NULL) {
         /* set by the allow rules (not_authorized, malformed_identity) */
@@ -1161,44 +1674,72 @@ static void sd_tls_conn_handshake_failed(struct sd_tls_conn *c, int sslerr)
          * leaf, and so could not even build its chain. */
         c->reason = "malformed_identity";
         c->detail = "certificate has an undecodable extension";
+    } else if (c->verify_err == X509_V_ERR_INVALID_PURPOSE && c->refused_leaf != NULL &&
+               (X509_get_extension_flags(c->refused_leaf) & EXFLAG_XKUSAGE) &&
+               (X509_get_extended_key_usage(c->refused_leaf) & XKU_SSL_CLIENT) &&
+               (X509_get_extension_flags(c->refused_leaf) & EXFLAG_KUSAGE) &&
+               !(X509_get_key_usage(c->refused_leaf) & (KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT))) {
+        /* The EKU is right, but the keyUsage extension does not let the
+         * key sign (or agree on) a handshake: OpenSSL's purpose check says
+         * only "unsupported certificate purpose", which wrong_eku would
+         * misname. */
+        c->reason = "wrong_key_usage";
+        c->detail = "keyUsage has neither digitalSignature nor keyAgreement";
     } else if (c->verify_err != 0) {
         c->reason = sd_tls_verify_reason(c->verify_err);
         c->detail = X509_verify_cert_error_string(c->verify_err);
     } else if (e != 0) {
-        c->detail = ERR_reason_error_string(e);
+        const char *detail = ERR_reason_error_string(e);
+        const char *reason = NULL;
+
         switch (ERR_GET_LIB(e) == ERR_LIB_SSL ? ERR_GET_REASON(e) : 0) {
         case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-            c->reason = "no_client_certificate";
+            reason = "no_client_certificate";
             break;
-        case SSL_R_UNSUPPORTED_PROTOCOL:
+        case SSL_R_UNSUPPORTED_PROTOCOL: /* TLS 1.1 and older, SSL 3 */
         case SSL_R_VERSION_TOO_LOW:
-        case SSL_R_WRONG_VERSION_NUMBER:
-        case SSL_R_UNKNOWN_PROTOCOL:
-            c->reason = "protocol_version";
+        case SSL_R_UNKNOWN_PROTOCOL:     /* an SSL 2 ClientHello */
+            reason = "protocol_version";
             break;
-        case SSL_R_HTTP_REQUEST:
-            c->reason = "plaintext_http";
+        case SSL_R_WRONG_VERSION_NUMBER:
+            /* Before any record was understood this is OpenSSL's verdict
+             * on bytes that do not look like TLS at all (it then sends no
+             * alert); later it is a record with a changed version. */
+            if (SSL_get_state(c->ssl) == TLS_ST_BEFORE) {
+                reason = "not_tls";
+                detail = "the client's first bytes are not a TLS record";
+            }
             break;
         case SSL_R_NO_SHARED_CIPHER:
-            c->reason = "no_shared_cipher";
+            reason = "no_shared_cipher";
             break;
         default:
-            c->reason = "handshake_failed";
             break;
         }
+        if (reason == NULL)
+            reason = sd_tls_client_fault(e, &detail);
+        /* anything else: a negotiation OpenSSL could not complete (no
+         * common group or signature algorithm, a bad CertificateVerify
+         * signature, ...), in OpenSSL's words */
+        c->reason = reason != NULL ? reason : "handshake_failed";
+        c->detail = detail;
     } else if (sslerr == SSL_ERROR_SYSCALL || sslerr == SSL_ERROR_ZERO_RETURN) {
         c->reason = "handshake_aborted";
-        c->detail = "client closed the connection during the handshake";
+        c->detail = sys == ECONNRESET ? strerror(sys)
+                                      : "client closed the connection during the handshake";
     } else {
         c->reason = "handshake_failed";
     }
-    ERR_clear_error();
 }
 
-/* Turns SSL_get_error() into an sd_io for reads, writes and shutdown. */
+/* Turns SSL_get_error() into an sd_io for reads, writes and shutdown, and a
+ * failure into the log's reason for it. (SSL_in_init() says nothing here:
+ * OpenSSL sets it on every fatal error.) */
 static enum sd_io sd_tls_io_result(struct sd_tls_conn *c, int ret)
 {
+    int sys = errno; /* the socket's error, if that is what failed */
     int e = SSL_get_error(c->ssl, ret);
+    const char *reason, *detail;
 
     switch (e) {
     case SSL_ERROR_WANT_READ:
@@ -1206,23 +1747,31 @@ static enum sd_io sd_tls_io_result(struct sd_tls_conn *c, int ret)
     case SSL_ERROR_WANT_WRITE:
         return SD_IO_WANT_WRITE;
     case SSL_ERROR_ZERO_RETURN:
+        /* The client's close_notify. A read takes it as the end of the
+         * client's data; a write or close_notify of ours reports it when
+         * the socket failed after it (the client is gone), and then the
+         * caller logs this. */
+        c->reason = "client_reset";
+        c->detail = sys != 0 && sys != EAGAIN ? strerror(sys) : "client closed the connection";
+        ERR_clear_error();
         return SD_IO_EOF;
     case SSL_ERROR_SYSCALL:
-        if (c->reason == NULL) {
-            c->reason = "client_reset";
-            c->detail = errno != 0 ? strerror(errno) : "connection closed";
-        }
+        c->reason = "client_reset";
+        c->detail = sys != 0 ? strerror(sys) : "connection closed";
         ERR_clear_error();
         return SD_IO_ERROR;
     default:
-        if (c->reason == NULL) {
-            unsigned long err = ERR_peek_error();
-            /* A handshake in progress after the first one finished can only
-             * be a client's renegotiation attempt, which steeldoor refuses. */
-            c->reason = SSL_in_init(c->ssl) ? "renegotiation_refused" : "tls_error";
-            c->detail = err != 0 ? ERR_reason_error_string(err) : NULL;
-        }
-        ERR_clear_error();
+        reason = sd_tls_client_fault(sd_tls_take_error(), &detail);
+        if (reason == NULL)
+            reason = "tls_error"; /* not the client's doing, as far as OpenSSL says */
+        else if (c->reason == sd_tls_reneg_pending &&
+                 (strcmp(reason, "client_alert") == 0 ||
+                  strcmp(reason, "tls_protocol_error") == 0))
+            /* The client's answer to the refusal (an alert, or going on
+             * with its handshake): the detail keeps what it sent. */
+            reason = "renegotiation_refused";
+        c->reason = reason;
+        c->detail = detail;
         return SD_IO_ERROR;
     }
 }
@@ -1259,6 +1808,41 @@ static void sd_tls_share_chain(SSL *ssl)
     X509_OBJECT_free(probe);
 }
 
+/* Defence in depth for a resumed session: OpenSSL already refused to
+ * resume it past its deadline (see sd_tls_new_session_cb), but the record
+ * is checked again here, so that no path (clock rounding, a session from
+ * the shared cache) resumes what a full handshake would refuse now.
+ * Returns 0, or -1 with c->reason set. */
+static int sd_tls_resumed_admitted(struct sd_tls_conn *c, const struct sd_tls *tls)
+{
+    struct sd_tls_adm a;
+    int64_t now = (int64_t)time(NULL);
+
+    if (sd_tls_adm_get(SSL_get_session(c->ssl), &a) != 0) {
+        c->reason = "session_invalid";
+        c->detail = "resumed session carries no admission record";
+        return -1;
+    }
+    c->auth_time = a.auth_time;
+    c->not_after = a.not_after;
+    if (now > a.not_after) {
+        c->reason = "certificate_expired";
+        c->detail = "resumed session: a certificate of the chain has expired";
+        return -1;
+    }
+    if (tls->crl_fresh_until != 0 && now > tls->crl_fresh_until) {
+        c->reason = "crl_expired";
+        c->detail = "resumed session: the CRLs are past their nextUpdate";
+        return -1;
+    }
+    if (now > a.auth_time + (int64_t)tls->session_lifetime_s) {
+        c->reason = "session_expired";
+        c->detail = "resumed session: older than session-lifetime";
+        return -1;
+    }
+    return 0;
+}
+
 enum sd_io sd_tls_handshake(struct sd_tls_conn *c)
 {
     int ret, e;
@@ -1279,6 +1863,8 @@ enum sd_io sd_tls_handshake(struct sd_tls_conn *c)
                 c->detail = "resumed session without a client certificate";
                 return SD_IO_ERROR;
             }
+            if (sd_tls_resumed_admitted(c, tls) != 0)
+                return SD_IO_ERROR;
             c->rule = sd_tls_authorize(c, tls, peer);
             if (c->rule < 0)
                 return SD_IO_ERROR;
@@ -1364,47 +1950,103 @@ const char *sd_tls_conn_detail(const struct sd_tls_conn *c)
 
 /* ------------------------------------------------------- after a reload */
 
-/* Is x listed by a CRL of store from x's issuer? */
-static int sd_tls_revoked_in(X509_STORE *store, X509 *x)
+/* The certificates to offer as untrusted when c's client is verified
+ * again: the verified chain's (full handshake), else those recorded in the
+ * session (resumed), else what the client presented. Returns a new stack
+ * owning its certificates (possibly empty), or NULL on allocation failure. */
+static STACK_OF(X509) *sd_tls_conn_untrusted(const struct sd_tls_conn *c)
 {
-    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    STACK_OF(X509) *out = sk_X509_new_null();
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(c->ssl);
+    struct sd_tls_adm a;
     int i;
 
-    for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
-        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
-        X509_REVOKED *rev = NULL;
-        if (crl != NULL &&
-            X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(x)) == 0 &&
-            X509_CRL_get0_by_cert(crl, &rev, x) == 1)
-            return 1;
+    if (out == NULL)
+        return NULL;
+    if (chain == NULL && !SSL_session_reused(c->ssl))
+        chain = SSL_get_peer_cert_chain(c->ssl);
+    if (chain != NULL) {
+        for (i = 0; i < sk_X509_num(chain); i++) {
+            X509 *x = sk_X509_value(chain, i);
+            if (!X509_up_ref(x))
+                goto fail;
+            if (!sk_X509_push(out, x)) {
+                X509_free(x);
+                goto fail;
+            }
+        }
+    } else if (sd_tls_adm_get(SSL_get_session(c->ssl), &a) == 0) {
+        const unsigned char *p = a.chain, *end = a.chain + a.chainlen;
+        while (p < end) {
+            X509 *x = d2i_X509(NULL, &p, (long)(end - p));
+            if (x == NULL)
+                break;
+            if (!sk_X509_push(out, x)) {
+                X509_free(x);
+                goto fail;
+            }
+        }
     }
-    return 0;
+    ERR_clear_error();
+    return out;
+fail:
+    sk_X509_pop_free(out, X509_free);
+    return NULL;
 }
 
+/*
+ * Would `now` admit c's client if it connected now? The whole verification
+ * runs again against the new context: its trust store (a CA removed),
+ * CRLs (the leaf or any intermediate revoked, whatever the CRL layout),
+ * chain depth, CRL freshness and grace, validity dates, EKU, the CA-leaf
+ * and identity rules, and the allow rules. It starts from the chain that
+ * verification built (so an intermediate that came from --cacert is judged
+ * too), for full and resumed connections alike.
+ */
 const char *sd_tls_conn_judge(const struct sd_tls_conn *c, const struct sd_tls *now)
 {
     X509 *peer = SSL_get0_peer_certificate(c->ssl);
-    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c->ssl);
-    X509_STORE *store = SSL_CTX_get_cert_store(now->ctx);
-    struct sd_tls_ident t;
-    int i, rule;
+    STACK_OF(X509) *untrusted = NULL;
+    X509_STORE_CTX *xs = NULL;
+    struct sd_tls_conn scratch;
+    struct sd_tls_judging j;
+    const char *reason = "internal_error";
+    int ok;
 
     if (peer == NULL)
-        return NULL;
-    if (sd_tls_ident_load(&t, peer, sd_policy_has_kind(now->policy, SD_RULE_SPKI)) != 0) {
-        sd_tls_ident_clear(&t);
-        return "malformed_identity";
+        return "no_client_certificate";
+    memset(&scratch, 0, sizeof(scratch));
+    scratch.rule = -1;
+    j.c = &scratch;
+    j.tls = now;
+    untrusted = sd_tls_conn_untrusted(c);
+    xs = X509_STORE_CTX_new();
+    if (untrusted == NULL || xs == NULL ||
+        !X509_STORE_CTX_init(xs, SSL_CTX_get_cert_store(now->ctx), peer, untrusted) ||
+        !X509_STORE_CTX_set_default(xs, "ssl_client") ||
+        !X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(xs), SSL_CTX_get0_param(now->ctx)))
+        goto out; /* (the same set-up as OpenSSL's for a handshake) */
+    X509_STORE_CTX_set_app_data(xs, &j);
+    X509_STORE_CTX_set_verify_cb(xs, sd_tls_verify_cb);
+    ok = X509_verify_cert(xs);
+    if (ok > 0 && sd_tls_chain_revoked(now, X509_STORE_CTX_get0_chain(xs)) >= 0) {
+        ok = 0;
+        scratch.verify_err = X509_V_ERR_CERT_REVOKED;
     }
-    rule = sd_policy_match(now->policy, &t.id);
-    sd_tls_ident_clear(&t);
-    if (rule < 0)
-        return "not_authorized";
-    if (sd_tls_revoked_in(store, peer))
-        return "certificate_revoked";
-    for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
-        if (sd_tls_revoked_in(store, sk_X509_value(chain, i)))
-            return "certificate_revoked";
-    return NULL;
+    if (ok > 0 && scratch.rule >= 0)
+        reason = NULL;
+    else if (scratch.reason != NULL)
+        reason = scratch.reason;
+    else if (scratch.verify_err != 0)
+        reason = sd_tls_verify_reason(scratch.verify_err);
+    else
+        reason = sd_tls_verify_reason(X509_STORE_CTX_get_error(xs));
+out:
+    X509_STORE_CTX_free(xs);
+    sk_X509_pop_free(untrusted, X509_free);
+    X509_free(scratch.refused_leaf);
+    ERR_clear_error();
+    return reason;
 }
 
 static void sd_tls_warn_cert(X509 *x, const char *file, const char *role, uint32_t within_s)
@@ -1451,6 +2093,18 @@ void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf 
 
 /* ---------------------------------------------------------- PROXY header */
 
+/* The name of t (c's peer) that admitted c, or NULL. */
+static const struct sd_name *sd_tls_conn_hit(const struct sd_tls_conn *c,
+                                             const struct sd_tls_ident *t)
+{
+    struct sd_policy_hit hit;
+
+    hit.rule = c->rule;
+    hit.kind = (enum sd_rule_kind)c->hit_kind;
+    hit.index = c->hit_index;
+    return sd_policy_hit_name(&t->id, &hit);
+}
+
 long sd_tls_conn_pp2(const struct sd_tls_conn *c, const struct sockaddr *src,
                      const struct sockaddr *dst, uint8_t *out, size_t cap)
 {
@@ -1461,7 +2115,10 @@ long sd_tls_conn_pp2(const struct sd_tls_conn *c, const struct sockaddr *src,
     unsigned int mdlen = 0;
     const unsigned char *alpn = NULL;
     unsigned int alpnlen = 0;
-    const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+    const char *sni = c->sni != NULL ? c->sni
+                                     : SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+    const struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(c->ssl));
+    const struct sd_name *hit;
     BIO *b = NULL;
     char *subj = NULL;
     long n = -1, sublen;
@@ -1494,6 +2151,11 @@ long sd_tls_conn_pp2(const struct sd_tls_conn *c, const struct sockaddr *src,
     in.cert_sha256 = md;
     in.subject.s = subj;
     in.subject.len = sublen > 0 ? (size_t)sublen : 0;
+    hit = sd_tls_conn_hit(c, &t);
+    if (hit != NULL)
+        in.identity = *hit;
+    if (c->rule >= 0 && tls != NULL)
+        in.rule = sd_policy_rule_text(tls->policy, (size_t)c->rule);
     n = sd_pp2_build(&in, out, cap);
 out:
     BIO_free(b);
@@ -1574,8 +2236,19 @@ void sd_tls_conn_log(const struct sd_tls_conn *c, struct sd_logline *l)
 
     if (c->rule >= 0) {
         const struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(c->ssl));
+        struct sd_tls_ident t;
+        X509 *x = SSL_get0_peer_certificate(c->ssl);
+        memset(&t, 0, sizeof(t));
         sd_log_str(l, "rule", sd_policy_rule_text(tls->policy, (size_t)c->rule));
+        if (x != NULL && sd_tls_ident_load(&t, x, 0) == 0) {
+            const struct sd_name *hit = sd_tls_conn_hit(c, &t);
+            if (hit != NULL)
+                sd_log_strn(l, "identity", hit->s, hit->len);
+        }
+        sd_tls_ident_clear(&t);
     }
+    if (c->sni != NULL)
+        sd_log_str(l, "sni", c->sni);
     if (SSL_get_current_cipher(c->ssl) != NULL) {
         sd_log_str(l, "tls_version", SSL_get_version(c->ssl));
         sd_log_str(l, "cipher", SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));

@@ -8,11 +8,13 @@
  */
 #include "sd/worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -21,12 +23,15 @@
 #include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/log.h"
+#include "sd/net.h"
 
 #define SD_TICK_MS 250
 #define SD_SESSION_EXPIRY_MS 10000 /* how often expired sessions are dropped */
 #define SD_EVENTS 256
 #define SD_POOL_SMALL_MAX 64 /* spare buffers kept per worker: 1 MiB ... */
 #define SD_POOL_LARGE_MAX 8  /* ... plus 2 MiB */
+#define SD_CTL_BATCH 16      /* control messages handled per wake-up */
+#define SD_FD_COUNT_MAX 65536 /* /proc/self/fd entries looked at */
 
 int64_t sd_now_ms(void)
 {
@@ -36,11 +41,58 @@ int64_t sd_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Descriptors this process has open, or -1 when /proc cannot tell. */
+static long sd_worker_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    long n = 0;
+
+    if (d == NULL)
+        return -1;
+    while (n < SD_FD_COUNT_MAX && (e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : -1; /* less the directory's own descriptor */
+}
+
+/* Sets conn_cap: max-conns, or fewer when the open-file limit cannot give
+ * every connection its two descriptors (client, backend) next to those the
+ * worker holds anyway. Accepting beyond that would handshake clients that
+ * then cannot be connected onward; at the cap they wait in the kernel's
+ * queue instead, and are accepted as connections close. */
+static void sd_worker_set_cap(struct sd_worker *w)
+{
+    struct rlimit rl;
+    size_t cap = w->max_conns, fixed = w->fds_fixed + SD_FD_RESERVE, limit = 0;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        limit = rl.rlim_cur > (rlim_t)SIZE_MAX ? SIZE_MAX : (size_t)rl.rlim_cur;
+        if ((limit > fixed ? (limit - fixed) / 2 : 0) < cap)
+            cap = limit > fixed ? (limit - fixed) / 2 : 0;
+    }
+    if (cap != w->conn_cap && cap < w->max_conns) {
+        struct sd_logline l;
+        sd_log_begin(&l, cap == 0 ? "error" : "warn", "fd_limit");
+        sd_log_i64(&l, "worker", w->index);
+        sd_log_u64(&l, "open_file_limit", limit);
+        sd_log_u64(&l, "fds_held", fixed);
+        sd_log_u64(&l, "max_conns", w->max_conns);
+        sd_log_u64(&l, "accepts_at_most", cap);
+        sd_log_str(&l, "msg", "each connection needs two descriptors; connections beyond "
+                   "this wait in the kernel queue");
+        sd_log_end(&l);
+    }
+    w->conn_cap = cap;
+}
+
 static void sd_worker_accept(struct sd_worker *w, struct sd_listener_rt *l)
 {
     if (l->fd < 0)
         return;
-    while (w->nconns < w->max_conns) {
+    /* Bounded by the cap: every turn accepts one connection or returns. */
+    while (w->nconns < w->conn_cap) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
@@ -48,24 +100,41 @@ static void sd_worker_accept(struct sd_worker *w, struct sd_listener_rt *l)
 
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                l->paused = 0;
+                l->paused = SD_PAUSE_NONE;
                 return;
             }
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             /* EMFILE, ENFILE, ENOBUFS...: the connection stays queued in
              * the kernel; try again on the next tick. */
-            if (!l->paused)
-                sd_log_msg("warn", "accept", "listener %s: accept: %s",
-                           l->addr.text, strerror(errno));
-            l->paused = 1;
-            w->accept_retry = 1;
+            if (l->paused != SD_PAUSE_FDS)
+                sd_log_msg("warn", "accept", "listener %s: accept: %s; accepting again "
+                           "in %d ms", l->addr.text, strerror(errno), SD_TICK_MS);
+            l->paused = SD_PAUSE_FDS;
             return;
         }
         sd_conn_accept(w, l, fd, (struct sockaddr *)&ss, len);
     }
-    l->paused = 1; /* at max-conns: resumes when a connection closes */
+    /* At the cap: resumes when a connection closes (sd_conn_free sets
+     * accept_retry), the rest wait in the kernel queue meanwhile. */
+    l->paused = SD_PAUSE_CAP;
     w->accept_retry = 1;
+}
+
+/* Accepts again on paused listeners: those paused at the cap (after a
+ * connection closed), and with fds_too those paused by an accept error
+ * (on the tick, so a persistent error costs one call per tick). */
+static void sd_worker_resume(struct sd_worker *w, int fds_too)
+{
+    size_t i;
+
+    w->accept_retry = 0;
+    if (w->draining)
+        return;
+    for (i = 0; i < w->nls && w->nconns < w->conn_cap; i++)
+        if (w->ls[i].paused == SD_PAUSE_CAP ||
+            (fds_too && w->ls[i].paused == SD_PAUSE_FDS))
+            sd_worker_accept(w, &w->ls[i]);
 }
 
 static void sd_worker_stop_accepting(struct sd_worker *w)
@@ -80,42 +149,202 @@ static void sd_worker_stop_accepting(struct sd_worker *w)
     }
 }
 
+/* Drains: no new connections, open ones finish or meet the drain timeout. */
+static void sd_worker_drain(struct sd_worker *w, const char *why)
+{
+    struct sd_logline l;
+
+    if (w->draining)
+        return;
+    w->draining = 1;
+    w->drain_deadline_ms = w->now_ms + w->drain_timeout_ms;
+    sd_worker_stop_accepting(w);
+    sd_log_begin(&l, "info", "drain");
+    sd_log_i64(&l, "worker", w->index);
+    sd_log_str(&l, "trigger", why);
+    sd_log_u64(&l, "open_connections", w->nconns);
+    sd_log_u64(&l, "drain_timeout_ms", w->drain_timeout_ms);
+    sd_log_end(&l);
+}
+
+/* The slot serving addr, or NULL. */
+static struct sd_listener_rt *sd_worker_slot_of(struct sd_worker *w, const struct sd_addr *addr)
+{
+    size_t i;
+
+    for (i = 0; i < w->nls; i++)
+        if (w->ls[i].fd >= 0 && sd_net_same_addr(&w->ls[i].addr, addr))
+            return &w->ls[i];
+    return NULL;
+}
+
+/* Why socket s must not be served under generation g, or NULL when it
+ * may: g has a listener of its address, the kernel agrees the socket is
+ * listening on that address, and no other slot serves it already. */
+static const char *sd_worker_sock_problem(struct sd_worker *w, const struct sd_gen *g,
+                                          const struct sd_listen_sock *s)
+{
+    if (sd_gen_find_listener(g, &s->addr) < 0)
+        return "the configuration has no listener on this address";
+    if (!sd_net_bound_to(s->fd, &s->addr))
+        return "the socket is not listening on this address";
+    if (sd_worker_slot_of(w, &s->addr) != NULL)
+        return "a socket for this address is already served";
+    return NULL;
+}
+
+/* Takes ownership of s: serves it in a free slot, paired with g's listener
+ * of its address; a socket that does not belong (see above) is closed,
+ * never served. Returns -1 only when epoll refuses it. */
+static int sd_worker_add_listener(struct sd_worker *w, const struct sd_gen *g,
+                                  const struct sd_listen_sock *s)
+{
+    const char *why = sd_worker_sock_problem(w, g, s);
+    struct sd_listener_rt *l = NULL;
+    struct epoll_event ev;
+    size_t i;
+
+    for (i = 0; why == NULL && l == NULL && i < SD_MAX_LISTENERS; i++)
+        if (w->ls[i].fd < 0)
+            l = &w->ls[i];
+    if (why == NULL && l == NULL)
+        why = "no free listener slot";
+    if (why != NULL) {
+        struct sd_logline ll;
+        sd_log_begin(&ll, "error", "listener_refused");
+        sd_log_i64(&ll, "worker", w->index);
+        sd_log_str(&ll, "listen", s->addr.text);
+        sd_log_u64(&ll, "generation", g->id);
+        sd_log_str(&ll, "msg", why);
+        sd_log_str(&ll, "result", "socket closed, not served by this worker");
+        sd_log_end(&ll);
+        close(s->fd);
+        return 0;
+    }
+    if ((size_t)(l - w->ls) >= w->nls)
+        w->nls = (size_t)(l - w->ls) + 1;
+    l->ev.kind = SD_EV_LISTENER;
+    l->fd = s->fd;
+    l->addr = s->addr;
+    l->index = sd_gen_find_listener(g, &s->addr);
+    l->paused = SD_PAUSE_NONE;
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.ptr = &l->ev;
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
+        close(l->fd);
+        l->fd = -1;
+        return -1;
+    }
+    w->fds_fixed++;
+    return 0;
+}
+
+/* A reload removed l's listener: a trust reduction, so its socket and its
+ * open connections close now rather than live on under rules that no
+ * longer exist. */
+static void sd_worker_remove_listener(struct sd_worker *w, struct sd_listener_rt *l,
+                                      uint64_t gen_id)
+{
+    struct sd_conn *c, *next;
+    struct sd_logline ll;
+    uint64_t n = 0;
+
+    for (c = w->conns; c != NULL; c = next) {
+        next = sd_conn_next(c);
+        if (sd_conn_listener(c) == l) {
+            sd_conn_abort(c, "listener_removed");
+            n++;
+        }
+    }
+    close(l->fd);
+    l->fd = -1;
+    l->index = -1;
+    l->paused = SD_PAUSE_NONE;
+    if (w->fds_fixed > 0)
+        w->fds_fixed--;
+    sd_log_begin(&ll, "info", "listener_removed");
+    sd_log_i64(&ll, "worker", w->index);
+    sd_log_str(&ll, "listen", l->addr.text);
+    sd_log_u64(&ll, "generation", gen_id);
+    sd_log_u64(&ll, "closed_connections", n);
+    sd_log_end(&ll);
+}
+
+static void sd_worker_close_socks(const struct sd_listen_sock *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (s[i].fd >= 0)
+            close(s[i].fd);
+}
+
 /* A snapshot from the master, which has already validated exactly these
  * bytes: build the new generation from them (never from the disk, which may
- * have changed since), swap it in for new connections, and close open
- * connections whose client the new rules or CRLs no longer admit. */
-static void sd_worker_reload(struct sd_worker *w, uint64_t id, struct sd_files *files)
+ * have changed since), pair every listener with its socket by address (the
+ * ones this worker has, and `add`, the sockets of listeners the reload
+ * adds), close the sockets and connections of removed listeners, swap the
+ * generation in for new connections, and close open connections whose
+ * client the new rules or CRLs no longer admit. Takes ownership of add. */
+static void sd_worker_reload(struct sd_worker *w, uint64_t id, struct sd_files *files,
+                             const struct sd_listen_sock *add, size_t nadd)
 {
     struct sd_err err;
     struct sd_gen *g = sd_gen_load(w->src, files, id, &err);
     struct sd_conn *c, *next;
     struct sd_logline l;
-    size_t i;
+    size_t i, j;
 
-    if (g == NULL || sd_gen_same_listeners(w->gen, g, &err) != 0) {
-        sd_log_begin(&l, "error", "reload_failed");
-        sd_log_i64(&l, "worker", w->index);
-        sd_log_str(&l, "msg", err.msg);
-        sd_log_u64(&l, "generation", w->gen->id);
-        sd_log_end(&l);
-        sd_gen_unref(g);
-        /* Cannot happen with a snapshot the master loaded; if it does, stop
-         * rather than keep admitting by the old rules. The master restarts
-         * the worker on the current configuration. */
-        w->reload_broken = 1;
-        return;
+    if (g == NULL)
+        goto broken;
+    /* Check everything before changing anything. */
+    for (i = 0; i < nadd; i++) {
+        const char *why = sd_worker_sock_problem(w, g, &add[i]);
+        for (j = 0; why == NULL && j < i; j++)
+            if (sd_net_same_addr(&add[j].addr, &add[i].addr))
+                why = "sent twice";
+        if (why != NULL) {
+            sd_err_set(&err, "new socket for %s: %s", add[i].addr.text, why);
+            goto broken;
+        }
+    }
+    for (i = 0; i < g->cfg->nlisteners; i++) {
+        const struct sd_addr *a = &g->cfg->listeners[i].listen_addr;
+        int found = sd_worker_slot_of(w, a) != NULL;
+        for (j = 0; !found && j < nadd; j++)
+            found = sd_net_same_addr(&add[j].addr, a);
+        if (!found) {
+            sd_err_set(&err, "listener %s: no socket for %s", g->cfg->listeners[i].name,
+                       g->cfg->listeners[i].listen);
+            goto broken;
+        }
     }
     /* Keep the process-level settings the master started with. */
     g->cfg->workers = w->gen->cfg->workers;
     for (i = 0; i < w->nls; i++)
-        w->ls[i].index = sd_gen_find_listener(g, &w->ls[i].addr);
+        if (w->ls[i].fd >= 0 && sd_gen_find_listener(g, &w->ls[i].addr) < 0)
+            sd_worker_remove_listener(w, &w->ls[i], g->id);
+    for (i = 0; i < nadd; i++) {
+        if (sd_worker_add_listener(w, g, &add[i]) != 0) {
+            sd_err_set(&err, "new socket for %s: epoll: %s", add[i].addr.text,
+                       strerror(errno));
+            add += i + 1;
+            nadd -= i + 1;
+            goto broken;
+        }
+    }
+    for (i = 0; i < w->nls; i++)
+        if (w->ls[i].fd >= 0)
+            w->ls[i].index = sd_gen_find_listener(g, &w->ls[i].addr);
     w->max_conns = g->cfg->max_conns;
     w->drain_timeout_ms = g->cfg->drain_timeout_ms;
+    sd_worker_set_cap(w);
     sd_gen_unref(w->gen);
     w->gen = g;
     sd_log_begin(&l, "info", "worker_reloaded");
     sd_log_i64(&l, "worker", w->index);
     sd_log_u64(&l, "generation", g->id);
+    sd_log_u64(&l, "listeners_added", nadd);
     sd_log_end(&l);
     if (g->cfg->close_revoked) {
         for (c = w->conns; c != NULL; c = next) {
@@ -123,22 +352,63 @@ static void sd_worker_reload(struct sd_worker *w, uint64_t id, struct sd_files *
             sd_conn_judge(c, g);
         }
     }
+    return;
+broken:
+    sd_log_begin(&l, "error", "reload_failed");
+    sd_log_i64(&l, "worker", w->index);
+    sd_log_str(&l, "msg", err.msg);
+    sd_log_u64(&l, "generation", w->gen->id);
+    sd_log_end(&l);
+    sd_worker_close_socks(add, nadd);
+    sd_gen_unref(g);
+    /* Cannot happen with a snapshot the master loaded; if it does, stop
+     * rather than keep admitting by the old rules. The master restarts
+     * the worker on the current configuration and sockets. */
+    w->reload_broken = 1;
+}
+
+/* The control socket reached its end (or failed): the master is gone.
+ * Its end-of-file stays readable forever, so it leaves epoll at once
+ * (watched level-triggered it would wake the loop without end), and the
+ * worker drains: nobody would restart or reconfigure it any more. */
+static void sd_worker_master_gone(struct sd_worker *w, const char *why)
+{
+    struct sd_logline l;
+
+    (void)epoll_ctl(w->ep, EPOLL_CTL_DEL, w->ctl, NULL);
+    close(w->ctl);
+    w->ctl = -1;
+    if (w->fds_fixed > 0)
+        w->fds_fixed--;
+    sd_log_begin(&l, "warn", "master_gone");
+    sd_log_i64(&l, "worker", w->index);
+    sd_log_str(&l, "msg", why);
+    sd_log_str(&l, "result", "draining: open connections go on until they close or the "
+               "drain timeout");
+    sd_log_end(&l);
+    sd_worker_drain(w, "master_gone");
 }
 
 static void sd_worker_on_control(struct sd_worker *w)
 {
-    for (;;) {
-        uint64_t id = 0;
-        struct iovec iov = { &id, sizeof(id) };
+    int turn;
+
+    /* Bounded per wake-up; edge or not, epoll reports the rest again
+     * (the control socket is level-triggered). */
+    for (turn = 0; turn < SD_CTL_BATCH && w->ctl >= 0; turn++) {
+        struct sd_ctl_msg m;
+        struct iovec iov = { &m, sizeof(m) };
         union {
-            char buf[CMSG_SPACE(sizeof(int))];
+            char buf[CMSG_SPACE(sizeof(int) * (1 + SD_MAX_LISTENERS))];
             struct cmsghdr align;
         } u;
+        struct sd_listen_sock add[SD_MAX_LISTENERS];
+        int fds[1 + SD_MAX_LISTENERS];
         struct msghdr msg;
         struct cmsghdr *cm;
         struct sd_files *files;
         struct sd_err err;
-        int fd = -1;
+        size_t nfds = 0, i;
         ssize_t n;
 
         memset(&msg, 0, sizeof(msg));
@@ -149,22 +419,59 @@ static void sd_worker_on_control(struct sd_worker *w)
         n = recvmsg(w->ctl, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            return; /* nothing more; a closed socket means the master is gone */
-        cm = CMSG_FIRSTHDR(&msg);
-        if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-            memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-        if (fd < 0 || n != (ssize_t)sizeof(id))
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            sd_worker_master_gone(w, n == 0 ? "control socket closed"
+                                            : strerror(errno));
+            return;
+        }
+        for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+            size_t k, nin;
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                continue;
+            nin = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (k = 0; k < nin; k++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+                if (nfds < sizeof(fds) / sizeof(fds[0]))
+                    fds[nfds++] = fd;
+                else
+                    close(fd);
+            }
+        }
+        if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
+            (size_t)n < SD_CTL_MSG_SIZE(0) || m.nadd > SD_MAX_LISTENERS ||
+            (size_t)n != SD_CTL_MSG_SIZE(m.nadd) || nfds != 1 + (size_t)m.nadd) {
+            /* Descriptors lost on the way (out of them, say) or a message
+             * that is not the master's: this worker cannot follow the
+             * reload; it exits and the master starts a current one. */
+            sd_log_msg("error", "reload_failed", "worker %d: unusable control message "
+                       "(%zd bytes, %zu descriptors, flags %#x)", w->index, n, nfds,
+                       (unsigned)msg.msg_flags);
+            for (i = 0; i < nfds; i++)
+                close(fds[i]);
+            w->reload_broken = 1;
             continue;
-        files = sd_files_unpack(fd, &err);
-        close(fd);
+        }
+        for (i = 0; i < m.nadd; i++) {
+            add[i].fd = fds[1 + i];
+            add[i].addr = m.add[i];
+            /* Text from the master; make sure it ends within the field. */
+            add[i].addr.text[sizeof(add[i].addr.text) - 1] = '\0';
+        }
+        files = sd_files_unpack(fds[0], &err);
+        close(fds[0]);
         if (files == NULL) {
             sd_log_msg("error", "reload_failed", "worker %d: %s", w->index, err.msg);
+            sd_worker_close_socks(add, m.nadd);
             w->reload_broken = 1;
             continue;
         }
         if (!w->draining)
-            sd_worker_reload(w, id, files);
+            sd_worker_reload(w, m.gen_id, files, add, m.nadd);
+        else
+            sd_worker_close_socks(add, m.nadd);
         sd_files_free(files);
     }
 }
@@ -173,21 +480,9 @@ static void sd_worker_on_signal(struct sd_worker *w)
 {
     struct signalfd_siginfo si;
 
-    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !w->draining) {
-            w->draining = 1;
-            w->drain_deadline_ms = w->now_ms + w->drain_timeout_ms;
-            sd_worker_stop_accepting(w);
-            {
-                struct sd_logline l;
-                sd_log_begin(&l, "info", "drain");
-                sd_log_i64(&l, "worker", w->index);
-                sd_log_u64(&l, "open_connections", w->nconns);
-                sd_log_u64(&l, "drain_timeout_ms", w->drain_timeout_ms);
-                sd_log_end(&l);
-            }
-        }
-    }
+    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+            sd_worker_drain(w, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 static void sd_worker_tick(struct sd_worker *w)
@@ -195,17 +490,13 @@ static void sd_worker_tick(struct sd_worker *w)
     struct sd_conn *c, *next;
     size_t i;
 
+    sd_log_flush(); /* lines a stalled log reader left queued */
     if (w->now_ms >= w->expire_sessions_ms) {
         for (i = 0; i < w->gen->cfg->nlisteners; i++)
             sd_tls_expire_sessions(w->gen->tls[i]);
         w->expire_sessions_ms = w->now_ms + SD_SESSION_EXPIRY_MS;
     }
-    if (w->accept_retry && !w->draining) {
-        w->accept_retry = 0;
-        for (i = 0; i < w->nls; i++)
-            if (w->ls[i].paused)
-                sd_worker_accept(w, &w->ls[i]);
-    }
+    sd_worker_resume(w, 1);
     for (c = w->conns; c != NULL; c = next) {
         next = sd_conn_next(c);
         if (w->draining && w->now_ms >= w->drain_deadline_ms)
@@ -215,12 +506,14 @@ static void sd_worker_tick(struct sd_worker *w)
     }
 }
 
-static int sd_worker_setup(struct sd_worker *w, const int *listen_fds)
+static int sd_worker_setup(struct sd_worker *w, const struct sd_listen_sock *socks,
+                           size_t nsocks)
 {
     const struct sd_config *cfg = w->gen->cfg;
     struct epoll_event ev;
     sigset_t set;
     size_t i;
+    long nfds;
 
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     if (w->ep < 0)
@@ -243,26 +536,34 @@ static int sd_worker_setup(struct sd_worker *w, const int *listen_fds)
         if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->ctl, &ev) != 0)
             return -1;
     }
-    w->nls = cfg->nlisteners;
-    w->ls = calloc(w->nls, sizeof(*w->ls));
+    /* A fixed table: epoll events point into it, and a reload may add
+     * listeners (up to the configuration's limit). */
+    w->ls = calloc(SD_MAX_LISTENERS, sizeof(*w->ls));
     if (w->ls == NULL)
         return -1;
-    for (i = 0; i < w->nls; i++) {
-        struct sd_listener_rt *l = &w->ls[i];
-        l->ev.kind = SD_EV_LISTENER;
-        l->fd = listen_fds[i];
-        l->index = (int)i;
-        l->addr = cfg->listeners[i].listen_addr;
-        ev.events = EPOLLIN | EPOLLET;
-        ev.data.ptr = &l->ev;
-        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->fd, &ev) != 0)
-            return -1;
+    for (i = 0; i < SD_MAX_LISTENERS; i++) {
+        w->ls[i].fd = -1;
+        w->ls[i].index = -1;
     }
+    w->nls = 0;
+    for (i = 0; i < nsocks; i++)
+        if (sd_worker_add_listener(w, w->gen, &socks[i]) != 0)
+            return -1;
+    for (i = 0; i < cfg->nlisteners; i++)
+        if (sd_worker_slot_of(w, &cfg->listeners[i].listen_addr) == NULL)
+            sd_log_msg("error", "listener_refused", "worker %d: listener %s: no socket for "
+                       "%s; this worker does not serve it", w->index, cfg->listeners[i].name,
+                       cfg->listeners[i].listen);
+    /* What this process holds besides connections, counted rather than
+     * guessed (inherited descriptors, the log sink...). */
+    nfds = sd_worker_count_fds();
+    w->fds_fixed = nfds > 0 ? (size_t)nfds : 6 + w->nls;
+    sd_worker_set_cap(w);
     return 0;
 }
 
 int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
-                  const int *listen_fds, int index, int ctl)
+                  const struct sd_listen_sock *socks, size_t nsocks, int index, int ctl)
 {
     struct sd_worker w;
     struct epoll_event events[SD_EVENTS];
@@ -276,10 +577,11 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
     w.gen = sd_gen_ref(gen);
     w.src = src;
     w.max_conns = gen->cfg->max_conns;
+    w.conn_cap = w.max_conns;
     w.drain_timeout_ms = gen->cfg->drain_timeout_ms;
     w.now_ms = sd_now_ms();
     sd_bufpool_init(&w.pool, SD_POOL_SMALL_MAX, SD_POOL_LARGE_MAX);
-    if (sd_worker_setup(&w, listen_fds) != 0) {
+    if (sd_worker_setup(&w, socks, nsocks) != 0) {
         sd_log_msg("error", "worker", "worker %d: set-up failed: %s", index, strerror(errno));
         rc = 1;
         goto out;
@@ -328,6 +630,11 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
             next_tick = w.now_ms + SD_TICK_MS;
         }
         sd_conn_reap(&w);
+        /* Connections closed in this turn: clients waiting in the kernel
+         * queue of a listener paused at the cap are taken now, not on the
+         * next tick. */
+        if (w.accept_retry && w.nconns < w.conn_cap)
+            sd_worker_resume(&w, 0);
     }
 out:
     while (w.conns != NULL)

@@ -59,6 +59,9 @@ struct sd_audit_probe {
     char observed[SD_AUDIT_TEXT_MAX];
     enum sd_audit_verdict verdict;
     int no_connect;         /* could not even reach the endpoint */
+    int cert_request;       /* a handshake got this far: 1 the server sent a
+                             * CertificateRequest, 0 it did not; -1 unknown
+                             * or not a handshake probe */
 };
 
 struct sd_audit_report {

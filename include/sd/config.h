@@ -25,6 +25,9 @@
 #define SD_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
 #define SD_DEFAULT_CONNECT_TIMEOUT_MS 5000u
 #define SD_DEFAULT_IDLE_TIMEOUT_MS 300000u
+/* A TLS session, and every session resumed from it, lives at most this long
+ * after the full handshake that verified the client (nginx's default). */
+#define SD_DEFAULT_SESSION_LIFETIME_MS 300000u
 #define SD_DEFAULT_DRAIN_TIMEOUT_MS 30000u
 #define SD_DEFAULT_MAX_CONNS 10000u
 #define SD_DEFAULT_VERIFY_DEPTH 3 /* intermediates between leaf and root */
@@ -48,6 +51,7 @@ struct sd_listener_conf {
     uint32_t handshake_timeout_ms;
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms;
+    uint32_t session_lifetime_ms; /* 0: no resumption */
     struct sd_addr listen_addr; /* filled by sd_config_validate */
     struct sd_addr target_addr; /* filled by sd_config_validate */
 };
@@ -110,6 +114,18 @@ int sd_config_refuse_weakening(const char *name, struct sd_err *err);
  * fills the defaults (name, workers). Does not open files: that is done when
  * the TLS contexts are built, which is where each file's error is named. */
 int sd_config_validate(struct sd_config *cfg, struct sd_err *err);
+
+/* Feeds every listener setting that can change whether a client is
+ * admitted (listener identity, allow rules, CRL grace, chain depth, session
+ * lifetime, and the paths of the CA bundle and CRLs) to feed(), as
+ * length-prefixed fields, in a fixed order. The TLS layer adds the bytes of
+ * the CA certificates and CRLs and makes a session's id context of it, so a
+ * session never resumes under settings other than those that admitted it.
+ * Settings that cannot change an admission (target, timeouts, PROXY
+ * protocol, server certificate) are left out on purpose, so a reload that
+ * changes only them keeps sessions. */
+void sd_config_admission(const struct sd_listener_conf *l,
+                         void (*feed)(void *arg, const void *p, size_t n), void *arg);
 
 /* Loads a YAML config file, read through the snapshot `files`, into cfg (see
  * docs/config.md). Unknown keys are an error, so a typo never silently

@@ -56,12 +56,10 @@ struct sd_gen *sd_gen_ref(struct sd_gen *g);
 /* Drops a reference; frees the generation with its last one. NULL is fine. */
 void sd_gen_unref(struct sd_gen *g);
 
-/* Index of the listener of g listening on addr, or -1. */
+/* Index of the listener of g listening on addr, or -1. A listener's
+ * identity is its address: a listening socket is paired with the listener
+ * of its address in every generation, never by position, so a reload may
+ * reorder, rename, add and remove listeners (see master.c). */
 int sd_gen_find_listener(const struct sd_gen *g, const struct sd_addr *addr);
-
-/* Returns 0 when new has exactly the listen addresses of old (in any
- * order), else -1 with err: a reload cannot add or move listening sockets. */
-int sd_gen_same_listeners(const struct sd_gen *old, const struct sd_gen *new_gen,
-                          struct sd_err *err);
 
 #endif

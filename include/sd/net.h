@@ -40,6 +40,11 @@ int sd_net_check_free(const struct sd_addr *addr, struct sd_err *err);
 /* Returns non-zero when a and b are the same socket address. */
 int sd_net_same_addr(const struct sd_addr *a, const struct sd_addr *b);
 
+/* Returns non-zero when fd is a listening socket bound to addr, as the
+ * kernel sees it (getsockname): how a worker checks that a socket it is
+ * handed really is the one of the listener it pairs it with. */
+int sd_net_bound_to(int fd, const struct sd_addr *addr);
+
 /* Starts a non-blocking connect to addr. Returns the fd (connection may still
  * be in progress: wait for writability, then check sd_net_connect_result), or
  * -1 with errno set. The caller owns the fd. */

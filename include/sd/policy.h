@@ -81,6 +81,27 @@ const char *sd_policy_rule_text(const struct sd_policy *p, size_t index);
 /* Returns the index of the first rule that admits id, or -1 (deny). */
 int sd_policy_match(const struct sd_policy *p, const struct sd_identity *id);
 
+/* Which rule admitted, and by which of the identity's names: the name is
+ * what steeldoor hands on (PROXY v2, logs) as "the" identity, so it is the
+ * one that matched, never simply the first. For allow-all, the SPIFFE ID,
+ * else the CN; for a SPKI pin, kind SD_RULE_SPKI (no name). */
+struct sd_policy_hit {
+    int rule;              /* index, or -1 */
+    enum sd_rule_kind kind;
+    size_t index;          /* into id's list of that kind */
+};
+int sd_policy_match_hit(const struct sd_policy *p, const struct sd_identity *id,
+                        struct sd_policy_hit *hit);
+/* The matched name of hit within id, or NULL (SPKI pins, allow-all without
+ * SPIFFE ID or CN). Points into id. */
+const struct sd_name *sd_policy_hit_name(const struct sd_identity *id,
+                                         const struct sd_policy_hit *hit);
+
+/* Returns 1 when id names one principal only: at most one SPIFFE ID (an
+ * X.509-SVID has exactly one) and at most one CN. A certificate naming two
+ * could be admitted as one and handed on as the other, so it is refused. */
+int sd_policy_identity_unambiguous(const struct sd_identity *id);
+
 /* Returns 1 when every name of id is free of NUL and control bytes, else 0.
  * A certificate that fails this is refused whatever the rules say. */
 int sd_policy_identity_sane(const struct sd_identity *id);

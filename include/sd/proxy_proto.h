@@ -11,6 +11,12 @@
  *   0xE1 one per DNS SAN
  *   0xE2 SHA-256 of the client certificate (DER), 32 raw bytes
  *   0xE3 the client certificate's subject DN, RFC 2253
+ *   0xE4 the identity that admitted the client: the name that matched the
+ *        allow rule (with allow-all: the SPIFFE ID, else the CN); absent
+ *        for a SPKI pin without SPIFFE ID or CN
+ *   0xE5 that allow rule, as logged (e.g. "uri:spiffe://example.org/ns/a", "all")
+ * A certificate is refused if it has more than one SPIFFE ID or CN, so
+ * those are unambiguous.
  */
 #ifndef SD_PROXY_PROTO_H
 #define SD_PROXY_PROTO_H
@@ -33,6 +39,8 @@
 #define SD_PP2_TYPE_SD_DNS 0xE1
 #define SD_PP2_TYPE_SD_CERT_SHA256 0xE2
 #define SD_PP2_TYPE_SD_SUBJECT 0xE3
+#define SD_PP2_TYPE_SD_IDENTITY 0xE4
+#define SD_PP2_TYPE_SD_RULE 0xE5
 
 #define SD_PP2_CLIENT_SSL 0x01
 #define SD_PP2_CLIENT_CERT_CONN 0x02
@@ -55,6 +63,8 @@ struct sd_pp2_info {
     size_t ndns;
     const uint8_t *cert_sha256; /* 32 bytes */
     struct sd_name subject;
+    struct sd_name identity;    /* the name that matched the allow rule */
+    const char *rule;           /* the allow rule, as logged */
 };
 
 /* Writes the header into out (at most cap bytes). Returns its length, or -1

@@ -588,3 +588,280 @@ def expect_refused(sd, backend, ctx, port, reason, host="127.0.0.1", detail=None
         time.sleep(0.3)
         assert backend.count == before, "backend got a connection from a refused client"
     return e
+
+
+# --------------------------------------------------------------------------
+# admission over time: certificates and CRLs with exact dates, resumption
+# attempts that never raise, reload waits, which worker holds a connection.
+# Used by test_session_admission, test_crl_sets, test_trust_reduction and
+# test_identity_unambiguous - additive
+# --------------------------------------------------------------------------
+import ssl as _ssl  # noqa: E402
+
+TLS_VERSIONS = {"tls13": _ssl.TLSVersion.TLSv1_3, "tls12": _ssl.TLSVersion.TLSv1_2}
+
+
+def whole_now():
+    """Now (UTC) rounded down to the second: certificate and CRL times have a
+    resolution of one second, so deadlines computed from this are exact."""
+    return _now().replace(microsecond=0)
+
+
+def sleep_until(epoch, cap=30.0):
+    """Sleep until time.time() >= epoch (never more than cap seconds)."""
+    left = epoch - time.time()
+    if left > 0:
+        time.sleep(min(left, cap))
+
+
+def root_issuer(pki):
+    """The session PKI's dev CA as an issuer for issue_cert / build_crl."""
+    return SimpleNamespace(cert=pki.ca_cert_obj, key=_find_ca_key(pki.dir, pki.ca_cert_obj),
+                           crt=pki.ca)
+
+
+def issue_cert(outdir, fname, issuer, cn=None, subject=None, not_before=None, not_after=None,
+               ca=False, path_length=None, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,), uris=(),
+               dns=(), key_cert_sign=None, chain=(), key=None):
+    """One certificate with exact dates, written as outdir/fname.crt (the
+    certificate, then the PEM of each issuer in `chain`) and outdir/fname.key.
+    issuer: a namespace with .cert and .key, or "self" for a root.
+    ca=True gives basicConstraints CA:TRUE (key_cert_sign defaults to ca)."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    if subject is None:
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn or fname)])
+    if issuer == "self":
+        iname, ikey, icert = subject, key, None
+    else:
+        iname, ikey, icert = issuer.cert.subject, issuer.key, issuer.cert
+    if key_cert_sign is None:
+        key_cert_sign = ca
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(iname)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(not_before or (_now() - datetime.timedelta(hours=1)))
+         .not_valid_after(not_after or (_now() + datetime.timedelta(days=30)))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None),
+                        critical=True)
+         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                      key_encipherment=False, data_encipherment=False,
+                                      key_agreement=False, key_cert_sign=key_cert_sign,
+                                      crl_sign=key_cert_sign, encipher_only=False,
+                                      decipher_only=False), critical=True)
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                        critical=False))
+    if eku:
+        b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    sans = [x509.UniformResourceIdentifier(u) for u in uris] + [x509.DNSName(d) for d in dns]
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if icert is not None:
+        try:
+            ski = icert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            b = b.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                critical=False)
+        except x509.ExtensionNotFound:
+            pass
+    cert = b.sign(ikey, hashes.SHA256())
+    crt, kp = outdir / (fname + ".crt"), outdir / (fname + ".key")
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM) +
+                    b"".join(c.cert.public_bytes(serialization.Encoding.PEM) for c in chain))
+    _write_key(kp, key)
+    return SimpleNamespace(cert=cert, key=key, key_obj=key, crt=crt, keyfile=kp, pair=(crt, kp),
+                           name=fname)
+
+
+def build_crl(issuer, revoked=(), last_update=None, next_update=None, number=1,
+              delta_of=None, freshest=None):
+    """A CRL signed by issuer (namespace with .cert, .key) with exact dates.
+    revoked: certificate objects (or namespaces with .cert). number: CRLNumber.
+    delta_of: base CRL number -> a delta CRL (critical deltaCRLIndicator).
+    freshest: URL -> a FreshestCRL extension (where the delta is published,
+    as AD CS writes in its base CRLs). Returns the CRL object."""
+    lu = last_update or (_now() - datetime.timedelta(hours=1))
+    nu = next_update or (_now() + datetime.timedelta(days=7))
+    b = (x509.CertificateRevocationListBuilder().issuer_name(issuer.cert.subject)
+         .last_update(lu).next_update(nu)
+         .add_extension(x509.CRLNumber(number), critical=False))
+    try:
+        ski = issuer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                            critical=False)
+    except x509.ExtensionNotFound:
+        pass
+    if delta_of is not None:
+        b = b.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
+    if freshest is not None:
+        b = b.add_extension(x509.FreshestCRL([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(freshest)], relative_name=None,
+            reasons=None, crl_issuer=None)]), critical=False)
+    for c in revoked:
+        c = getattr(c, "cert", c)
+        b = b.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(c.serial_number)
+            .revocation_date(lu - datetime.timedelta(minutes=5)).build())
+    return b.sign(issuer.key, hashes.SHA256())
+
+
+def crl_pem(*crls):
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in crls)
+
+
+def cert_pem(*certs_):
+    return b"".join(getattr(c, "cert", c).public_bytes(serialization.Encoding.PEM)
+                    for c in certs_)
+
+
+_atomic_counter = [0]
+
+
+def atomic_write(path, data):
+    """Replace path by rename, as deployments do (never a half-written file)."""
+    path = Path(path)
+    _atomic_counter[0] += 1
+    tmp = path.with_name(".%s.new%d" % (path.name, _atomic_counter[0]))
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def version_ctx(ca, pair, ver):
+    """Client context pinned to one TLS version ("tls13" / "tls12")."""
+    v = TLS_VERSIONS[ver]
+    return sdlib.client_ctx(ca, pair[0], pair[1], max_version=v, min_version=v)
+
+
+def tls_attempt(ctx, port, session=None, server_hostname="localhost", payload=b"attempt\n",
+                timeout=4.0, host="127.0.0.1"):
+    """One connection that never raises. Returns a dict: ok (two echo round
+    trips worked), reused, error, data (application bytes received), peer,
+    session (the connection's session when ok; TLS 1.3 tickets arrive with
+    the first response, hence the round trips)."""
+    out = {"ok": False, "reused": None, "error": None, "data": b"", "peer": None,
+           "session": None}
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.settimeout(timeout)
+    try:
+        raw.connect((host, port))
+    except OSError as e:
+        raw.close()
+        out["error"] = "connect: %r" % e
+        return out
+    out["peer"] = "%s:%d" % (host, raw.getsockname()[1])
+    try:
+        s = ctx.wrap_socket(raw, server_hostname=server_hostname, session=session)
+    except (_ssl.SSLError, OSError) as e:
+        raw.close()
+        out["error"] = "handshake: %r" % e
+        return out
+    try:
+        out["reused"] = s.session_reused
+        s.settimeout(timeout)
+        s.sendall(payload)
+        data = b""
+        deadline = time.monotonic() + timeout
+        while len(data) < len(payload) and time.monotonic() < deadline:
+            c = s.recv(4096)
+            if not c:
+                out["error"] = "EOF"
+                break
+            data += c
+        out["data"] = data
+        if data == payload:
+            s.sendall(b"2\n")
+            if sdlib.recv_exact(s, 2, timeout) == b"2\n":
+                out["ok"] = True
+                out["session"] = s.session
+                out["reused"] = s.session_reused
+    except (_ssl.SSLError, OSError, EOFError, TimeoutError) as e:
+        out["error"] = repr(e)
+    finally:
+        s.close()
+    return out
+
+
+def wait_generation(sd, gen, workers, timeout=5.0):
+    """The master's 'reloaded' line for generation gen, then 'worker_reloaded'
+    for gen from every worker. Fails at once on a 'reload_failed' line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = sd.logs()
+        failed = [e for e in logs if e.get("event") == "reload_failed"]
+        assert not failed, "reload failed: %s" % failed
+        m = [e for e in logs if e.get("event") == "reloaded" and e.get("generation") == gen
+             and e.get("pid") == sd.pid]
+        w = {e.get("worker") for e in logs if e.get("event") == "worker_reloaded"
+             and e.get("generation") == gen}
+        if m and len(w) >= workers:
+            return m[0]
+        if time.monotonic() > deadline:
+            raise AssertionError("no reload to generation %d within %.1fs (workers seen %s); "
+                                 "log tail:\n%s" % (gen, timeout, sorted(w),
+                                                    "\n".join(sd.raw_lines()[-25:])))
+        time.sleep(0.05)
+
+
+def sighup_reload(sd, workers, timeout=5.0):
+    """SIGHUP, then wait for the next generation in the master and every worker."""
+    gens = [e.get("generation") for e in sd.logs() if e.get("event") == "reloaded"
+            and e.get("pid") == sd.pid]
+    nxt = (max(gens) if gens else 1) + 1
+    sd.signal(signal.SIGHUP)
+    return wait_generation(sd, nxt, workers, timeout)
+
+
+def _proc_tcp_inode(local_port, remote_port):
+    """Inode of the IPv4 socket 127.0.0.1:local_port <-> 127.0.0.1:remote_port."""
+    want_l = "0100007F:%04X" % local_port
+    want_r = "0100007F:%04X" % remote_port
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            if p[1] == want_l and p[2] == want_r:
+                return p[9]
+    return None
+
+
+def conn_owner(sd, listen_port, client_port, timeout=2.0):
+    """PID of the worker holding the accepted socket of a client connection
+    (found through /proc/net/tcp and the workers' fd tables), or None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inode = _proc_tcp_inode(listen_port, client_port)
+        if inode is not None:
+            target = "socket:[%s]" % inode
+            for pid in sd.worker_pids():
+                try:
+                    fds = os.listdir("/proc/%d/fd" % pid)
+                except OSError:
+                    continue
+                for fd in fds:
+                    try:
+                        if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target:
+                            return pid
+                    except OSError:
+                        continue
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+
+
+def wait_peer_closed(sock, deadline):
+    """True if the server closed a held TLS connection (EOF, close_notify or
+    reset) before deadline, False if it is still open; data is an error."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        try:
+            d = sock.recv(4096)
+        except socket.timeout:
+            return False
+        except (_ssl.SSLError, OSError):
+            return True
+        if not d:
+            return True
+        raise AssertionError("unexpected application data on a held connection: %r" % d[:100])

@@ -35,7 +35,7 @@ def ctx_of(pki, leaf, version=None):
 def rules(*pairs):
     out = []
     for flag, val in pairs:
-        out += ["--" + flag, val]
+        out += ["--" + flag] + ([val] if val is not None else [])
     return out
 
 
@@ -160,10 +160,24 @@ def test_uri_trust_domain_mismatch(steeldoor, backends, pki, certs):
 
 
 def test_uri_any_of_several_sans(steeldoor, backends, pki, certs):
+    """Several URI SANs, one SPIFFE ID: the rule may match any of them, and
+    the log names the one that matched, not the first."""
     be = backends()
     sd = serve_rules(steeldoor, be, ("allow-uri", BILLING))
-    leaf = certs.client("multi", cn="multi", uris=["spiffe://example.org/other", BILLING])
-    admitted(sd, pki, leaf, "uri:" + BILLING)
+    leaf = certs.client("multi", cn="multi", uris=["https://example.org/other", BILLING])
+    e = admitted(sd, pki, leaf, "uri:" + BILLING)
+    assert e is None or e.get("identity", BILLING) == BILLING, e
+
+
+@pytest.mark.parametrize("rules", [("allow-uri", BILLING), ("allow-all", None)])
+def test_two_spiffe_ids_are_malformed(steeldoor, backends, pki, certs, rules):
+    """An X.509-SVID has exactly one SPIFFE ID. A certificate with two could
+    be admitted by one and handed on as the other: refused whatever the
+    rules, even allow-all."""
+    be = backends()
+    sd = serve_rules(steeldoor, be, rules)
+    leaf = certs.client("two-ids", cn="two", uris=["spiffe://example.org/other", BILLING])
+    refused(sd, be, pki, leaf, "malformed_identity")
 
 
 # Hostile URI SANs: with the broadest legal rule for the trust domain, and the

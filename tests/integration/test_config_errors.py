@@ -340,3 +340,73 @@ def test_duplicate_listen_address_in_config_detail(sd_bin, pki, tmp_path):
         {"name": "b", "port": pa, "target": "127.0.0.1:%d" % free_port()}]), name="dup.yaml")
     err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, timeout=3)
     assert str(pa) in err, err
+
+
+# ---------------------------------------------------------------- keys given twice
+def _listener_yaml(pki, name, port, target, extra=""):
+    return ("  - name: %s\n"
+            "    listen: \"127.0.0.1:%d\"\n"
+            "    target: \"%s\"\n"
+            "    cert: \"%s\"\n"
+            "    key: \"%s\"\n"
+            "    cacert: \"%s\"\n"
+            "    allow-all: true\n" % (name, port, target, pki.server_cert, pki.server_key,
+                                       pki.ca)) + extra
+
+
+def test_duplicate_top_level_key(sd_bin, pki, tmp_path, target):
+    """The second 'workers' must not silently win: an error names the key and both lines."""
+    port = free_port()
+    p = _write(tmp_path, "workers: 1\ndrain-timeout: 3s\nworkers: 2\nlisteners:\n" +
+               _listener_yaml(pki, "a", port, target))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert p.name in err and "'workers'" in err and "line 3" in err and "line 1" in err, err
+
+
+def test_duplicate_listener_key(sd_bin, pki, tmp_path, target):
+    """A listener's second 'cacert' (here: a bundle that would admit another
+    CA's clients) must be refused, not applied over the first."""
+    port = free_port()
+    p = _write(tmp_path, "listeners:\n" + _listener_yaml(
+        pki, "a", port, target, "    cacert: \"%s\"\n" % pki.other_ca))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert p.name in err and "'cacert'" in err and "line 9" in err and "line 7" in err, err
+
+
+def test_duplicate_list_valued_key(sd_bin, pki, tmp_path, target):
+    """allow-uri as a string and again as a list: neither may silently merge or win."""
+    port = free_port()
+    text = ("listeners:\n  - name: a\n    listen: \"127.0.0.1:%d\"\n    target: \"%s\"\n"
+            "    cert: \"%s\"\n    key: \"%s\"\n    cacert: \"%s\"\n"
+            "    allow-uri: spiffe://example.org/billing\n"
+            "    allow-uri:\n      - spiffe://example.org/other\n"
+            % (port, target, pki.server_cert, pki.server_key, pki.ca))
+    p = _write(tmp_path, text)
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert p.name in err and "'allow-uri'" in err and "line 9" in err and "line 8" in err, err
+
+
+def test_duplicate_listener_name_names_both_lines(sd_bin, pki, tmp_path, target):
+    pa, pb = free_port(), free_port()
+    p = _write(tmp_path, "listeners:\n" + _listener_yaml(pki, "api", pa, target) +
+               _listener_yaml(pki, "api", pb, target))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [pa, pb])
+    assert p.name in err and "'api'" in err and "lines 2 and 9" in err, err
+
+
+def test_duplicate_listen_address_names_both_lines(sd_bin, pki, tmp_path, target):
+    pa = free_port()
+    p = _write(tmp_path, "listeners:\n" + _listener_yaml(pki, "a", pa, target) +
+               _listener_yaml(pki, "b", pa, target))
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [pa])
+    assert "both listen on 127.0.0.1:%d" % pa in err, err
+    assert "'a' (line 3)" in err and "'b' (line 10)" in err, err
+
+
+def test_second_yaml_document_refused(sd_bin, pki, tmp_path, target):
+    """Everything after a '---' would be ignored: refuse it instead."""
+    port = free_port()
+    p = _write(tmp_path, "listeners:\n" + _listener_yaml(pki, "a", port, target) +
+               "---\nworkers: 2\n")
+    err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
+    assert p.name in err and "second YAML document" in err and "line 9" in err, err

@@ -35,7 +35,9 @@ PP2_SUBTYPE_SSL_CIPHER = 0x23
 PP2_SUBTYPE_SSL_SIG_ALG = 0x24
 PP2_SUBTYPE_SSL_KEY_ALG = 0x25
 SD_URI, SD_DNS, SD_SHA256, SD_DN = 0xE0, 0xE1, 0xE2, 0xE3
-ALLOWED_TOP = {PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_SSL, SD_URI, SD_DNS, SD_SHA256, SD_DN}
+SD_IDENTITY, SD_RULE = 0xE4, 0xE5
+ALLOWED_TOP = {PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_SSL, SD_URI, SD_DNS, SD_SHA256, SD_DN,
+               SD_IDENTITY, SD_RULE}
 ALLOWED_SUB = {PP2_SUBTYPE_SSL_VERSION, PP2_SUBTYPE_SSL_CN, PP2_SUBTYPE_SSL_CIPHER,
                PP2_SUBTYPE_SSL_SIG_ALG, PP2_SUBTYPE_SSL_KEY_ALG}
 
@@ -164,8 +166,11 @@ def cert_key_alg(cert):
     return "RSA" if isinstance(cert.public_key(), rsa.RSAPublicKey) else "EC"
 
 
-def check_header(h, cert, client_sock_name, listen, version, cipher, sni, alpn=None, fam=0x11):
-    """Compare every field against what the test itself knows."""
+def check_header(h, cert, client_sock_name, listen, version, cipher, sni, alpn=None, fam=0x11,
+                 identity="allow-all", rule="all"):
+    """Compare every field against what the test itself knows. identity is
+    the value that admitted the client (0xE4); by default what allow-all
+    hands on: the SPIFFE ID, else the CN."""
     assert h["fam"] == fam, "family 0x%02x, expected 0x%02x" % (h["fam"], fam)
     assert h["src"] == (client_sock_name[0], client_sock_name[1]), \
         "source %s != client socket %s" % (h["src"], client_sock_name[:2])
@@ -222,6 +227,15 @@ def check_header(h, cert, client_sock_name, listen, version, cipher, sni, alpn=N
     assert fp == hashlib.sha256(der).digest(), "0xE2 is not SHA-256 of the client cert DER"
     dn = tlv_one(h, SD_DN, "subject DN")
     assert dn == cert_dn_rfc2253(cert).encode(), "DN %r != %r" % (dn, cert_dn_rfc2253(cert))
+    if identity == "allow-all":
+        spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
+        identity = spiffe[0] if spiffe else (cns[0].value if cns else None)
+    got = tlv_one(h, SD_IDENTITY, "identity")
+    assert got == (identity.encode() if identity is not None else None), \
+        "identity TLV %r, expected %r" % (got, identity)
+    got = tlv_one(h, SD_RULE, "rule")
+    assert got == (rule.encode() if rule is not None else None), \
+        "rule TLV %r, expected %r" % (got, rule)
 
 
 def _load(path):

@@ -271,11 +271,23 @@ def test_bad_crl_missing_file(sd_bin, pki, tmp_path):
     assert "missing.crl" in err, err
 
 
-def test_bad_crl_other_ca(sd_bin, pki, certs, tmp_path):
+def _crl_ignored(sd, fname):
+    e = sd.wait_log(lambda e: e.get("event") == "crl_ignored" and fname in e.get("msg", ""),
+                    what="crl_ignored warning naming %s" % fname)
+    assert e["level"] == "warn", e
+
+
+def test_crl_of_other_ca_is_ignored_not_admitting(steeldoor, backends, pki, certs, client_ctx):
+    """A CRL from a CA that is not in --cacert (e.g. the leftover of a CA just
+    removed) cannot concern any admitted client: it is ignored with a
+    warning naming the file, not fatal. The dev CA then has no CRL at all,
+    so its clients fail closed (crl_missing): ignoring never admits."""
     other = certs.ca("foreign", issuer="self")
     p = certs.crl("foreign.crl", issuer=other)
-    err = _bad_crl_start(sd_bin, pki, tmp_path, p)
-    assert "foreign.crl" in err, err
+    be = backends()
+    sd = steeldoor(target=be.target, extra=["--crl", p])
+    _crl_ignored(sd, "foreign.crl")
+    expect_refused(sd, be, client_ctx("good"), sd.port, "crl_missing")
 
 
 def test_bad_crl_signature(sd_bin, pki, certs, tmp_path):
@@ -286,12 +298,16 @@ def test_bad_crl_signature(sd_bin, pki, certs, tmp_path):
     assert "forged.crl" in err, err
 
 
-def test_bad_crl_second_of_two(sd_bin, pki, certs, tmp_path):
+def test_crl_of_other_ca_second_of_two(steeldoor, backends, pki, certs, client_ctx):
+    """The dev CA's CRL and a leftover CRL of another CA: the leftover is
+    ignored with a warning, the dev CA's clients are admitted as before."""
     good = certs.crl("good.crl")
     other = certs.ca("foreign2", issuer="self")
     bad = certs.crl("foreign2.crl", issuer=other)
-    err = _bad_crl_start(sd_bin, pki, tmp_path, good, extra=["--crl", bad])
-    assert "foreign2.crl" in err, err
+    be = backends()
+    sd = steeldoor(target=be.target, extra=["--crl", good, "--crl", bad])
+    _crl_ignored(sd, "foreign2.crl")
+    expect_admitted(sd, client_ctx("good"), sd.port)
 
 
 def test_crl_bundle_file(steeldoor, backends, pki, certs, inter, tmp_path):
@@ -309,14 +325,28 @@ def test_crl_bundle_file(steeldoor, backends, pki, certs, inter, tmp_path):
     assert e.get("crls") == 1, e  # one file
 
 
-def test_bad_crl_second_in_file(sd_bin, pki, certs, tmp_path):
-    """A bundle whose second CRL is not from a trusted CA fails as a whole."""
+def test_crl_of_other_ca_second_in_file(steeldoor, backends, pki, certs, client_ctx, tmp_path):
+    """A bundle whose second CRL is from a CA outside --cacert: that CRL is
+    ignored with a warning naming the file; the first still applies."""
     other = certs.ca("foreign3", issuer="self")
     p = tmp_path / "mixed.crl"
     p.write_bytes(certs.crl("ok.crl").read_bytes() +
                   certs.crl("foreign3.crl", issuer=other).read_bytes())
+    be = backends()
+    sd = steeldoor(target=be.target, extra=["--crl", p])
+    _crl_ignored(sd, "mixed.crl")
+    expect_admitted(sd, client_ctx("good"), sd.port)
+
+
+def test_crl_forged_in_the_name_of_a_bundle_ca_is_fatal(sd_bin, pki, certs, tmp_path):
+    """A CRL that names a CA of the bundle as issuer but does not verify
+    with its key is forged or corrupt: never ignored, the start fails."""
+    other = certs.ca("forger2", issuer="self")
+    p = tmp_path / "mixed-forged.crl"
+    p.write_bytes(certs.crl("ok3.crl").read_bytes() +
+                  certs.crl("forged2.crl", sign_key=other.key).read_bytes())
     err = _bad_crl_start(sd_bin, pki, tmp_path, p)
-    assert "mixed.crl" in err and "not issued and signed" in err, err
+    assert "mixed-forged.crl" in err and "does not verify" in err, err
 
 
 def test_bad_crl_corrupt_second_in_file(sd_bin, pki, certs, tmp_path):

@@ -135,6 +135,140 @@ static void test_yaml_errors(void **state)
                  "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n", "both listen on");
 }
 
+/* An error that must name several things (the key and both lines). */
+static void expect_error_all(const char *text, const char *const *needles)
+{
+    struct sd_config *cfg;
+    struct sd_err err;
+    size_t i;
+
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(load(text, &cfg, &err), -1);
+    for (i = 0; needles[i] != NULL; i++)
+        if (strstr(err.msg, needles[i]) == NULL)
+            fail_msg("error '%s' does not mention '%s'", err.msg, needles[i]);
+    if (strstr(err.msg, "/tmp/sd_test_cfg_") == NULL)
+        fail_msg("error '%s' does not name the file", err.msg);
+    sd_config_free(cfg);
+}
+
+#define LISTENER_A                                                           \
+    "  - name: a\n"                          /* listener on lines 2-8 */    \
+    "    listen: 127.0.0.1:1\n"                                              \
+    "    target: 127.0.0.1:2\n"                                              \
+    "    cert: a\n"                                                          \
+    "    key: b\n"                                                           \
+    "    cacert: c\n"                                                        \
+    "    allow-all: true\n"
+
+/* A key given twice must never be applied twice (the last silently
+ * winning): at the top level, in a listener, for list-valued keys, and for
+ * neighbours of the same mistake (a repeated list entry, a second
+ * document, two listeners with one name or address). */
+static void test_yaml_duplicates(void **state)
+{
+    (void)state;
+    /* top level: scalar keys, and 'listeners' itself */
+    expect_error_all("workers: 1\nworkers: 2\nlisteners:\n" LISTENER_A,
+                     (const char *const[]){ "line 2", "'workers'", "given twice",
+                                            "line 1", NULL });
+    expect_error_all("listeners:\n" LISTENER_A "drain-timeout: 2s\nlisteners:\n" LISTENER_A,
+                     (const char *const[]){ "line 10", "'listeners'", "given twice",
+                                            "line 1", NULL });
+    expect_error_all("close-revoked: true\nlisteners:\n" LISTENER_A "close-revoked: false\n",
+                     (const char *const[]){ "line 10", "'close-revoked'", "line 1", NULL });
+    /* in a listener: the second 'cert' would replace the first */
+    expect_error_all("listeners:\n" LISTENER_A "    cert: other\n",
+                     (const char *const[]){ "line 9", "'cert'", "given twice", "line 5",
+                                            NULL });
+    /* quoting does not make it another key */
+    expect_error_all("listeners:\n" LISTENER_A "    'key': other\n",
+                     (const char *const[]){ "line 9", "'key'", "line 6", NULL });
+    expect_error_all("listeners:\n" LISTENER_A "    allow-all: false\n",
+                     (const char *const[]){ "line 9", "'allow-all'", "line 8", NULL });
+    expect_error_all("listeners:\n" LISTENER_A "    idle-timeout: 1s\n    idle-timeout: 2s\n",
+                     (const char *const[]){ "line 10", "'idle-timeout'", "line 9", NULL });
+    /* list-valued keys: a scalar, then a list; a list, then a list */
+    expect_error_all("listeners:\n  - name: a\n    listen: 127.0.0.1:1\n"
+                     "    allow-uri: spiffe://x/a\n    allow-uri: [spiffe://x/b]\n",
+                     (const char *const[]){ "line 5", "'allow-uri'", "given twice", "line 4",
+                                            NULL });
+    expect_error_all("listeners:\n  - name: a\n    crl: [a.crl]\n    crl:\n      - b.crl\n",
+                     (const char *const[]){ "line 4", "'crl'", "line 3", NULL });
+    /* an entry repeated within one list */
+    expect_error_all("listeners:\n  - name: a\n    allow-dns:\n      - a.example\n"
+                     "      - b.example\n      - a.example\n",
+                     (const char *const[]){ "'allow-dns'", "'a.example' twice", "lines 4 and 6",
+                                            NULL });
+    /* a key in a listener and the same word at the top level are different
+     * mappings: only the unknown key is refused, not a duplicate */
+    expect_error("name: x\nlisteners:\n" LISTENER_A, "unknown key 'name'");
+    /* a second document would be ignored */
+    expect_error_all("listeners:\n" LISTENER_A "---\nworkers: 1\n",
+                     (const char *const[]){ "line 9", "second YAML document", NULL });
+    /* a NUL byte would cut the value short */
+    expect_error_all("listeners:\n" LISTENER_A "    name2: \"x\\0y\"\n",
+                     (const char *const[]){ "line 9", "NUL", NULL });
+    /* two listeners with one name (given, or defaulted from 'listen') */
+    expect_error_all("listeners:\n" LISTENER_A
+                     "  - name: a\n    listen: 127.0.0.1:3\n    target: 127.0.0.1:2\n"
+                     "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n",
+                     (const char *const[]){ "'a'", "used twice", "lines 2 and 9", NULL });
+    expect_error_all("listeners:\n"
+                     "  - listen: 127.0.0.1:5\n    target: 127.0.0.1:2\n"
+                     "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n"
+                     "  - target: 127.0.0.1:2\n    name: 127.0.0.1:5\n    listen: 127.0.0.1:6\n"
+                     "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n",
+                     (const char *const[]){ "'127.0.0.1:5'", "used twice", "lines 2 and 9",
+                                            NULL });
+    /* two listeners on one address, however it is written */
+    expect_error_all("listeners:\n" LISTENER_A
+                     "  - name: b\n    target: 127.0.0.1:2\n    listen: 127.0.0.1:01\n"
+                     "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n",
+                     (const char *const[]){ "'a' (line 3)", "'b' (line 11)", "both listen on",
+                                            NULL });
+    expect_error_all("listeners:\n"
+                     "  - {name: a, listen: '[::1]:7', target: 127.0.0.1:2, cert: a, key: b,"
+                     " cacert: c, allow-all: true}\n"
+                     "  - {name: b, listen: '[0:0:0:0:0:0:0:1]:7', target: 127.0.0.1:2,"
+                     " cert: a, key: b, cacert: c, allow-all: true}\n",
+                     (const char *const[]){ "'a' (line 2)", "'b' (line 3)", "both listen on",
+                                            NULL });
+    /* an alias repeats a whole listener */
+    expect_error_all("listeners:\n  - &l {name: a, listen: 127.0.0.1:1, target: 127.0.0.1:2,"
+                     " cert: a, key: b, cacert: c, allow-all: true}\n  - *l\n",
+                     (const char *const[]){ "'a'", "used twice", NULL });
+}
+
+/* What the duplicate checks must not refuse. */
+static void test_yaml_not_duplicates(void **state)
+{
+    struct sd_config *cfg;
+    struct sd_err err;
+
+    (void)state;
+    /* an explicit document start and a bare trailing '---' */
+    assert_int_equal(load("---\nlisteners:\n" LISTENER_A "---\n", &cfg, &err), 0);
+    sd_config_free(cfg);
+    /* the same value under different keys, and in two listeners */
+    assert_int_equal(load("listeners:\n  - name: a\n    listen: 127.0.0.1:1\n"
+                          "    target: 127.0.0.1:2\n    cert: x\n    key: x\n    cacert: x\n"
+                          "    allow-uri: spiffe://x/a\n    allow-dns: a.example\n"
+                          "    allow-cn: a.example\n"
+                          "  - name: b\n    listen: 127.0.0.1:3\n"
+                          "    target: 127.0.0.1:2\n    cert: x\n    key: x\n    cacert: x\n"
+                          "    allow-uri: [spiffe://x/a]\n",
+                          &cfg, &err), 0);
+    assert_int_equal(cfg->nlisteners, 2);
+    sd_config_free(cfg);
+    /* one port on two addresses */
+    assert_int_equal(load("listeners:\n" LISTENER_A
+                          "  - name: b\n    listen: 127.0.0.2:1\n    target: 127.0.0.1:2\n"
+                          "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n",
+                          &cfg, &err), 0);
+    sd_config_free(cfg);
+}
+
 /* The back door: no spelling of "optional client auth" or "plaintext" is
  * accepted, at the top level or in a listener. */
 static void test_yaml_refuses_weakening(void **state)
@@ -208,6 +342,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_yaml_good),
         cmocka_unit_test(test_yaml_errors),
+        cmocka_unit_test(test_yaml_duplicates),
+        cmocka_unit_test(test_yaml_not_duplicates),
         cmocka_unit_test(test_yaml_refuses_weakening),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_uints),
