@@ -84,7 +84,7 @@ def test_resumption_stops_when_certificate_expires(steeldoor, backends, pki, tmp
     sd = steeldoor(target=be.target, workers=workers)
     root = root_issuer(pki)
     out = tmp_path / "short"
-    na = whole_now() + datetime.timedelta(seconds=5)
+    na = whole_now() + datetime.timedelta(seconds=4)
     deadline = na.timestamp()
     leaf = issue_cert(out, "short-leaf", root, cn="short-leaf",
                       uris=["spiffe://example.org/short-leaf"], not_after=na)
@@ -134,7 +134,7 @@ def test_resumption_stops_when_crl_expires(steeldoor, backends, pki, tmp_path):
     sessions come back through either worker (and the shared cache)."""
     be = backends()
     root = root_issuer(pki)
-    nu = whole_now() + datetime.timedelta(seconds=5)
+    nu = whole_now() + datetime.timedelta(seconds=4)
     crl = tmp_path / "short.crl"
     crl.write_bytes(crl_pem(build_crl(root, last_update=nu - datetime.timedelta(hours=1),
                                       next_update=nu)))
