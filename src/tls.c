@@ -1072,7 +1072,7 @@ static int sd_tls_check_validity(X509 *x, const char *path, struct sd_err *err)
  * must be at least one. Feeds the session id context digest with each CA so
  * that sessions are bound to this trust. */
 static int sd_tls_load_ca_file(SSL_CTX *ctx, struct sd_files *files, const char *path,
-                               EVP_MD_CTX *sid, int *total, struct sd_err *err)
+                               EVP_MD_CTX *sid, int in_dir, int *total, struct sd_err *err)
 {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
     BIO *bio = NULL;
@@ -1115,6 +1115,16 @@ static int sd_tls_load_ca_file(SSL_CTX *ctx, struct sd_files *files, const char 
         x = NULL;
         count++;
     }
+    if (count == 0 && in_dir) {
+        /* A directory of bundles may hold other files (a README, CRLs, a
+         * bundle emptied to remove a CA): skipped, never a blocked start or
+         * a blocked reload that removes trust. */
+        if (!sd_files_frozen(files))
+            sd_log_msg("warn", "config", "%s: no PEM certificate in this file of the CA "
+                       "directory; skipped", path);
+        rc = 0;
+        goto out;
+    }
     if (count == 0) {
         sd_err_set(err, "%s: CA bundle contains no CA certificate", path);
         goto out;
@@ -1140,7 +1150,7 @@ static int sd_tls_load_cas(SSL_CTX *ctx, struct sd_files *files, const char *pat
     if (sd_files_get(files, path, &dir, err) != 0)
         return -1;
     if (dir->kind != SD_FILE_DIR)
-        return sd_tls_load_ca_file(ctx, files, path, sid, &total, err);
+        return sd_tls_load_ca_file(ctx, files, path, sid, 0, &total, err);
     for (off = 0; off < dir->len; off += strlen((const char *)dir->data + off) + 1) {
         char file[4096];
         snprintf(file, sizeof(file), "%s/%s", path, (const char *)dir->data + off);
@@ -1148,7 +1158,7 @@ static int sd_tls_load_cas(SSL_CTX *ctx, struct sd_files *files, const char *pat
             return -1;
         if (f->kind != SD_FILE_REG)
             continue; /* subdirectories are not read */
-        if (sd_tls_load_ca_file(ctx, files, file, sid, &total, err) != 0)
+        if (sd_tls_load_ca_file(ctx, files, file, sid, 1, &total, err) != 0)
             return -1;
     }
     if (total == 0)
