@@ -21,6 +21,11 @@
  *              backend to client, up: client to backend) in --chunk pieces.
  *   idle       open --conns connections (handshake and one request each),
  *              report, hold them until stdin closes.
+ *   tiny       --conns persistent connections, each uploading --tiny bytes at
+ *              a time as that many ONE-BYTE TLS records, written in one burst
+ *              (one send of all the records), then waiting for the backend's
+ *              acknowledgement. What a proxy then spends per record is what
+ *              a client of tiny records costs it. --count counts records.
  *
  * A phase ends when --count operations were started or --time seconds have
  * passed, whichever comes first; operations in flight then finish and are
@@ -57,8 +62,9 @@
 #define LG_CLOSE_TIMEOUT_NS (2ull * 1000000000ull)
 #define LG_MAX_SAMPLES (20u * 1000u * 1000u)
 
-enum lg_mode { MODE_FULL, MODE_RESUMED, MODE_KEEPALIVE, MODE_BULK, MODE_IDLE };
-static const char *const lg_mode_names[] = {"full", "resumed", "keepalive", "bulk", "idle"};
+enum lg_mode { MODE_FULL, MODE_RESUMED, MODE_KEEPALIVE, MODE_BULK, MODE_IDLE, MODE_TINY };
+static const char *const lg_mode_names[] = {"full",      "resumed", "keepalive",
+                                            "bulk",      "idle",    "tiny"};
 
 enum lg_state {
     C_FREE,      /* slot unused */
@@ -68,6 +74,7 @@ enum lg_state {
     C_RECV,      /* reading a fixed-size answer */
     C_DOWN,      /* reading a download */
     C_UP,        /* writing an upload */
+    C_TINY,      /* sending an upload made of one-byte records */
     C_PARKED,    /* connected, nothing to do until told */
     C_SHUTDOWN,  /* close_notify sent, waiting for the peer's close */
 };
@@ -84,6 +91,8 @@ struct lg_conn {
     uint64_t t_op;       /* when the current operation started */
     uint64_t deadline;   /* give up on the current wait after this */
     SSL_SESSION *sess;   /* resumed: the ticket this slot offers next */
+    unsigned char *wire; /* tiny: the encrypted records of the current burst */
+    size_t wire_len, wire_off, wire_cap;
     bool in_phase;       /* started during the measured phase */
     bool dead_noted;
 };
@@ -98,6 +107,7 @@ static uint64_t lg_count = 1000;
 static double lg_time = 5.0;
 static bool lg_sync, lg_upload, lg_no_cert;
 static uint64_t lg_chunk = 64ull << 20;
+static uint64_t lg_tiny = 1024; /* tiny: one-byte records per burst */
 static double lg_min_resumed = 0.9;
 static int lg_src_rotate = 64;
 static int lg_verbose_errors = 5;
@@ -333,6 +343,12 @@ static void lg_next_op(struct lg_conn *c)
             len = lg_count - lg_started;
         lg_started += len;
         lg_begin_cmd(c, lg_upload ? BENCH_CMD_UPLOAD : BENCH_CMD_DOWNLOAD, len);
+    } else if (lg_mode == MODE_TINY) {
+        uint64_t len = lg_tiny;
+        if (lg_count - lg_started < len)
+            len = lg_count - lg_started;
+        lg_started += len;
+        lg_begin_cmd(c, BENCH_CMD_UPLOAD, len);
     } else {
         lg_set_state(c, C_PARKED);
     }
@@ -391,6 +407,10 @@ static void lg_op_done(struct lg_conn *c)
         } else if (lg_mode == MODE_BULK) {
             lg_done++;
             lg_bytes += bench_get_u64(c->cmd + 8);
+        } else if (lg_mode == MODE_TINY) {
+            lg_done++;
+            lg_bytes += bench_get_u64(c->cmd + 8); /* one byte per record */
+            lg_sample(&lg_lat, &lg_nlat, &lg_caplat, now - c->t_op);
         }
     }
     lg_next_op(c);
@@ -398,6 +418,47 @@ static void lg_op_done(struct lg_conn *c)
         lg_done++;
         lg_idle_more();
     }
+}
+
+/* tiny: encrypts c->remaining one-byte records into c->wire, all at once,
+ * so that they leave in one send (as a client batching small writes would
+ * put them on the wire). The records go through a memory BIO swapped in
+ * for the socket's write side for the burst; the sequence numbers stay
+ * those of the connection. Returns 0, or -1. */
+static int lg_tiny_encrypt(struct lg_conn *c)
+{
+    BIO *sock = SSL_get_wbio(c->ssl), *mem = BIO_new(BIO_s_mem());
+    const unsigned char one = 't';
+    uint64_t i;
+    char *data;
+    long n;
+    int rc = -1;
+
+    if (mem == NULL || !BIO_up_ref(sock)) {
+        BIO_free(mem);
+        return -1;
+    }
+    SSL_set0_wbio(c->ssl, mem); /* the SSL now owns mem */
+    for (i = 0; i < c->remaining; i++)
+        if (SSL_write(c->ssl, &one, 1) != 1)
+            goto out;
+    n = BIO_get_mem_data(mem, &data);
+    if (n <= 0)
+        goto out;
+    if ((size_t)n > c->wire_cap) {
+        unsigned char *p = realloc(c->wire, (size_t)n);
+        if (p == NULL)
+            goto out;
+        c->wire = p;
+        c->wire_cap = (size_t)n;
+    }
+    memcpy(c->wire, data, (size_t)n);
+    c->wire_len = (size_t)n;
+    c->wire_off = 0;
+    rc = 0;
+out:
+    SSL_set0_wbio(c->ssl, sock); /* frees mem, the socket BIO is back */
+    return rc;
 }
 
 /* Drives one connection until it would block. */
@@ -457,7 +518,8 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
                 lg_set_state(c, C_DOWN);
             } else if (c->cmd[0] == BENCH_CMD_UPLOAD) {
                 c->remaining = bench_get_u64(c->cmd + 8);
-                lg_set_state(c, C_UP);
+                c->wire_len = c->wire_off = 0;
+                lg_set_state(c, lg_mode == MODE_TINY ? C_TINY : C_UP);
             } else {
                 c->want = BENCH_RESP_SIZE;
                 lg_set_state(c, C_RECV);
@@ -513,6 +575,29 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
             }
             c->remaining -= (uint64_t)r;
             c->deadline = lg_now() + LG_OP_TIMEOUT_NS;
+            break;
+        case C_TINY:
+            if (c->wire_len == 0 && lg_tiny_encrypt(c) != 0) {
+                lg_fail(c, &lg_err_io, "tiny records", 0);
+                return;
+            }
+            while (c->wire_off < c->wire_len) {
+                ssize_t w = send(c->fd, c->wire + c->wire_off, c->wire_len - c->wire_off,
+                                 MSG_NOSIGNAL);
+                if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                    return; /* the EPOLLOUT edge brings us back */
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0) {
+                    lg_fail(c, &lg_err_io, "tiny send", 0);
+                    return;
+                }
+                c->wire_off += (size_t)w;
+                c->deadline = lg_now() + LG_OP_TIMEOUT_NS;
+            }
+            c->off = 0;
+            c->want = BENCH_CMD_SIZE;
+            lg_set_state(c, C_RECV);
             break;
         case C_SHUTDOWN:
             if (c->off == 0) {
@@ -624,13 +709,15 @@ static void lg_usage(FILE *f)
 {
     fprintf(f,
             "usage: loadgen --connect IPV4:PORT --cert FILE --key FILE --cacert FILE\n"
-            "               --mode full|resumed|keepalive|bulk|idle [options]\n"
+            "               --mode full|resumed|keepalive|bulk|idle|tiny [options]\n"
             "  --conns N          concurrent connections (default 16)\n"
             "  --count N          full/resumed: connections; keepalive: requests;\n"
             "                     bulk: bytes (K/M/G suffixes); idle: unused (default 1000)\n"
             "  --time SEC         phase time limit (default 5)\n"
             "  --bulk-dir down|up bulk direction (default down: backend to client)\n"
             "  --chunk BYTES      bulk: bytes per command (default 64M)\n"
+            "  --tiny N           tiny: one-byte records per burst (default 1024);\n"
+            "                     --count then counts records\n"
             "  --min-resumed F    resumed: fail below this fraction (default 0.9)\n"
             "  --servername NAME  SNI and the name the server certificate must carry\n"
             "                     (default localhost)\n"
@@ -698,6 +785,7 @@ static void lg_parse_args(int argc, char **argv)
         else if (!strcmp(a, "--count")) lg_count = lg_parse_size(v);
         else if (!strcmp(a, "--time")) lg_time = atof(v);
         else if (!strcmp(a, "--chunk")) lg_chunk = lg_parse_size(v);
+        else if (!strcmp(a, "--tiny")) lg_tiny = lg_parse_size(v);
         else if (!strcmp(a, "--min-resumed")) lg_min_resumed = atof(v);
         else if (!strcmp(a, "--src-rotate")) lg_src_rotate = atoi(v);
         else if (!strcmp(a, "--bulk-dir")) {
@@ -723,7 +811,7 @@ static void lg_parse_args(int argc, char **argv)
         }
     }
     if (!connect_to || !lg_cert || !lg_key || !lg_cacert || lg_nconns <= 0 || lg_time <= 0 ||
-        lg_chunk == 0) {
+        lg_chunk == 0 || lg_tiny == 0 || lg_tiny > (1u << 20)) {
         lg_usage(stderr);
         exit(2);
     }
@@ -826,7 +914,7 @@ int main(int argc, char **argv)
             have += lg_conns[i].sess != NULL;
         if (have == 0)
             lg_die("resumed: the server gave no resumable session (no TLS 1.3 ticket)");
-    } else if (lg_mode == MODE_KEEPALIVE || lg_mode == MODE_BULK) {
+    } else if (lg_mode == MODE_KEEPALIVE || lg_mode == MODE_BULK || lg_mode == MODE_TINY) {
         for (int i = 0; i < lg_nconns; i++)
             lg_start_conn(&lg_conns[i]);
         lg_loop(setup_limit);
@@ -861,6 +949,7 @@ int main(int argc, char **argv)
         break;
     case MODE_KEEPALIVE:
     case MODE_BULK:
+    case MODE_TINY:
         for (int i = 0; i < lg_nconns; i++) {
             if (lg_conns[i].st == C_PARKED) {
                 lg_conns[i].in_phase = true;
@@ -906,6 +995,7 @@ int main(int argc, char **argv)
         if (lg_conns[i].st != C_FREE)
             lg_drop(&lg_conns[i]);
         SSL_SESSION_free(lg_conns[i].sess);
+        free(lg_conns[i].wire);
     }
     free(lg_conns);
     free(lg_lat);

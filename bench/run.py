@@ -10,7 +10,8 @@ certificate required and verified, TCP proxying to the same backend
 the server's CPU time is read from /proc/PID/stat for every process of that
 server just before and just after the phase, so the load generator's own
 cost never counts. Each figure is the median over the runs, and is also
-given as a ratio to nginx's.
+given as a ratio to nginx's (and, in the JSON, to HAProxy's; the CPU per
+one-byte record of the `tiny` phase is printed as a ratio to HAProxy's too).
 
 Every server runs from a temporary configuration in a temporary directory,
 on free loopback ports, in the foreground, as a child of this script; no
@@ -50,8 +51,14 @@ PHASES = {
     "resumed": ["--mode", "resumed", "--conns", "16", "--count", "100000", "--time", "2.5"],
     "keepalive": ["--mode", "keepalive", "--conns", "32", "--count", "5000000", "--time", "2.5"],
     "bulk": ["--mode", "bulk", "--conns", "4", "--count", "8G", "--chunk", "32M", "--time", "2.5"],
+    # bursts of 1024 one-byte TLS records (one send each), 8 connections
+    "tiny": ["--mode", "tiny", "--conns", "8", "--count", "1G", "--tiny", "1024",
+             "--time", "2.5"],
 }
-PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "bulk")
+PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "bulk", "tiny")
+# Figures also given as a ratio to this server (the issue of tiny records
+# was measured against HAProxy).
+SECOND_BASELINE = "haproxy"
 
 # The figures: (key, label, unit, phase, digits)
 FIGURES = (
@@ -59,6 +66,7 @@ FIGURES = (
     ("resumed_cpu_us", "CPU per resumed handshake", "us", "resumed", 0),
     ("keepalive_cpu_us", "CPU per keep-alive request", "us", "keepalive", 1),
     ("bulk_cpu_s_per_gib", "CPU per GiB of bulk", "s", "bulk", 2),
+    ("tiny_cpu_ns_per_record", "CPU per one-byte record", "ns", "tiny", 0),
     ("idle_rss_kib_per_conn", "RSS per idle connection", "KiB", "idle", 1),
     ("full_p50_ms", "full: latency p50", "ms", "full", 1),
     ("full_p99_ms", "full: latency p99", "ms", "full", 1),
@@ -70,6 +78,8 @@ FIGURES = (
     ("resumed_per_s", "resumed handshakes/s", "/s", "resumed", 0),
     ("keepalive_per_s", "keep-alive requests/s", "/s", "keepalive", 0),
     ("bulk_gib_per_s", "bulk throughput", "GiB/s", "bulk", 2),
+    ("tiny_records_per_s", "one-byte records/s", "/s", "tiny", 0),
+    ("tiny_p50_us", "tiny: latency p50 of a 1024-record burst", "us", "tiny", 0),
     ("resumed_fraction", "fraction resumed", "", "resumed", 3),
     ("full_tickets_per_conn", "tickets sent per full handshake", "", "full", 1),
     ("resumed_tickets_per_conn", "tickets sent per resumed handshake", "", "resumed", 1),
@@ -586,6 +596,11 @@ def figures_of(phase, r):
             f[phase + "_p99_ms"] = r["p99_us"] / 1000
     if phase == "resumed":
         f["resumed_fraction"] = r["resumed_fraction"]
+    if phase == "tiny" and r.get("bytes"):
+        # one plaintext byte per record: bytes are records
+        f["tiny_cpu_ns_per_record"] = cpu / r["bytes"] * 1e9
+        f["tiny_records_per_s"] = r["bytes"] / r["elapsed_s"]
+        f["tiny_p50_us"] = r["p50_us"]
     if phase == "bulk" and r.get("bytes"):
         f["bulk_cpu_s_per_gib"] = cpu / (r["bytes"] / GIB)
         f["bulk_gib_per_s"] = r["gib_per_s"]
@@ -811,7 +826,8 @@ def main():
                     fig = results.get(phase, {}).get("figures", {})
                     k = {"full": "full_cpu_us", "resumed": "resumed_cpu_us",
                          "keepalive": "keepalive_cpu_us", "bulk": "bulk_cpu_s_per_gib",
-                         "idle": "idle_rss_kib_per_conn"}[phase]
+                         "idle": "idle_rss_kib_per_conn",
+                         "tiny": "tiny_cpu_ns_per_record"}[phase]
                     if k in fig:
                         short.append("%s %.4g" % (phase, fig[k]))
                 log("bench: run %d %-9s %5.1fs  %s" % (run, name, time.monotonic() - t0,
@@ -842,6 +858,15 @@ def main():
                 if b:
                     ratios[name][k] = v / b
 
+    ratios2 = {}
+    if SECOND_BASELINE in medians:
+        for name in servers:
+            ratios2[name] = {}
+            for k, v in medians[name].items():
+                b = medians[SECOND_BASELINE].get(k)
+                if b:
+                    ratios2[name][k] = v / b
+
     expected = {p: (min(args.runs, args.idle_runs) if p == "idle" else args.runs)
                 for p in phases}
     table = print_table(list(servers), medians, ratios, counts, expected)
@@ -851,6 +876,10 @@ def main():
         "loadgen excluded; idle RSS = (held - before) / connections.")
     if BASELINE not in medians:
         log("(no ratios: nginx was not measured)")
+    if ratios2 and "tiny" in phases:
+        k = "tiny_cpu_ns_per_record"
+        log("CPU per one-byte record as a ratio to %s: %s" % (SECOND_BASELINE, ", ".join(
+            "%s x%.2f" % (n, ratios2[n][k]) for n in servers if k in ratios2.get(n, {}))))
     for name, why in skipped.items():
         log("skipped %s: %s" % (name, why))
     failed = False
@@ -881,6 +910,7 @@ def main():
         "figures": {k: {"label": label, "unit": unit} for k, label, unit, _p, _d in FIGURES},
         "median": medians,
         "ratio_to_nginx": ratios,
+        "ratio_to_haproxy": ratios2,
         "problems": problems,
         "steeldoor_log": log_summaries.get("steeldoor", []),
         "runs": per_run,

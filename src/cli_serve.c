@@ -207,7 +207,7 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
                                           &l->idle_timeout_ms, err);
             break;
         case OPT_SESSION_LIFETIME:
-            rc = sd_config_parse_duration("--session-lifetime", optarg,
+            rc = sd_config_parse_duration_or_zero("--session-lifetime", optarg,
                                           &l->session_lifetime_ms, err);
             break;
         case OPT_CONFIG:

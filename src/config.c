@@ -328,3 +328,20 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * handshake/connect/idle timeouts, and the parsed addresses (derived
      * from listen and target). */
 }
+
+int sd_config_parse_duration_or_zero(const char *what, const char *text, uint32_t *ms,
+                                     struct sd_err *err)
+{
+    static const char *const units[] = { "", "ms", "s", "m", "h", "d" };
+    size_t zeros = strspn(text, "0"), i;
+
+    if (zeros > 0 && zeros < 16) {
+        for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+            if (strcmp(text + zeros, units[i]) == 0) {
+                *ms = 0;
+                return 0;
+            }
+        }
+    }
+    return sd_config_parse_duration(what, text, ms, err);
+}

@@ -196,7 +196,7 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
         else if (strcmp(k, "idle-timeout") == 0)
             rc = sd_config_parse_duration(k, v, &l->idle_timeout_ms, err);
         else if (strcmp(k, "session-lifetime") == 0)
-            rc = sd_config_parse_duration(k, v, &l->session_lifetime_ms, err);
+            rc = sd_config_parse_duration_or_zero(k, v, &l->session_lifetime_ms, err);
         else
             return sd_err_set(err, "line %zu: unknown listener key '%s'",
                               kn->start_mark.line + 1, k);

@@ -420,6 +420,8 @@ static struct {
     int own;            /* out was opened here: close it on sd_log_set_fd */
     enum sd_log_kind kind;
     int one_per_write;  /* a datagram socket: one line per message */
+    int tty;            /* a terminal: write under sd_log_tty_lock */
+    int midline;        /* the last write ended inside a line */
     int exit_hook;
     size_t head, tail;
     uint64_t dropped;   /* lines lost since the last report */
@@ -439,6 +441,8 @@ static void sd_log_open(void)
     sd_sink.own = 0;
     sd_sink.kind = SD_LOG_PLAIN;
     sd_sink.one_per_write = 0;
+    sd_sink.tty = 0;
+    sd_sink.midline = 0;
     if (!sd_sink.exit_hook && atexit(sd_log_at_exit) == 0)
         sd_sink.exit_hook = 1;
     if (fstat(sd_sink.fd, &st) != 0)
@@ -479,6 +483,30 @@ static void sd_log_open(void)
     sd_sink.out = nfd;
     sd_sink.own = 1;
     sd_sink.kind = SD_LOG_STREAM;
+    sd_sink.tty = S_ISCHR(st.st_mode);
+}
+
+/* A full terminal takes part of a line from a non-blocking writer (a pipe
+ * takes a write of up to PIPE_BUF whole or not at all). So on a terminal
+ * each process writes only while it holds a POSIX record lock on it, taken
+ * without waiting, and keeps it while the rest of a line is still to be
+ * written: another process finds it taken and queues its line as if the
+ * terminal were full, instead of writing into the middle of ours. POSIX
+ * locks belong to the process (a forked worker does not inherit the
+ * master's) and go away with it. Returns 0 when the caller may write. */
+static int sd_log_tty_lock(short type)
+{
+    struct flock fl;
+
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET; /* l_start 0, l_len 0: the whole terminal */
+    if (fcntl(sd_sink.out, F_SETLK, &fl) == 0)
+        return 0;
+    if (type == F_UNLCK || errno == EAGAIN || errno == EACCES)
+        return -1;
+    sd_sink.tty = 0; /* no locks here (ENOLCK, ...): write without them */
+    return 0;
 }
 
 /* One try. Returns the bytes taken, 0 when the sink is full, -1 when it
@@ -487,12 +515,22 @@ static ssize_t sd_log_try(const char *p, size_t n)
 {
     ssize_t w;
 
+    if (sd_sink.tty && !sd_sink.midline && sd_log_tty_lock(F_WRLCK) != 0)
+        return 0; /* another process is inside a line: wait as if full */
     do {
         if (sd_sink.kind == SD_LOG_SOCKET)
             w = send(sd_sink.out, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
         else
             w = write(sd_sink.out, p, n);
     } while (w < 0 && errno == EINTR);
+    if (w > 0)
+        sd_sink.midline = p[w - 1] != '\n';
+    if (sd_sink.tty && !sd_sink.midline) {
+        int e = errno;
+
+        (void)sd_log_tty_lock(F_UNLCK); /* at a line boundary: let others in */
+        errno = e;
+    }
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
     return w;
@@ -643,6 +681,8 @@ void sd_log_set_fd(int fd)
     sd_sink.kind = SD_LOG_UNSET;
     sd_sink.head = sd_sink.tail = 0;
     sd_sink.dropped = 0;
+    sd_sink.tty = 0;
+    sd_sink.midline = 0;
 }
 
 int sd_log_flush(void)
@@ -663,6 +703,7 @@ void sd_log_after_fork(void)
 {
     sd_sink.head = sd_sink.tail = 0;
     sd_sink.dropped = 0;
+    sd_sink.midline = 0; /* the rest of a cut line is the parent's, and so is the lock */
 }
 
 size_t sd_log_queued(void)

@@ -227,10 +227,12 @@ static int sd_tls_adm_set(SSL *ssl, SSL_SESSION *sess, const struct sd_tls_conn 
     return SSL_SESSION_set1_ticket_appdata(sess, buf, n);
 }
 
-/* The moment a session made under tls stops being resumable: the session
- * lifetime after the full handshake, the first notAfter of the verified
- * chain, the end of the CRL set's freshness (with grace), whichever is
- * first. Resuming is never allowed where a full handshake would refuse. */
+/* The second from which a session made under tls is no longer resumable:
+ * the session lifetime after the full handshake, the first notAfter of the
+ * verified chain, the end of the CRL set's freshness (with grace),
+ * whichever is first. OpenSSL treats a certificate as expired, and a CRL as
+ * stale, from the second of its date on; so does this. Resuming is never
+ * allowed where a full handshake would refuse. */
 static int64_t sd_tls_session_deadline(const struct sd_tls *tls, const struct sd_tls_adm *a)
 {
     int64_t d = a->auth_time + (int64_t)tls->session_lifetime_s;
@@ -267,7 +269,9 @@ static int sd_tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
         SSL_CTX_remove_session(sctx, sess); /* no record: never resumed */
         return 0;
     }
-    t = sd_tls_session_deadline(tls, &a) - (int64_t)SSL_SESSION_get_time(sess);
+    /* OpenSSL resumes while now <= time + timeout: the last second a
+     * session may resume is the one before its deadline. */
+    t = sd_tls_session_deadline(tls, &a) - 1 - (int64_t)SSL_SESSION_get_time(sess);
     if (t <= 0 || !SSL_SESSION_set_timeout(sess, (long)(t > 86400 ? 86400 : t))) {
         SSL_CTX_remove_session(sctx, sess);
         return 0;
@@ -756,6 +760,18 @@ static void sd_tls_share_leaf(struct sd_tls_conn *c, STACK_OF(X509) *sk, X509 *s
     c->parsed_leaf = parsed;
 }
 
+/* When a full handshake authenticated its client, for session-lifetime,
+ * in whole seconds as OpenSSL counts session times: rounded up, so that a
+ * session lives its whole lifetime (and at most one second more), never
+ * less. */
+static int64_t sd_tls_auth_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec + (ts.tv_nsec > 0);
+}
+
 /* What the verify callback works for when an open connection is judged
  * again against a new context, outside any handshake (no SSL object). */
 struct sd_tls_judging {
@@ -844,7 +860,7 @@ static int sd_tls_cert_verify_cb(X509_STORE_CTX *xs, void *arg)
             c->rule = e->rule;
             c->hit_kind = e->hit_kind;
             c->hit_index = e->hit_index;
-            c->auth_time = now;
+            c->auth_time = sd_tls_auth_now();
             c->not_after = e->not_after;
             sd_tls_share_leaf(c, X509_STORE_CTX_get0_untrusted(xs), e->leaf);
             X509_STORE_CTX_set_error(xs, X509_V_OK);
@@ -854,9 +870,15 @@ static int sd_tls_cert_verify_cb(X509_STORE_CTX *xs, void *arg)
     ok = X509_verify_cert(xs);
     if (ok > 0 && sd_tls_chain_revoked(tls, X509_STORE_CTX_get0_chain(xs)) >= 0) {
         /* OpenSSL used one CRL per issuer; another loaded CRL lists it. */
+        X509 *leaf = X509_STORE_CTX_get0_cert(xs);
         X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REVOKED);
-        if (c != NULL && c->verify_err == 0)
-            c->verify_err = X509_V_ERR_CERT_REVOKED;
+        if (c != NULL) {
+            c->rule = -1; /* refused: no rule admitted it */
+            if (c->verify_err == 0)
+                c->verify_err = X509_V_ERR_CERT_REVOKED;
+            if (c->refused_leaf == NULL && leaf != NULL && X509_up_ref(leaf))
+                c->refused_leaf = leaf;
+        }
         ok = 0;
     }
     if (ok > 0 && have_key && c->rule >= 0 && X509_STORE_CTX_get_error(xs) == X509_V_OK)
@@ -894,15 +916,19 @@ static const char sd_tls_reneg_pending[] = "renegotiation_refused";
  * answers with a no_renegotiation warning and the connection goes on. A
  * client that then gives up sends a fatal alert (OpenSSL's own client:
  * handshake_failure), which without this note could not be told from an
- * alert for any other reason. Unused until sd_tls_server_new registers it.
+ * alert for any other reason. OpenSSL calls this with SSL_CB_ACCEPT_LOOP
+ * before each state change, so a ClientHello it has read shows as the
+ * state TLS_ST_SR_CLNT_HELLO when its answer is chosen. Other handshake
+ * messages after the handshake fail earlier, as unexpected messages.
+ * (Marked unused only until sd_tls_server_new registers it.)
  */
 __attribute__((unused)) static void sd_tls_info_cb(const SSL *ssl, int where, int ret)
 {
     struct sd_tls_conn *c;
 
     (void)ret;
-    if (!(where & SSL_CB_ACCEPT_LOOP) || SSL_get_state(ssl) != TLS_ST_SR_CLNT_HELLO ||
-        SSL_get_peer_finished(ssl, NULL, 0) == 0)
+    if ((where & SSL_CB_ACCEPT_LOOP) != SSL_CB_ACCEPT_LOOP ||
+        SSL_get_state(ssl) != TLS_ST_SR_CLNT_HELLO || SSL_get_peer_finished(ssl, NULL, 0) == 0)
         return;
     c = SSL_get_app_data(ssl);
     if (c != NULL) {
@@ -983,9 +1009,10 @@ static int sd_tls_verify_cb(int ok, X509_STORE_CTX *xs)
     }
     if (ok && X509_STORE_CTX_get_error_depth(xs) == 0 && cert != NULL) {
         uint32_t flags = X509_get_extension_flags(cert);
-        if (X509_check_ca(cert) != 0) {
-            /* A CA certificate (CA:TRUE, keyCertSign, or a v1 root) can
-             * sign certificates for any name: it is never a client. */
+        if ((flags & EXFLAG_CA) || X509_check_ca(cert) != 0) {
+            /* A CA certificate (basicConstraints CA:TRUE, whatever its key
+             * usage says; keyCertSign; or a v1 root) can sign certificates
+             * for any name: it is never a client. */
             X509_STORE_CTX_set_error(xs, X509_V_ERR_INVALID_PURPOSE);
             if (c != NULL) {
                 c->reason = "ca_certificate";
@@ -1008,7 +1035,7 @@ static int sd_tls_verify_cb(int ok, X509_STORE_CTX *xs)
                     c->refused_leaf = cert;
                 return 0;
             }
-            c->auth_time = (int64_t)time(NULL);
+            c->auth_time = sd_tls_auth_now();
             c->not_after = sd_tls_chain_not_after(X509_STORE_CTX_get0_chain(xs));
         }
     }
@@ -1835,17 +1862,19 @@ static int sd_tls_resumed_admitted(struct sd_tls_conn *c, const struct sd_tls *t
     }
     c->auth_time = a.auth_time;
     c->not_after = a.not_after;
-    if (now > a.not_after) {
+    /* Deadlines are exclusive, as OpenSSL's own date checks: a certificate
+     * is expired, a CRL stale, from the very second of its date. */
+    if (now >= a.not_after) {
         c->reason = "certificate_expired";
         c->detail = "resumed session: a certificate of the chain has expired";
         return -1;
     }
-    if (tls->crl_fresh_until != 0 && now > tls->crl_fresh_until) {
+    if (tls->crl_fresh_until != 0 && now >= tls->crl_fresh_until) {
         c->reason = "crl_expired";
         c->detail = "resumed session: the CRLs are past their nextUpdate";
         return -1;
     }
-    if (now > a.auth_time + (int64_t)tls->session_lifetime_s) {
+    if (now >= a.auth_time + (int64_t)tls->session_lifetime_s) {
         c->reason = "session_expired";
         c->detail = "resumed session: older than session-lifetime";
         return -1;
@@ -2013,7 +2042,7 @@ fail:
  * verification built (so an intermediate that came from --cacert is judged
  * too), for full and resumed connections alike.
  */
-const char *sd_tls_conn_judge(const struct sd_tls_conn *c, const struct sd_tls *now)
+const char *sd_tls_conn_judge(const struct sd_tls_conn *c, struct sd_tls *now)
 {
     X509 *peer = SSL_get0_peer_certificate(c->ssl);
     STACK_OF(X509) *untrusted = NULL;
@@ -2021,7 +2050,9 @@ const char *sd_tls_conn_judge(const struct sd_tls_conn *c, const struct sd_tls *
     struct sd_tls_conn scratch;
     struct sd_tls_judging j;
     const char *reason = "internal_error";
-    int ok;
+    unsigned char key[32];
+    int64_t t = (int64_t)time(NULL);
+    int ok, have_key = 0;
 
     if (peer == NULL)
         return "no_client_certificate";
@@ -2036,6 +2067,20 @@ const char *sd_tls_conn_judge(const struct sd_tls_conn *c, const struct sd_tls *
         !X509_STORE_CTX_set_default(xs, "ssl_client") ||
         !X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(xs), SSL_CTX_get0_param(now->ctx)))
         goto out; /* (the same set-up as OpenSSL's for a handshake) */
+    /* Many connections of one client share one verdict: the new context's
+     * chain cache is keyed by exactly the certificates given here. */
+    if (now->chains != NULL && sk_X509_insert(untrusted, peer, 0) > 0) {
+        have_key = sd_tls_chain_key(untrusted, key) == 0;
+        (void)sk_X509_delete(untrusted, 0);
+    }
+    if (have_key) {
+        const struct sd_chain_entry *e = sd_tls_chain_slot(now, key);
+        if (e->used && CRYPTO_memcmp(e->key, key, sizeof(key)) == 0 &&
+            t >= e->not_before && t < e->expires) {
+            reason = NULL;
+            goto out;
+        }
+    }
     X509_STORE_CTX_set_app_data(xs, &j);
     X509_STORE_CTX_set_verify_cb(xs, sd_tls_verify_cb);
     ok = X509_verify_cert(xs);
@@ -2043,8 +2088,11 @@ const char *sd_tls_conn_judge(const struct sd_tls_conn *c, const struct sd_tls *
         ok = 0;
         scratch.verify_err = X509_V_ERR_CERT_REVOKED;
     }
-    if (ok > 0 && scratch.rule >= 0)
+    if (ok > 0 && scratch.rule >= 0) {
         reason = NULL;
+        if (have_key)
+            sd_tls_chain_remember(now, key, xs, &scratch, t);
+    }
     else if (scratch.reason != NULL)
         reason = scratch.reason;
     else if (scratch.verify_err != 0)

@@ -89,8 +89,8 @@ static void sd_worker_set_cap(struct sd_worker *w)
 
 static void sd_worker_accept(struct sd_worker *w, struct sd_listener_rt *l)
 {
-    if (l->fd < 0)
-        return;
+    if (l->fd < 0 || l->index < 0)
+        return; /* a free slot (an event of this turn may still name it) */
     /* Bounded by the cap: every turn accepts one connection or returns. */
     while (w->nconns < w->conn_cap) {
         struct sockaddr_storage ss;

@@ -97,6 +97,10 @@ int sd_config_set_str(char **slot, const char *value, struct sd_err *err);
 int sd_config_parse_duration(const char *what, const char *text, uint32_t *ms,
                              struct sd_err *err);
 
+/* The same, and also 0 ("0", "0s", ...), for settings where 0 means off. */
+int sd_config_parse_duration_or_zero(const char *what, const char *text, uint32_t *ms,
+                                     struct sd_err *err);
+
 /* The same, in seconds, up to 10 years; also takes "7d". */
 int sd_config_parse_seconds(const char *what, const char *text, uint32_t *s,
                             struct sd_err *err);

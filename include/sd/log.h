@@ -36,6 +36,19 @@
  * takes their place in the stream. The queue drains on the next line, on
  * sd_log_flush() (the worker tick, the master loop) and, bounded by
  * SD_LOG_EXIT_FLUSH_MS, at exit. Single-threaded use per process.
+ *
+ * A terminal, unlike a pipe, may take part of a line from a non-blocking
+ * writer; the rest is written first once it takes bytes again, and a
+ * non-waiting POSIX lock on the terminal keeps other processes' lines out
+ * of the gap meanwhile. A stream socket may take part of a line too; its
+ * rest goes first, but other processes are not held off (a unix socket at
+ * its default buffer size takes a line of up to 4 KiB whole).
+ *
+ * Limits. An idle process drains one pipe-full per SD_LOG_RETRY_MS. A line
+ * a terminal or socket took only part of when the process exits, still
+ * full after SD_LOG_EXIT_FLUSH_MS, stays cut. If stderr cannot be reopened
+ * (no /proc, a pipe of another user), the sink stays blocking and says so
+ * once ("event":"log_sink").
  */
 #ifndef SD_LOG_H
 #define SD_LOG_H

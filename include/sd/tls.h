@@ -97,10 +97,14 @@ struct sd_sesscache;
 /* Sets the shared session cache used by contexts built afterwards. */
 void sd_tls_set_session_cache(struct sd_sesscache *cache);
 
-/* After a reload: is the client of this open connection still admitted by
- * the listener's new context `now` (allow rules, CRLs)? Returns NULL when it
- * is, else the reason ("not_authorized", "certificate_revoked", ...). */
-const char *sd_tls_conn_judge(const struct sd_tls_conn *c, const struct sd_tls *now);
+/* After a reload, or when a handshake completes after one: would the
+ * listener's new context `now` admit the client of c if it connected now?
+ * The full verification runs again (trust store, CRLs, dates, depth, EKU,
+ * identity and allow rules) from the chain verification built, for full and
+ * resumed connections alike; verdicts are cached in now's chain cache.
+ * Returns NULL when it would, else the reason ("unknown_ca",
+ * "certificate_revoked", "not_authorized", ...). */
+const char *sd_tls_conn_judge(const struct sd_tls_conn *c, struct sd_tls *now);
 
 /* Logs a "cert_expiry" warning for each server or client-CA certificate of
  * the listener that expires within within_s seconds (or has expired). */

@@ -257,30 +257,33 @@ def test_proxy_header_carries_matched_identity(steeldoor, backends, pki, certs, 
 # PROXY v2 AUTHORITY (SNI) on full and resumed handshakes
 # --------------------------------------------------------------------------
 
+@pytest.mark.parametrize("sni", ["svc.internal.example", None], ids=["sni", "no-sni"])
 @pytest.mark.parametrize("workers", [1, 2], ids=["workers1", "workers2"])
 @pytest.mark.parametrize("ver", VERS)
-def test_authority_tlv_on_resumed_sessions(steeldoor, backends, pki, ver, workers):
+def test_authority_tlv_on_resumed_sessions(steeldoor, backends, pki, ver, workers, sni):
     """Attack surface: a backend routing or authorizing on the server name
     gets it from the AUTHORITY TLV; on a resumed session (TLS 1.2 resumes by
     session id, the SNI then lives in the session) it must be there and equal
-    to the full handshake's, as must the identity TLVs. Several resumptions,
-    so that with 2 workers the shared session cache is used too."""
+    to the full handshake's, as must the identity TLVs; without SNI there is
+    no AUTHORITY TLV, resumed or not. Several resumptions, so that with 2
+    workers the shared session cache is used too."""
     be = backends(pp_handler)
     sd = steeldoor(target=be.target, workers=workers, allow_all=False,
                    extra=["--proxy-protocol", "--allow-uri", "spiffe://example.org/billing"])
     ctx = version_ctx(pki.ca, (pki.client_cert, pki.client_key), ver)
     ctx.check_hostname = False           # the server certificate names localhost only
-    name = "svc.internal.example"
+    name = sni
+    want = [name.encode()] if name else []
     tlvs, e, reused, sess = pp_conn(sd, be, ctx, sd.port, server_hostname=name)
     assert not reused
-    assert one_tlv(tlvs, PP2_AUTHORITY) == name.encode(), tlvs
+    assert [v for t, v in tlvs if t == PP2_AUTHORITY] == want, tlvs
     full = {t: v for t, v in tlvs if t in (SD_MATCHED, SD_RULE)}
     for i in range(4):
         tlvs, e, reused, new = pp_conn(sd, be, ctx, sd.port, session=sess, server_hostname=name)
         assert reused and e.get("resumed") is True, "control: resumption %d failed: %s" % (i, e)
         auth = [v for t, v in tlvs if t == PP2_AUTHORITY]
-        assert auth == [name.encode()], "resumed %s session %d: AUTHORITY TLVs %r, expected " \
-                                        "[%r]" % (ver, i, auth, name)
+        assert auth == want, "resumed %s session %d: AUTHORITY TLVs %r, expected %r" % (
+            ver, i, auth, want)
         assert {t: v for t, v in tlvs if t in (SD_MATCHED, SD_RULE)} == full, \
             "resumed session %d: identity TLVs %s differ from the full handshake's %s" % (
                 i, [(hex(t), v) for t, v in tlvs if t in (SD_MATCHED, SD_RULE)], full)

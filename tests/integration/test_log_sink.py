@@ -154,6 +154,31 @@ def wait_new_worker(sd, gone, timeout):
                          % (gone, timeout, sd.workers()))
 
 
+def fd_flags(pid, fd):
+    """open(2) flags of a process's fd (its open file description's)."""
+    with open("/proc/%d/fdinfo/%d" % (pid, fd)) as f:
+        for line in f:
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8)
+    raise AssertionError("no flags in /proc/%d/fdinfo/%d" % (pid, fd))
+
+
+def private_nonblocking_twin(pid, fd=2):
+    """Another fd of pid on the same pipe or terminal as fd, non-blocking:
+    the description steeldoor opened for itself."""
+    target = os.readlink("/proc/%d/fd/%d" % (pid, fd))
+    for other in os.listdir("/proc/%d/fd" % pid):
+        if int(other) == fd:
+            continue
+        try:
+            if (os.readlink("/proc/%d/fd/%s" % (pid, other)) == target
+                    and fd_flags(pid, int(other)) & os.O_NONBLOCK):
+                return int(other)
+        except OSError:
+            continue
+    return None
+
+
 def check_stream(data):
     """Every line whole and valid JSON with an event (a line written in
     pieces, or two lines mixed, fails here)."""
@@ -193,6 +218,12 @@ def test_stopped_log_reader_does_not_stop_serving(sd_bin, pki, echo_backend, goo
         time.sleep(0.5)
         assert sd.pipe_fill() >= PIPE_SZ - 4096, \
             "pipe not full (%d bytes): the test did not stall the writers" % sd.pipe_fill()
+        # fd 2's description is shared with whoever started steeldoor: it
+        # must stay blocking; steeldoor writes through one of its own.
+        for pid in [sd.pid] + sd.workers():
+            assert not fd_flags(pid, 2) & os.O_NONBLOCK, "O_NONBLOCK set on fd 2 of %d" % pid
+            assert private_nonblocking_twin(pid) is not None, \
+                "no private non-blocking description of stderr in %d" % pid
 
         # Serving goes on: every full mTLS handshake and echo succeeds.
         t0 = time.monotonic()
@@ -257,3 +288,87 @@ def test_stopped_log_reader_does_not_stop_serving(sd_bin, pki, echo_backend, goo
         assert not found, "sanitizer report: %s\n%s" % (found, text[-6000:])
     finally:
         sd.close()
+
+
+def test_stopped_terminal_does_not_stop_serving(sd_bin, pki, echo_backend, good_ctx,
+                                                tmp_path):
+    """stderr on a terminal nobody reads (a stopped ssh session, a paused
+    tmux pane): serving goes on, and the terminal is left blocking."""
+    import pty
+    import tty
+
+    port = sdlib.free_port()
+    args = serve_args(pki, port, echo_backend.target,
+                      extra=["--workers", "2", "--drain-timeout", "3s"])
+    master_fd, slave_fd = pty.openpty()
+    tty.setraw(slave_fd)  # no newline translation: the bytes are the lines
+    proc = subprocess.Popen([str(sd_bin)] + [str(a) for a in args],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=slave_fd, cwd=str(tmp_path))
+    seen = set()
+    data = bytearray()
+
+    def read_pty(seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master_fd], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(master_fd, 65536)
+                except OSError:  # EIO: every writer has closed the terminal
+                    return False
+                if not chunk:
+                    return False
+                data.extend(chunk)
+        return True
+
+    try:
+        deadline = time.monotonic() + 15 * SLOW
+        while not sdlib.tcp_accepts("127.0.0.1", port, timeout=0.3):
+            assert proc.poll() is None, "steeldoor exited at start: %r" % bytes(data[-2000:])
+            assert time.monotonic() < deadline, "steeldoor did not listen"
+            read_pty(0.05)
+        mtls_echo(good_ctx, port, "warm")
+        seen |= set(sdlib.children_of(proc.pid))
+        # Nobody reads the terminal from here on.
+        flood(port, FLOOD // 2)
+        for i in range(50):
+            mtls_echo(good_ctx, port, "tty-%d" % i)
+        assert not fcntl.fcntl(slave_fd, fcntl.F_GETFL) & os.O_NONBLOCK, \
+            "steeldoor made the terminal it was started on non-blocking"
+        seen |= set(sdlib.children_of(proc.pid))
+        # Reading resumes: the drops are reported, the lines are whole.
+        deadline = time.monotonic() + 10 * SLOW
+        while b'"event":"log_dropped"' not in data:
+            assert time.monotonic() < deadline, "no log_dropped line on the terminal"
+            read_pty(0.1)
+        # A terminal may take part of a line; its rest goes first once the
+        # terminal takes bytes again, so keep reading while steeldoor stops
+        # (a terminal still stopped at exit can keep a cut last line).
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15 * SLOW
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "steeldoor did not stop on SIGTERM"
+            read_pty(0.1)
+        assert proc.returncode == 0, proc.returncode
+        os.close(slave_fd)
+        slave_fd = -1
+        deadline = time.monotonic() + 10 * SLOW
+        while read_pty(0.1):
+            assert time.monotonic() < deadline, "terminal output did not end"
+        # A full terminal takes part of a line; the rest follows before any
+        # other process's line (sd/log.h), so every line is whole here too.
+        objs = check_stream(bytes(data))
+        assert len(objs) > 100, len(objs)
+        assert any(e["event"] == "log_dropped" and e.get("dropped", 0) > 0 for e in objs)
+        assert objs[-1]["event"] == "stopped", objs[-1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for p in seen:
+            if sdlib.pid_alive(p):
+                os.kill(p, signal.SIGKILL)
+        if slave_fd >= 0:
+            os.close(slave_fd)
+        os.close(master_fd)

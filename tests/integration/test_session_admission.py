@@ -54,9 +54,10 @@ def check_resumed(sd, r, what):
 def check_refused_not_resumed(sd, r, reason, what):
     """A connection offering a saved session: not resumed, refused with reason,
     no application byte reached the client."""
-    assert not r["reused"], "%s: the saved session RESUMED: %s" % (what, r)
-    assert not r["ok"] and r["data"] == b"", "%s: the client was admitted: %s" % (what, r)
     e = sd.wait_conn(r["peer"])
+    assert not r["reused"], "%s: the saved session RESUMED: %s; log line %s" % (what, r, e)
+    assert not r["ok"] and r["data"] == b"", "%s: the client was admitted: %s; log line %s" % (
+        what, r, e)
     assert e.get("resumed") is not True, "%s: log says resumed: %s" % (what, e)
     assert e.get("result") == "refused" and e.get("reason") == reason, \
         "%s: expected refused/%s, log line %s" % (what, reason, e)
@@ -107,14 +108,25 @@ def test_resumption_stops_when_certificate_expires(steeldoor, backends, pki, tmp
     in_time(deadline - 0.2, "handshakes before the certificates expire")
     count = be.count
 
-    sleep_until(deadline + 1.2)
+    # Just past notAfter (OpenSSL: a certificate is expired from the second of
+    # its notAfter on): a full handshake is refused now - the reference - and
+    # so must every saved session be, without resuming.
+    sleep_until(deadline + 0.3)
     for (cname, ver), (ctx, sessions) in saved.items():
+        t = time.time()
+        r = tls_attempt(ctx, sd.port)
+        assert not r["ok"], "control: a full handshake of %s/%s at notAfter + %.2fs was " \
+                            "admitted: %s" % (cname, ver, t - deadline, sd.wait_conn(r["peer"]))
+        check_refused_not_resumed(sd, r, "certificate_expired", "%s/%s full handshake at "
+                                  "notAfter + %.2fs" % (cname, ver, t - deadline))
         for i in range(2):                 # twice each: with 2 workers, both may be hit
             for j, s in enumerate(sessions):
+                t = time.time()
                 r = tls_attempt(ctx, sd.port, session=s)
                 check_refused_not_resumed(sd, r, "certificate_expired",
-                                          "%s/%s after expiry, session %d try %d"
-                                          % (cname, ver, j, i))
+                                          "%s/%s at notAfter + %.2fs (notAfter %s), session %d "
+                                          "try %d" % (cname, ver, t - deadline, na.isoformat(),
+                                                      j, i))
     assert be.count == count, "the backend got a connection from an expired client"
     # control: a valid client is still admitted
     for ver in VERS:
@@ -159,30 +171,41 @@ def test_resumption_stops_when_crl_expires(steeldoor, backends, pki, tmp_path):
     in_time(deadline - 0.2, "handshakes before the CRL's nextUpdate")
     count = be.count
 
-    # nextUpdate + 1 s: g0 refuses, g2 (grace 2 s) still admits
-    sleep_until(deadline + 1.0)
+    def stale(lname, when):
+        """A full handshake is refused now (the reference), and every saved
+        session is refused without resuming."""
+        for ver in VERS:
+            ctx, port, sessions = saved[(lname, ver)]
+            t = time.time()
+            r = tls_attempt(ctx, port)
+            assert not r["ok"], "control: a full handshake on %s/%s at nextUpdate + %.2fs was " \
+                                "admitted: %s" % (lname, ver, t - deadline, sd.wait_conn(r["peer"]))
+            check_refused_not_resumed(sd, r, "crl_expired", "%s/%s full handshake at "
+                                      "nextUpdate + %.2fs" % (lname, ver, t - deadline))
+            for i, s in enumerate(sessions * 2):
+                t = time.time()
+                r = tls_attempt(ctx, port, session=s)
+                check_refused_not_resumed(sd, r, "crl_expired",
+                                          "%s/%s at nextUpdate + %.2fs (%s, nextUpdate %s), "
+                                          "try %d" % (lname, ver, t - deadline, when,
+                                                      nu.isoformat(), i))
+
+    # Just past nextUpdate (OpenSSL: a CRL is stale from the second of its
+    # nextUpdate on): g2 (grace 2 s) still admits, g0 refuses
+    sleep_until(deadline + 0.3)
     for ver in VERS:
-        ctx, port, sessions = saved[("g0", ver)]
-        for i, s in enumerate(sessions * 2):
-            r = tls_attempt(ctx, port, session=s)
-            check_refused_not_resumed(sd, r, "crl_expired",
-                                      "g0/%s after nextUpdate, try %d" % (ver, i))
         ctx, port, sessions = saved[("g2", ver)]
         r = tls_attempt(ctx, port, session=sessions[0])
         assert r["ok"], "g2/%s: refused within the 2 s CRL grace: %s %s" % (
             ver, r, sd.wait_conn(r["peer"]))
         count += 1
     in_time(deadline + 1.9, "checks within the CRL grace")
+    stale("g0", "no grace")
     assert be.count == count, "backend connections: %d, expected %d" % (be.count, count)
 
-    # nextUpdate + grace + 1.2 s: g2 refuses too
-    sleep_until(deadline + 3.2)
-    for ver in VERS:
-        ctx, port, sessions = saved[("g2", ver)]
-        for i, s in enumerate(sessions * 2):
-            r = tls_attempt(ctx, port, session=s)
-            check_refused_not_resumed(sd, r, "crl_expired",
-                                      "g2/%s after nextUpdate + grace, try %d" % (ver, i))
+    # just past nextUpdate + grace: g2 refuses too
+    sleep_until(deadline + 2.3)
+    stale("g2", "grace 2s")
     assert be.count == count, "the backend got a connection after the CRL went stale"
 
 

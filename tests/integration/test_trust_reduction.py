@@ -195,14 +195,18 @@ def test_ca_removed_reload_succeeds_and_closes_its_connections(steeldoor, backen
 # (b) allow rule removed, (c) client revoked by a new CRL
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["allow_removed", "crl_revokes"])
+@pytest.mark.parametrize("kind", ["allow_removed", "crl_revokes", "delta_crl_revokes"])
 def test_reload_closes_live_connections_no_longer_admitted(steeldoor, backends, trust, kind):
     """Attack: xa holds full-handshake and resumed connections (TLS 1.3 and
     1.2) when the operator removes the allow rule that admitted it, or
-    publishes a CRL revoking it. Those connections are closed
+    publishes a CRL revoking it - a new full CRL, or a delta CRL added next to
+    the unchanged base CRL (AD CS style). Those connections are closed
     (not_authorized / certificate_revoked); ya's are not."""
     be = backends()
     port = free_port()
+    if kind == "delta_crl_revokes":
+        atomic_write(trust.crlA, crl_pem(build_crl(trust.caA, number=10,
+                                                   freshest="http://pki.example.org/a+.crl")))
     trust.write_config(port, be.target, allow=["xa", "ya"], crls=[trust.crlA, trust.crlB])
     sd = trust.start(steeldoor, port)
     x_held, y_held = {}, {}
@@ -218,8 +222,15 @@ def test_reload_closes_live_connections_no_longer_admitted(steeldoor, backends, 
         if kind == "allow_removed":
             trust.write_config(port, be.target, allow=["ya"], crls=[trust.crlA, trust.crlB])
             reason = "not_authorized"
-        else:
+        elif kind == "crl_revokes":
             atomic_write(trust.crlA, crl_pem(build_crl(trust.caA, revoked=[trust.xa], number=2)))
+            reason = "certificate_revoked"
+        else:
+            delta = trust.live / "ca-a-delta.crl"
+            atomic_write(delta, crl_pem(build_crl(trust.caA, revoked=[trust.xa], number=11,
+                                                  delta_of=10)))
+            trust.write_config(port, be.target, allow=["xa", "ya"],
+                               crls=[trust.crlA, delta, trust.crlB])
             reason = "certificate_revoked"
         t0 = time.monotonic()
         sighup_reload(sd, workers=2)
@@ -420,3 +431,40 @@ def test_handshake_straddling_reload_judged_by_new_config(steeldoor, backends, t
     # and a fresh handshake of xa is refused as well (the reload is in force)
     expect_refused(sd, be, ctx, port, "not_authorized" if change == "allow_removed"
                    else "unknown_ca")
+
+
+# --------------------------------------------------------------------------
+# the CRL of a removed intermediate still revokes when a client presents it
+# --------------------------------------------------------------------------
+
+def test_removed_intermediate_crl_still_revokes_client_sent_chain(steeldoor, backends, trust):
+    """Attack: the operator removes intermediate I from the bundle (its CRL
+    stays configured, so the reload succeeds with a warning). A client whose
+    leaf I revoked now sends I itself in its chain - I still chains to the
+    trusted root R - hoping that I's CRL was dropped with I. It must be
+    refused (revoked, or at worst crl_missing), never admitted."""
+    be = backends()
+    port = free_port()
+    out = trust.out
+    root = issue_cert(out, "rootR2", "self", cn="trust test root R2", ca=True,
+                      not_after=_now() + YEAR, eku=())
+    inter = issue_cert(out, "intI2", root, cn="trust test intermediate I2", ca=True,
+                       not_after=_now() + YEAR, eku=())
+    revoked = issue_cert(out, "revoked-under-i2", inter, cn="revoked-under-i2",
+                         uris=[SPIFFE + "revoked"], chain=(inter,))
+    bundle = trust.live / "r2-bundle.pem"
+    crl_r = trust.live / "r2.crl"
+    crl_i = trust.live / "i2.crl"
+    atomic_write(bundle, cert_pem(root, inter))
+    atomic_write(crl_r, crl_pem(build_crl(root, number=1)))
+    atomic_write(crl_i, crl_pem(build_crl(inter, revoked=[revoked], number=1)))
+    trust.write_config(port, be.target, crls=[crl_r, crl_i], cacert=bundle)
+    sd = trust.start(steeldoor, port)
+    for v in VERS:
+        expect_refused(sd, be, trust.ctx(revoked, v), port, "certificate_revoked")
+    atomic_write(bundle, cert_pem(root))
+    sighup_reload(sd, workers=2)
+    for v in VERS:
+        for _ in range(2):
+            e = expect_refused(sd, be, trust.ctx(revoked, v), port, None)
+            assert e.get("reason") in ("certificate_revoked", "crl_missing"), e

@@ -6,6 +6,7 @@
  * bounded queue, the overflow is counted and reported in place. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pty.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -687,6 +689,66 @@ static void test_after_fork_no_duplicates(void **state)
     close(p[1]);
 }
 
+/* On a terminal another process may be inside a line (it holds the
+ * terminal's lock while the rest of a cut line waits): our lines wait in
+ * the queue instead of landing in that gap, then come out whole. */
+static void test_terminal_waits_for_other_writer(void **state)
+{
+    int m, s, held[2], go[2], status, seen;
+    uint64_t reported;
+    struct termios raw;
+    char c = 0;
+    size_t len;
+    char *buf;
+    pid_t pid;
+    int i;
+
+    (void)state;
+    assert_int_equal(openpty(&m, &s, NULL, NULL, NULL), 0);
+    assert_int_equal(tcgetattr(s, &raw), 0);
+    cfmakeraw(&raw); /* the bytes written are the bytes read */
+    assert_int_equal(tcsetattr(s, TCSANOW, &raw), 0);
+    assert_int_equal(fcntl(m, F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(pipe(held), 0);
+    assert_int_equal(pipe(go), 0);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct flock fl;
+
+        memset(&fl, 0, sizeof(fl));
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        if (fcntl(s, F_SETLK, &fl) != 0)
+            _exit(1);
+        (void)!write(held[1], "l", 1);
+        (void)!read(go[0], &c, 1); /* until the parent says go */
+        _exit(0);
+    }
+    assert_int_equal(read(held[0], &c, 1), 1); /* the child holds the lock */
+    sd_log_set_fd(s);
+    for (i = 0; i < 3; i++)
+        log_seq(i, 100);
+    assert_true(sd_log_queued() > 0);
+    assert_int_equal(sd_log_flush(), 1);
+    assert_true(read(m, out, sizeof(out)) < 0 && errno == EAGAIN); /* nothing written */
+    assert_int_equal(write(go[1], "g", 1), 1);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    buf = drain_all(m, &len);
+    check_stream(buf, len, 3, &seen, &reported);
+    assert_int_equal(seen, 3);
+    free(buf);
+    sd_log_set_fd(fds[1]);
+    close(held[0]);
+    close(held[1]);
+    close(go[0]);
+    close(go[1]);
+    close(s);
+    close(m);
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -743,6 +805,7 @@ int main(void)
         cmocka_unit_test(test_stream_socket_partial_lines),
         cmocka_unit_test(test_datagram_one_line_per_message),
         cmocka_unit_test(test_after_fork_no_duplicates),
+        cmocka_unit_test(test_terminal_waits_for_other_writer),
         cmocka_unit_test(test_exit_flush_is_bounded),
     };
 
