@@ -70,7 +70,9 @@ enum {
     OPT_ALLOW_CN, OPT_ALLOW_OU, OPT_ALLOW_SPKI, OPT_CRL, OPT_CRL_GRACE,
     OPT_VERIFY_DEPTH, OPT_PROXY_PROTOCOL, OPT_NO_WATCH, OPT_KEEP_REVOKED,
     OPT_EXPIRY_WARNING, OPT_SESSION_LIFETIME,
+    OPT_END_ /* keep last */
 };
+_Static_assert(OPT_END_ - OPT_LISTEN <= 64, "sd_cli_serve_parse: seen[] too small");
 
 static const struct option sd_serve_opts[] = {
     { "listen", required_argument, NULL, OPT_LISTEN },
@@ -131,6 +133,16 @@ static int sd_cli_refuse_weakening_flags(int argc, char **argv, struct sd_err *e
     return 0;
 }
 
+static const char *sd_cli_opt_name(int opt)
+{
+    const struct option *o;
+
+    for (o = sd_serve_opts; o->name != NULL; o++)
+        if (o->val == opt)
+            return o->name;
+    return "?";
+}
+
 int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
                        struct sd_files *files, struct sd_err *err)
 {
@@ -139,6 +151,7 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
     int opt, listener_flags = 0, workers_set = 0, drain_set = 0, maxc_set = 0;
     int no_watch = 0, keep_revoked = 0, expiry_set = 0;
     uint32_t workers = 0, drain = 0, maxc = 0, expiry = 0;
+    unsigned char seen[64] = { 0 };
 
     if (sd_cli_refuse_weakening_flags(argc, argv, err) != 0)
         return -1;
@@ -153,6 +166,15 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
         char **slot = NULL;
         int rc = 0;
 
+        /* A setting given twice is a mistake (a pasted line, a wrapper
+         * adding its own): refuse it rather than let the last one win
+         * silently. Rules and CRLs are lists, so they repeat. */
+        if (opt >= OPT_LISTEN && opt < OPT_LISTEN + (int)sizeof(seen) &&
+            opt != OPT_ALLOW_URI && opt != OPT_ALLOW_DNS && opt != OPT_ALLOW_CN &&
+            opt != OPT_ALLOW_OU && opt != OPT_ALLOW_SPKI && opt != OPT_CRL) {
+            if (seen[opt - OPT_LISTEN]++)
+                return sd_err_set(err, "--%s is given more than once", sd_cli_opt_name(opt));
+        }
         switch (opt) {
         case 'h':
             fputs(sd_serve_usage, stdout);

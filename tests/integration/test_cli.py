@@ -76,3 +76,44 @@ def test_pki_issue_without_init_fails(sd_bin, tmp_path):
              "--uri", "spiffe://example.org/x"], timeout=10)
     assert r.returncode != 0
     assert r.stderr.strip()
+
+
+# A single-valued flag given twice is refused, naming the flag: the last one
+# silently winning (a wrapper script adding its own --target, a pasted line)
+# is the command-line twin of a YAML key given twice.
+TWICE = [
+    ("--listen", "127.0.0.1:1"), ("--target", "127.0.0.1:3"), ("--cacert", "/etc/hosts"),
+    ("--cert", "/etc/hosts"), ("--key", "/etc/hosts"), ("--name", "x"),
+    ("--crl-grace", "1s"), ("--verify-depth", "2"), ("--idle-timeout", "1s"),
+    ("--handshake-timeout", "1s"), ("--connect-timeout", "1s"), ("--session-lifetime", "1s"),
+    ("--workers", "1"), ("--max-conns", "5"), ("--drain-timeout", "1s"),
+    ("--expiry-warning", "1d"), ("--allow-all", None), ("--proxy-protocol", None),
+]
+
+
+def _base(pki):
+    return ["serve", "--listen", "127.0.0.1:1", "--target", "127.0.0.1:2",
+            "--cert", str(pki.server_cert), "--key", str(pki.server_key),
+            "--cacert", str(pki.ca), "--allow-all"]
+
+
+def test_flags_given_twice_are_refused(sd_bin, pki):
+    for flag, val in TWICE:
+        args = _base(pki)
+        extra = [flag] + ([val] if val is not None else [])
+        if flag in args:
+            args += extra          # a second time
+        else:
+            args += extra + extra  # twice
+        r = run([sd_bin] + args, timeout=10)
+        assert r.returncode == 2, "%s twice: rc %d %r" % (flag, r.returncode, r.stderr)
+        assert flag.encode() in r.stderr and b"more than once" in r.stderr, (flag, r.stderr)
+
+
+def test_list_flags_repeat(sd_bin, pki, tmp_path):
+    """Rules and CRLs are lists: repeating them is how several are given."""
+    r = run([sd_bin, "serve", "--listen", "127.0.0.1:1", "--target", "127.0.0.1:2",
+             "--cert", pki.server_cert, "--key", pki.server_key, "--cacert", pki.ca,
+             "--allow-uri", "spiffe://example.org/a", "--allow-uri", "spiffe://example.org/b",
+             "--allow-cn", "a", "--allow-cn", "b", "--no-such-flag"], timeout=10)
+    assert b"more than once" not in r.stderr, r.stderr
