@@ -920,9 +920,8 @@ static const char sd_tls_reneg_pending[] = "renegotiation_refused";
  * before each state change, so a ClientHello it has read shows as the
  * state TLS_ST_SR_CLNT_HELLO when its answer is chosen. Other handshake
  * messages after the handshake fail earlier, as unexpected messages.
- * (Marked unused only until sd_tls_server_new registers it.)
  */
-__attribute__((unused)) static void sd_tls_info_cb(const SSL *ssl, int where, int ret)
+static void sd_tls_info_cb(const SSL *ssl, int where, int ret)
 {
     struct sd_tls_conn *c;
 
@@ -1459,6 +1458,8 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     /* The whole point of steeldoor: no certificate, no handshake. */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                        sd_tls_verify_cb);
+    /* Notes a client's renegotiation attempt for the log (sd_tls_info_cb). */
+    SSL_CTX_set_info_callback(ctx, sd_tls_info_cb);
     SSL_CTX_set_verify_depth(ctx, (int)lc->verify_depth);
     if (!SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT)) {
         sd_err_openssl(err, "listener %s: cannot set certificate purpose", lc->name);

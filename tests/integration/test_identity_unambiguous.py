@@ -17,7 +17,6 @@ import time
 
 import pytest
 
-import sdlib
 from sdlib import recv_exact
 from conftest import (TLS_VERSIONS, expect_admitted, expect_refused, root_issuer, issue_cert,
                       version_ctx, tls_attempt)

@@ -12,6 +12,7 @@ cannot pass for a refused record.
 reason added later fails the suite until it has a test here (or a place on
 the short allow-list, with the reason why it cannot be produced from outside).
 """
+import datetime
 import functools
 import hashlib
 import hmac
@@ -25,10 +26,12 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
@@ -273,7 +276,6 @@ class Forger(sdlib.RawTLS):
 def _cert_with(f, name, key_usage=None, critical_ext=False, uris=()):
     """A client certificate from the dev CA, with a chosen keyUsage or an
     unknown critical extension (CertFactory cannot make those)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
     key = ec.generate_private_key(ec.SECP256R1())
     ku = dict(digital_signature=True, content_commitment=False, key_encipherment=False,
               data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
@@ -281,8 +283,8 @@ def _cert_with(f, name, key_usage=None, critical_ext=False, uris=()):
     ku.update(key_usage or {})
     b = (x509.CertificateBuilder().subject_name(f.name(cn=name)).issuer_name(f.root_cert.subject)
          .public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(_now() - __import__("datetime").timedelta(hours=1))
-         .not_valid_after(_now() + __import__("datetime").timedelta(days=30))
+         .not_valid_before(_now() - datetime.timedelta(hours=1))
+         .not_valid_after(_now() + datetime.timedelta(days=30))
          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
          .add_extension(x509.KeyUsage(**ku), critical=True)
          .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
@@ -307,9 +309,8 @@ def _rst_handler(conn, backend):
 def gw(sd_bin, pki, tmp_path_factory):
     d = tmp_path_factory.mktemp("reasons")
     f = CertFactory(pki, d / "certs")
-    ns = type("GW", (), {})()
+    ns = SimpleNamespace()
     ns.pki, ns.f, ns.dir = pki, f, d
-    datetime = __import__("datetime")
     # certificates and CRLs
     ns.revoked = f.client("revoked", cn="revoked")
     ns.inter = f.ca("inter")
@@ -351,7 +352,14 @@ def gw(sd_bin, pki, tmp_path_factory):
     cfg = d / "steeldoor.yaml"
     cfg.write_text(yaml_config(pki, listeners, workers=1, drain="2s"))
     ns.sd = sdlib.Steeldoor(sd_bin, ["serve", "--config", cfg], d, name="gw")
-    ns.sd.start(wait_ports=list(ns.port.values()))
+    try:
+        ns.sd.start(wait_ports=list(ns.port.values()))
+    except BaseException:
+        ns.sd.kill()
+        ns.sd.close_files()
+        ns.echo.close()
+        ns.resetting.close()
+        raise
     ns.ctx = lambda cert="good", **kw: sdlib.client_ctx(
         pki.ca, *((pki.client_cert, pki.client_key) if cert == "good" else (cert or (None, None))),
         **kw)
@@ -552,9 +560,6 @@ def test_crl_invalid(sd_bin, steeldoor, echo_backend, pki, certs, tmp_path):
     OpenSSL finds the CRL by the issuer's name and key identifier, and its
     signature does not verify with the old key. (With different key
     identifiers the CRL is not the old CA's at all: crl_missing.)"""
-    datetime = __import__("datetime")
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from types import SimpleNamespace
     ski = x509.SubjectKeyIdentifier(b"\x5a" * 20)
 
     def ca(fname):

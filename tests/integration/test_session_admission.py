@@ -14,12 +14,10 @@ certificates, CRLs and lifetimes are a few seconds long so that each test
 waits only a few seconds.
 """
 import datetime
-import signal
 import time
 
 import pytest
 
-import sdlib
 from sdlib import free_port
 from conftest import (TLS_VERSIONS, whole_now, sleep_until, root_issuer, issue_cert, build_crl,
                       crl_pem, cert_pem, atomic_write, version_ctx, tls_attempt, sighup_reload,
@@ -45,8 +43,9 @@ def check_full(sd, r, what):
 
 def check_resumed(sd, r, what):
     assert r["ok"], "%s: not admitted: %s" % (what, r)
-    assert r["reused"], "%s: the session was not resumed (control): %s" % (what, r)
     e = sd.wait_conn(r["peer"])
+    assert r["reused"], "%s: the session was not resumed (control): %s; log line %s" % (
+        what, r, e)
     assert e.get("result") == "ok" and e.get("resumed") is True, "%s: log line %s" % (what, e)
     return e
 
@@ -79,8 +78,10 @@ def test_resumption_stops_when_certificate_expires(steeldoor, backends, pki, tmp
     """Attack: a client whose certificate (or whose intermediate CA) expires in
     ~4 s takes a session, then comes back after expiry with that session (and
     with the newest one a resumption gave it). Before expiry: full handshake
-    and resumption admitted. After: no resumption, refused certificate_expired,
-    the backend sees nothing; TLS 1.3 and 1.2, every worker."""
+    and resumption admitted. Just after notAfter (0.3 s into the second where
+    OpenSSL already refuses a full handshake - checked first, as the
+    reference): no resumption, refused certificate_expired, the backend sees
+    nothing; TLS 1.3 and 1.2, every worker."""
     be = backends()
     sd = steeldoor(target=be.target, workers=workers)
     root = root_issuer(pki)
@@ -140,10 +141,12 @@ def test_resumption_stops_when_certificate_expires(steeldoor, backends, pki, tmp
 
 def test_resumption_stops_when_crl_expires(steeldoor, backends, pki, tmp_path):
     """Attack: sessions taken while the CRL was fresh are replayed after its
-    nextUpdate. Listener g0 (crl-grace 0): after nextUpdate, no resumption and
-    crl_expired. Listener g2 (crl-grace 2s): still admitted within the grace,
-    and after nextUpdate + 2 s no resumption and crl_expired. 2 workers: the
-    sessions come back through either worker (and the shared cache)."""
+    nextUpdate. Listener g0 (crl-grace 0, the default): 0.3 s past nextUpdate
+    a full handshake is refused crl_expired (the reference), and the saved
+    sessions must not resume and are refused crl_expired. Listener g2
+    (crl-grace 2s): still admitted then, and 0.3 s past nextUpdate + 2 s the
+    same as g0. 2 workers: the sessions come back through either worker (and
+    the shared cache)."""
     be = backends()
     root = root_issuer(pki)
     nu = whole_now() + datetime.timedelta(seconds=4)
@@ -248,8 +251,10 @@ def test_session_lifetime_bounds_resumption_chain(steeldoor, backends, pki, tmp_
     for step, offset in enumerate((0.8, 1.6)):
         at(offset)
         for v in VERS:
+            t = time.monotonic() - t0
             r = tls_attempt(ctxs[v], port, session=latest[v])
-            check_resumed(sd, r, "%s resumption %d at ~%.1fs" % (v, step + 1, offset))
+            check_resumed(sd, r, "%s resumption %d at %.2fs after the full handshake"
+                          % (v, step + 1, t))
             latest[v] = r["session"] or latest[v]
         assert time.monotonic() - t0 < offset + 0.6, "resumption step too slow"
     # around the limit: whatever happens, keep only sessions that came from
@@ -348,7 +353,7 @@ def test_reload_invalidates_sessions_of_changed_admission(steeldoor, backends, p
     port = free_port()
 
     def cfg(**over):
-        rules = over.pop("rules", ["spiffe://example.org/billing"])
+        rules = over.pop("rules", [BILLING])
         dns = over.pop("dns", [])
         s = {"verify-depth": "3", "crl-grace": "1h", "idle-timeout": "5m",
              "target": be.target}
