@@ -2225,6 +2225,14 @@ out:
 
 /* ---------------------------------------------------------------- logging */
 
+/* Bounds of what the client controls in a connection's log line (bytes of
+ * escaped JSON): the verdict, counters and TLS parameters come first and
+ * always fit (SD_LOG_LINE_MAX is 4 KiB); a cut field is marked
+ * "<key>_truncated":true. */
+#define SD_TLS_LOG_NAME_MAX 512
+#define SD_TLS_LOG_SUBJECT_MAX 768
+#define SD_TLS_LOG_SANS_MAX 1280
+
 static void sd_tls_log_subject(X509 *x, struct sd_logline *l)
 {
     BIO *b = BIO_new(BIO_s_mem());
@@ -2238,7 +2246,7 @@ static void sd_tls_log_subject(X509 *x, struct sd_logline *l)
                            XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
         n = BIO_get_mem_data(b, &data);
         if (n >= 0)
-            sd_log_strn(l, "subject", data, (size_t)n);
+            sd_log_strn_bounded(l, "subject", data, (size_t)n, SD_TLS_LOG_SUBJECT_MAX);
     }
     BIO_free(b);
 }
@@ -2248,7 +2256,7 @@ static void sd_tls_log_sans(X509 *x, struct sd_logline *l)
     GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
     int i;
 
-    sd_log_array_begin(l, "sans");
+    sd_log_array_begin_bounded(l, "sans", SD_TLS_LOG_SANS_MAX);
     for (i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
         const char *prefix = NULL;
@@ -2268,7 +2276,7 @@ static void sd_tls_log_sans(X509 *x, struct sd_logline *l)
             else if (o->length == 16)
                 inet_ntop(AF_INET6, o->data, ip, sizeof(ip));
             n = snprintf(tmp, sizeof(tmp), "IP:%s", ip);
-            sd_log_array_strn(l, tmp, (size_t)n);
+            sd_log_array_strn_bounded(l, tmp, (size_t)n, SD_TLS_LOG_NAME_MAX);
             continue;
         }
         default:
@@ -2283,7 +2291,7 @@ static void sd_tls_log_sans(X509 *x, struct sd_logline *l)
             memcpy(tmp + n, s->data, take);
             n += (int)take;
         }
-        sd_log_array_strn(l, tmp, (size_t)n);
+        sd_log_array_strn_bounded(l, tmp, (size_t)n, SD_TLS_LOG_NAME_MAX);
     }
     sd_log_array_end(l);
     GENERAL_NAMES_free(names);
@@ -2293,26 +2301,28 @@ void sd_tls_conn_log(const struct sd_tls_conn *c, struct sd_logline *l)
 {
     X509 *peer;
 
-    if (c->rule >= 0) {
-        const struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(c->ssl));
-        struct sd_tls_ident t;
-        X509 *x = SSL_get0_peer_certificate(c->ssl);
-        memset(&t, 0, sizeof(t));
-        sd_log_str(l, "rule", sd_policy_rule_text(tls->policy, (size_t)c->rule));
-        if (x != NULL && sd_tls_ident_load(&t, x, 0) == 0) {
-            const struct sd_name *hit = sd_tls_conn_hit(c, &t);
-            if (hit != NULL)
-                sd_log_strn(l, "identity", hit->s, hit->len);
-        }
-        sd_tls_ident_clear(&t);
-    }
-    if (c->sni != NULL)
-        sd_log_str(l, "sni", c->sni);
+    /* What steeldoor decided first, then what the client sent, bounded. */
     if (SSL_get_current_cipher(c->ssl) != NULL) {
         sd_log_str(l, "tls_version", SSL_get_version(c->ssl));
         sd_log_str(l, "cipher", SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));
         sd_log_bool(l, "resumed", SSL_session_reused(c->ssl));
     }
+    if (c->rule >= 0) {
+        const struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(c->ssl));
+        struct sd_tls_ident t;
+        X509 *x = SSL_get0_peer_certificate(c->ssl);
+        memset(&t, 0, sizeof(t));
+        sd_log_str_bounded(l, "rule", sd_policy_rule_text(tls->policy, (size_t)c->rule),
+                           SD_TLS_LOG_NAME_MAX);
+        if (x != NULL && sd_tls_ident_load(&t, x, 0) == 0) {
+            const struct sd_name *hit = sd_tls_conn_hit(c, &t);
+            if (hit != NULL)
+                sd_log_strn_bounded(l, "identity", hit->s, hit->len, SD_TLS_LOG_NAME_MAX);
+        }
+        sd_tls_ident_clear(&t);
+    }
+    if (c->sni != NULL)
+        sd_log_str_bounded(l, "sni", c->sni, SD_TLS_LOG_NAME_MAX);
     /* On resumption the certificate comes from the session, which was only
      * created after this same verification passed. */
     peer = SSL_get0_peer_certificate(c->ssl);
