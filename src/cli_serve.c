@@ -287,8 +287,10 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
         cfg->workers = (int)workers;
     if (drain_set)
         cfg->drain_timeout_ms = drain;
-    if (maxc_set)
+    if (maxc_set) {
         cfg->max_conns = maxc;
+        cfg->max_conns_set = 1;
+    }
     if (no_watch)
         cfg->watch = 0;
     if (keep_revoked)

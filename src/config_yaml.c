@@ -311,6 +311,7 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
             rc = sd_config_parse_duration(k, v, &cfg->drain_timeout_ms, err);
         } else if (strcmp(k, "max-conns") == 0) {
             rc = sd_config_parse_uint(k, v, 1, 1000000, &cfg->max_conns, err);
+            cfg->max_conns_set = rc == 0;
         } else if (strcmp(k, "watch") == 0) {
             rc = sd_yaml_bool(k, v, &cfg->watch, err);
         } else if (strcmp(k, "close-revoked") == 0) {

@@ -146,7 +146,9 @@ static void sd_master_check_nofile(const struct sd_master *m)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
         (uint64_t)rl.rlim_cur >= need)
         return;
-    sd_log_begin(&l, "warn", "fd_limit");
+    /* A warning when the user asked for max-conns; the default is only
+     * what fits, and is said so quietly. */
+    sd_log_begin(&l, cfg->max_conns_set ? "warn" : "info", "fd_limit");
     sd_log_u64(&l, "open_file_limit", (uint64_t)rl.rlim_cur);
     sd_log_u64(&l, "max_conns", cfg->max_conns);
     sd_log_u64(&l, "needed", need);

@@ -74,7 +74,8 @@ static void sd_worker_set_cap(struct sd_worker *w)
     }
     if (cap != w->conn_cap && cap < w->max_conns) {
         struct sd_logline l;
-        sd_log_begin(&l, cap == 0 ? "error" : "warn", "fd_limit");
+        sd_log_begin(&l, cap == 0 ? "error" : w->gen->cfg->max_conns_set ? "warn" : "info",
+                     "fd_limit");
         sd_log_i64(&l, "worker", w->index);
         sd_log_u64(&l, "open_file_limit", limit);
         sd_log_u64(&l, "fds_held", fixed);

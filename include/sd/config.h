@@ -62,6 +62,7 @@ struct sd_config {
     int workers;               /* 0 = one per online core */
     uint32_t drain_timeout_ms;
     uint32_t max_conns;        /* per worker */
+    int max_conns_set;         /* given by the user (not the default) */
     char *source;              /* config file path, or NULL for flags */
     int watch;                 /* reload when a file changes (inotify) */
     int close_revoked;         /* on reload, close connections no longer admitted */

@@ -38,7 +38,8 @@ def limited(sd_bin, pki, tmp_path):
         args = ["--nofile=%d:%d" % (NOFILE, NOFILE), "--", str(sd_bin), "serve",
                 "--listen", "127.0.0.1:%d" % port, "--target", target,
                 "--cert", pki.server_cert, "--key", pki.server_key, "--cacert", pki.ca,
-                "--allow-all", "--workers", str(workers), "--drain-timeout", "3s"]
+                "--allow-all", "--workers", str(workers), "--drain-timeout", "3s",
+                "--max-conns", "10000"]
         sd = Steeldoor(prlimit, args, tmp_path, name="sd-nofile-%d" % len(started))
         sd.port = port
         started.append(sd)
@@ -150,7 +151,31 @@ def test_accepts_only_what_it_can_connect_onward(limited, echo_backend, client_c
     assert not bad, "connections not ok at the fd limit: %s" % bad[:3]
     assert not [l for l in sd.raw_lines() if "Too many open files" in l], \
         "steeldoor ran out of descriptors"
-    # the master's warning at start: the limit cannot hold max-conns (10000)
+    # the master's warning at start: the limit cannot hold the max-conns that
+    # was asked for (10000); (the default is only reported at level info)
     warn = [e for e in sd.logs() if e.get("event") == "fd_limit" and "worker" not in e]
     assert len(warn) == 1 and warn[0]["open_file_limit"] == NOFILE and \
         warn[0]["max_conns"] == 10000 and warn[0]["level"] == "warn", warn
+
+
+def test_default_max_conns_is_not_a_warning(sd_bin, pki, tmp_path, echo_backend):
+    """The default max-conns is only what fits: when the open-file limit
+    cannot hold it, that is said at level info, not as a warning on every
+    ordinary start."""
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    port = free_port()
+    args = ["--nofile=%d:%d" % (NOFILE, NOFILE), "--", str(sd_bin), "serve",
+            "--listen", "127.0.0.1:%d" % port, "--target", echo_backend.target,
+            "--cert", pki.server_cert, "--key", pki.server_key, "--cacert", pki.ca,
+            "--allow-all", "--workers", "1", "--drain-timeout", "3s"]
+    sd = Steeldoor(prlimit, args, tmp_path, name="sd-nofile-default")
+    sd.start(wait_ports=[("127.0.0.1", port)])
+    try:
+        sd.wait_log(lambda e: e.get("event") == "fd_limit" and "worker" in e,
+                    what="the worker's fd_limit line")
+        lines = [e for e in sd.logs() if e.get("event") == "fd_limit"]
+        assert lines and all(e["level"] == "info" for e in lines), lines
+    finally:
+        sd.stop()

@@ -389,7 +389,30 @@ def test_no_watch_file_change_ignored_sighup_reloads(steeldoor, backends, lab):
 
 # (A CRL from a CA outside the bundle is no longer a broken reload: it is the
 # leftover of a removed CA, ignored with a warning; test_trust_reduction.py.)
-BROKEN = ["cert_key_mismatch", "garbage_ca", "invalid_yaml", "ca_only_leaf", "listen_change"]
+# (A new listen address is no longer refused either: the listener moves,
+# see test_listen_change_moves_the_listener and test_reload_shapes.py.)
+BROKEN = ["cert_key_mismatch", "garbage_ca", "invalid_yaml", "ca_only_leaf"]
+
+
+def test_listen_change_moves_the_listener(steeldoor, backends, lab):
+    """A reload that changes a listener's address moves it: the new address
+    serves under the new configuration, the old one refuses TCP, and no
+    reload_failed is logged."""
+    be = backends()
+    port, new_port = free_port(), free_port()
+    lab.write_config(port, be.target, allow=("x",))
+    sd = start_cfg(steeldoor, lab, port)
+    expect_admitted(sd, lab.ctx(lab.x), port)
+    lab.write_config(new_port, be.target, allow=("x", "y"))
+    wait_new_event(sd, "reloaded", 0, timeout=3.0)
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and \
+            sdlib.tcp_connect_result("127.0.0.1", port) != "refused":
+        time.sleep(0.05)
+    assert sdlib.tcp_connect_result("127.0.0.1", port) == "refused", \
+        "the old address still accepts after the listener moved"
+    expect_admitted(sd, lab.ctx(lab.y), new_port)
+    assert not master_events(sd, "reload_failed")
 
 
 @pytest.mark.parametrize("case", BROKEN)
