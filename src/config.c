@@ -166,11 +166,29 @@ int sd_config_parse_duration(const char *what, const char *text, uint32_t *ms,
     return 0;
 }
 
+/* "0", "00", "0s", "0ms", ...: an explicit zero. */
+static int sd_config_is_zero(const char *text)
+{
+    static const char *const units[] = { "", "ms", "s", "m", "h", "d" };
+    size_t zeros = strspn(text, "0"), i;
+
+    for (i = 0; zeros > 0 && zeros < 16 && i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(text + zeros, units[i]) == 0)
+            return 1;
+    return 0;
+}
+
 int sd_config_parse_seconds(const char *what, const char *text, uint32_t *s,
                             struct sd_err *err)
 {
     double v;
 
+    /* 0 is these settings' default (no CRL grace; warn only once expired),
+     * so it can be written too. */
+    if (sd_config_is_zero(text)) {
+        *s = 0;
+        return 0;
+    }
     if (sd_config_parse_ms(what, text, 3650.0 * 86400000.0, &v, err) != 0)
         return -1;
     *s = (uint32_t)(v / 1000.0);
@@ -332,16 +350,9 @@ void sd_config_admission(const struct sd_listener_conf *l,
 int sd_config_parse_duration_or_zero(const char *what, const char *text, uint32_t *ms,
                                      struct sd_err *err)
 {
-    static const char *const units[] = { "", "ms", "s", "m", "h", "d" };
-    size_t zeros = strspn(text, "0"), i;
-
-    if (zeros > 0 && zeros < 16) {
-        for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-            if (strcmp(text + zeros, units[i]) == 0) {
-                *ms = 0;
-                return 0;
-            }
-        }
+    if (sd_config_is_zero(text)) {
+        *ms = 0;
+        return 0;
     }
     return sd_config_parse_duration(what, text, ms, err);
 }

@@ -377,3 +377,13 @@ def test_crl_grace_longer_than_a_day(steeldoor, backends, pki, certs):
     be = backends()
     sd = steeldoor(target=be.target, extra=["--crl", stale, "--crl-grace", "172800"])
     expect_admitted(sd, ctx_of(pki.ca, (pki.client_cert, pki.client_key)), sd.port)
+
+
+@pytest.mark.parametrize("val", ["0", "0s", "0ms"])
+def test_crl_grace_zero_is_accepted(steeldoor, backends, client_ctx, certs, val):
+    """0 is the documented default of --crl-grace, so writing it is allowed
+    (it used to be refused as out of range)."""
+    be = backends()
+    sd = steeldoor(target=be.target, extra=["--crl", certs.crl("g0.crl"), "--crl-grace", val,
+                                            "--expiry-warning", "0"])
+    expect_admitted(sd, client_ctx("good"), sd.port)

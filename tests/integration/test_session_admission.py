@@ -155,8 +155,8 @@ def test_resumption_stops_when_crl_expires(steeldoor, backends, pki, tmp_path):
                                       next_update=nu)))
     p0, p2 = free_port(), free_port()
     cfg = yaml_config(pki, [
-        # no crl-grace key: the default, 0 (an explicit "0" is refused as out of range)
-        {"name": "g0", "port": p0, "target": be.target, "crl": '"%s"' % crl},
+        # an explicit 0, the default
+        {"name": "g0", "port": p0, "target": be.target, "crl": '"%s"' % crl, "crl-grace": "0"},
         {"name": "g2", "port": p2, "target": be.target, "crl": '"%s"' % crl, "crl-grace": "2s"},
     ], workers=2)
     sd = steeldoor(config=cfg, wait_ports=[p0, p2])
