@@ -20,7 +20,8 @@ import pytest
 
 import sdlib
 from sdlib import free_port, tls_connect, run
-from conftest import (expect_admitted, expect_refused, yaml_config, make_leaf, _now)
+from conftest import (expect_admitted, expect_refused, yaml_config, make_leaf, _now,
+                      tls_attempt)
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -79,48 +80,8 @@ def conn_serial(ctx, port, payload=b"which-cert?\n"):
 
 
 def attempt(ctx, port, session=None, payload=b"resume-probe\n", timeout=4.0):
-    """One connection, never raises.  Returns a dict: ok (echo worked), reused,
-    error, data (app bytes received), peer, session (new session if ok)."""
-    out = {"ok": False, "reused": None, "error": None, "data": b"", "peer": None,
-           "session": None}
-    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    raw.settimeout(timeout)
-    try:
-        raw.connect(("127.0.0.1", port))
-    except OSError as e:
-        raw.close()
-        out["error"] = "connect: %r" % e
-        return out
-    out["peer"] = "127.0.0.1:%d" % raw.getsockname()[1]
-    try:
-        s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
-    except (ssl.SSLError, OSError) as e:
-        raw.close()
-        out["error"] = "handshake: %r" % e
-        return out
-    try:
-        out["reused"] = s.session_reused
-        s.settimeout(timeout)
-        s.sendall(payload)
-        data = b""
-        while len(data) < len(payload):
-            c = s.recv(4096)
-            if not c:
-                out["error"] = "EOF"
-                break
-            data += c
-        out["data"] = data
-        if data == payload:
-            # a second round trip lets TLS 1.3 tickets arrive
-            s.sendall(b"2\n")
-            if sdlib.recv_exact(s, 2, timeout) == b"2\n":
-                out["ok"] = True
-                out["session"] = s.session
-    except (ssl.SSLError, OSError, EOFError, TimeoutError) as e:
-        out["error"] = repr(e)
-    finally:
-        s.close()
-    return out
+    """One connection, never raises (conftest.tls_attempt)."""
+    return tls_attempt(ctx, port, session=session, payload=payload, timeout=timeout)
 
 
 def master_events(sd, name):
