@@ -8,6 +8,7 @@
 #include "sd/pki.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -41,9 +43,17 @@
 #define SD_PKI_DNS_MAX    253
 #define SD_PKI_URI_MAX    1024
 
+#define SD_PKI_HEX_SIZE   (SD_PKI_SERIAL_HEX_MAX + 1)
+/* Random 128-bit serials never collide in practice; the index is checked
+ * anyway, and this bounds the retries should the RNG be broken. */
+#define SD_PKI_SERIAL_TRIES 8
+
+#define SD_PKI_ISSUED     "issued.txt"
 #define SD_PKI_REVOKED    "revoked.txt"
 #define SD_PKI_CRLNUMBER  "crlnumber"
 #define SD_PKI_CRL        "crl.pem"
+/* A leading '.' keeps it out of the NAME namespace (see check_name). */
+#define SD_PKI_LOCK       ".lock"
 
 /* ------------------------------------------------------------------ */
 /* Argument checks                                                     */
@@ -183,8 +193,55 @@ int sd_pki_check_cn(const char *cn, struct sd_err *err)
     return 0;
 }
 
+
+static int sd_pki_is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+int sd_pki_check_serial(const char *serial, struct sd_err *err)
+{
+    size_t i, digits = 0;
+
+    if (serial == NULL || serial[0] == '\0')
+        return sd_err_set(err, "serial number is empty");
+    for (i = 0; serial[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)serial[i];
+
+        /* "4A:3F:..." as openssl and browsers print it: single colons
+         * between digits only. */
+        if (c == ':' && i > 0 && serial[i - 1] != ':' && serial[i + 1] != '\0')
+            continue;
+        if (!sd_pki_is_hex(c))
+            return sd_err_set(err, "serial number '%.*s' may only contain hex digits "
+                              "and single ':' separators", 48, serial);
+        if (++digits > SD_PKI_SERIAL_HEX_MAX)
+            return sd_err_set(err, "serial number '%.*s...' is longer than %d hex digits",
+                              16, serial, SD_PKI_SERIAL_HEX_MAX);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
-/* Files                                                               */
+/* The CA directory: ownership checks, the lock, files                 */
+
+/*
+ * The CA directory is opened once, checked, and locked; every file is then
+ * opened, created and renamed relative to that descriptor (openat and
+ * friends), so renaming or replacing the path given on the command line
+ * after the check changes nothing.
+ */
+struct sd_pki_dir {
+    const char *path;  /* as given: for messages only */
+    int fd;            /* the checked directory */
+    int lock_fd;       /* DIR/.lock, flock()ed exclusively while open */
+};
+
+#define SD_PKI_DIR_NONE {NULL, -1, -1}
+
+/* sd_pki_fopen flags */
+#define SD_PKI_OPTIONAL 0x1u /* a missing file is not an error: *out = NULL */
+#define SD_PKI_SECRET   0x2u /* a private key: no access at all for others */
 
 static int sd_pki_path(char *buf, size_t size, const char *dir, const char *file,
                        const char *ext, struct sd_err *err)
@@ -196,30 +253,232 @@ static int sd_pki_path(char *buf, size_t size, const char *dir, const char *file
     return 0;
 }
 
+/*
+ * ssh's StrictModes rule, for the directory and every file the PKI reads:
+ * owned by the running user or by root, and not writable by group or
+ * others. Whoever else can write them can swap in their own CA (and have
+ * us sign with it) or their own revocation list. A private key must not
+ * even be readable by them.
+ */
+static int sd_pki_check_stat(const char *path, const struct stat *st, int secret,
+                             struct sd_err *err)
+{
+    unsigned long me = (unsigned long)geteuid();
+    unsigned int mode = (unsigned int)(st->st_mode & 07777);
+
+    if ((unsigned long)st->st_uid != me && st->st_uid != 0)
+        return sd_err_set(err, "%s: owned by uid %lu, not by the running user (uid %lu) "
+                          "or root; another user could swap in their own CA, so it is "
+                          "not used (fix: check its contents, then chown %lu %s)",
+                          path, (unsigned long)st->st_uid, me, me, path);
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0)
+        return sd_err_set(err, "%s: writable by group or others (mode %04o); another "
+                          "user could swap in their own CA, so it is not used "
+                          "(fix: check its contents, then chmod go-w %s)", path, mode, path);
+    if (secret && (st->st_mode & (S_IRWXG | S_IRWXO)) != 0)
+        return sd_err_set(err, "%s: private key accessible by group or others (mode "
+                          "%04o), so it is not used (fix: chmod 600 %s; if others may "
+                          "have read it, make a new CA)", path, mode, path);
+    return 0;
+}
+
+static void sd_pki_dir_close(struct sd_pki_dir *d)
+{
+    /* Closing the lock's descriptor releases the flock, after every write
+     * has been fsynced and renamed into place. */
+    if (d->lock_fd >= 0)
+        close(d->lock_fd);
+    if (d->fd >= 0)
+        close(d->fd);
+    d->lock_fd = -1;
+    d->fd = -1;
+}
+
+/*
+ * Takes the exclusive flock on DIR/.lock that every command holds from its
+ * first read to its last write, so that read-modify-write cycles (the
+ * index, the revocation list, the CRL number) never interleave. The file
+ * is never written and never removed: removing it would let two commands
+ * lock two different files. Polls with LOCK_NB rather than blocking, so
+ * that a stuck holder makes us fail after SD_PKI_LOCK_WAIT_SECS, naming the
+ * file, instead of hanging forever.
+ */
+static int sd_pki_lock(struct sd_pki_dir *d, struct sd_err *err)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    struct timespec start, now, pause;
+    long step_ms = 1;
+    int rc = -1;
+
+    if (sd_pki_path(path, sizeof(path), d->path, SD_PKI_LOCK, "", err) != 0)
+        goto out;
+    d->lock_fd = openat(d->fd, SD_PKI_LOCK,
+                        O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+    if (d->lock_fd < 0) {
+        sd_err_set(err, "%s: cannot open the lock file: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(d->lock_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        sd_err_set(err, "%s: not a regular file", path);
+        goto out;
+    }
+    if (sd_pki_check_stat(path, &st, 0, err) != 0)
+        goto out;
+    if (clock_gettime(CLOCK_MONOTONIC, &start) != 0) {
+        sd_err_set(err, "%s: no monotonic clock: %s", path, strerror(errno));
+        goto out;
+    }
+    for (;;) {
+        if (flock(d->lock_fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            sd_err_set(err, "%s: cannot lock: %s", path, strerror(errno));
+            goto out;
+        }
+        /* A failing clock counts as "waited long enough": never loop forever. */
+        if (clock_gettime(CLOCK_MONOTONIC, &now) != 0 ||
+            now.tv_sec - start.tv_sec >= SD_PKI_LOCK_WAIT_SECS) {
+            sd_err_set(err, "%s: another 'steeldoor pki' command has held this lock "
+                       "for %d s; is it stuck? (fuser -v %s)", path,
+                       SD_PKI_LOCK_WAIT_SECS, path);
+            goto out;
+        }
+        pause.tv_sec = 0;
+        pause.tv_nsec = step_ms * 1000000L;
+        (void)nanosleep(&pause, NULL);
+        if (step_ms < 32)
+            step_ms *= 2;
+    }
+    rc = 0;
+out:
+    if (rc != 0 && d->lock_fd >= 0) {
+        close(d->lock_fd);
+        d->lock_fd = -1;
+    }
+    return rc;
+}
+
+/* Opens and checks the CA directory, then takes its lock. */
+static int sd_pki_dir_open(struct sd_pki_dir *d, const char *path, struct sd_err *err)
+{
+    struct stat st;
+    int rc = -1;
+
+    d->path = path;
+    d->fd = -1;
+    d->lock_fd = -1;
+    if (path == NULL || path[0] == '\0') {
+        sd_err_set(err, "CA directory is empty");
+        goto out;
+    }
+    /* The path itself may be a symbolic link to the real directory: what
+     * is checked is the directory actually opened, and nothing afterwards
+     * goes through the path again. */
+    d->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d->fd < 0) {
+        sd_err_set(err, "%s: cannot open the CA directory: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(d->fd, &st) != 0) {
+        sd_err_set(err, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    /* Checked before the lock file is created: nothing is written into a
+     * directory we refuse. */
+    if (sd_pki_check_stat(path, &st, 0, err) != 0 || sd_pki_lock(d, err) != 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0)
+        sd_pki_dir_close(d);
+    return rc;
+}
+
+/* 1 if DIR/file exists (as anything, a symbolic link included), 0 if not,
+ * -1 on error. */
+static int sd_pki_exists(const struct sd_pki_dir *d, const char *file, struct sd_err *err)
+{
+    struct stat st;
+
+    if (fstatat(d->fd, file, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return 1;
+    if (errno == ENOENT)
+        return 0;
+    return sd_err_set(err, "%s/%s: %s", d->path, file, strerror(errno));
+}
+
+/*
+ * Opens DIR/file for reading after the ownership check. O_NOFOLLOW: a
+ * symbolic link in the CA directory could point at anybody's file, so it
+ * is refused rather than followed. O_NONBLOCK: a FIFO would otherwise
+ * block the open itself; it is then refused as not a regular file.
+ */
+static int sd_pki_fopen(const struct sd_pki_dir *d, const char *file, unsigned int flags,
+                        FILE **out, struct sd_err *err)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int fd = -1, rc = -1;
+
+    *out = NULL;
+    if (sd_pki_path(path, sizeof(path), d->path, file, "", err) != 0)
+        goto out;
+    fd = openat(d->fd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT && (flags & SD_PKI_OPTIONAL)) {
+            rc = 0;
+        } else if (errno == ELOOP) {
+            sd_err_set(err, "%s: is a symbolic link; refusing to follow it (replace it "
+                       "with the file itself)", path);
+        } else {
+            sd_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+        }
+        goto out;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        sd_err_set(err, "%s: not a regular file", path);
+        goto out;
+    }
+    if (sd_pki_check_stat(path, &st, (flags & SD_PKI_SECRET) != 0, err) != 0)
+        goto out;
+    *out = fdopen(fd, "r");
+    if (*out == NULL) {
+        sd_err_set(err, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    fd = -1; /* owned by *out now */
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 /* Writes one object to a stream; 0 or -1 (OpenSSL's queue may say why). */
 typedef int (*sd_pki_emit_fn)(FILE *fp, const void *obj);
 
 /*
- * Writes dir/file atomically: the bytes go to a new temporary file in dir
- * (same file system, so rename is atomic), which is fsynced and then moved
- * over the target. The temporary file is created with its final mode, so a
- * private key is never readable by anyone else, not even for a moment.
- * With noclobber the target is published with link(), which fails instead
- * of replacing a file that appeared in the meantime.
+ * Writes DIR/file atomically: the bytes go to a new temporary file in the
+ * directory (same file system, so rename is atomic), which is fsynced and
+ * then moved over the target. The temporary file is created with its final
+ * mode, so a private key is never readable by anyone else, not even for a
+ * moment. With noclobber the target is published with link(), which fails
+ * instead of replacing a file that appeared in the meantime.
  */
-static int sd_pki_write_file(const char *dir, const char *file, mode_t mode,
+static int sd_pki_write_file(const struct sd_pki_dir *d, const char *file, mode_t mode,
                              int noclobber, sd_pki_emit_fn emit, const void *obj,
                              struct sd_err *err)
 {
     char path[PATH_MAX];
-    char tmp[PATH_MAX];
+    char tmp[SD_PKI_NAME_MAX + 64];
     /* stdio's buffer holds key material: keep it where we can wipe it. */
     char iobuf[BUFSIZ];
     unsigned char rnd[8];
     FILE *fp = NULL;
-    int fd = -1, dfd, have_tmp = 0, tries, rc = -1, n;
+    int fd = -1, have_tmp = 0, tries, rc = -1, n;
 
-    if (sd_pki_path(path, sizeof(path), dir, file, "", err) != 0)
+    if (sd_pki_path(path, sizeof(path), d->path, file, "", err) != 0)
         goto out;
     for (tries = 0; tries < 16; tries++) {
         if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -227,19 +486,22 @@ static int sd_pki_write_file(const char *dir, const char *file, mode_t mode,
             goto out;
         }
         /* A leading '.' keeps it out of the NAME namespace (see check_name). */
-        n = snprintf(tmp, sizeof(tmp), "%s/.%s.%02x%02x%02x%02x%02x%02x%02x%02x.tmp",
-                     dir, file, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5],
-                     rnd[6], rnd[7]);
+        n = snprintf(tmp, sizeof(tmp), ".%s.%02x%02x%02x%02x%02x%02x%02x%02x.tmp",
+                     file, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6],
+                     rnd[7]);
         if (n < 0 || (size_t)n >= sizeof(tmp)) {
             sd_err_set(err, "%s: path too long", path);
             goto out;
         }
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        /* O_EXCL | O_NOFOLLOW: never write through anything already there.
+         * The umask can only take bits away from mode, never add any. */
+        fd = openat(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                    mode);
         if (fd >= 0 || errno != EEXIST)
             break;
     }
     if (fd < 0) {
-        sd_err_set(err, "%s: cannot create temporary file: %s", path, strerror(errno));
+        sd_err_set(err, "%s: cannot create a temporary file: %s", path, strerror(errno));
         goto out;
     }
     have_tmp = 1;
@@ -247,12 +509,12 @@ static int sd_pki_write_file(const char *dir, const char *file, mode_t mode,
      * be readable by the daemon's user). Private files are left exactly as
      * open() made them: a umask can only make them stricter. */
     if ((mode & 0044) != 0 && fchmod(fd, mode) != 0) {
-        sd_err_set(err, "%s: cannot set mode: %s", tmp, strerror(errno));
+        sd_err_set(err, "%s/%s: cannot set mode: %s", d->path, tmp, strerror(errno));
         goto out;
     }
     fp = fdopen(fd, "w");
     if (fp == NULL) {
-        sd_err_set(err, "%s: %s", tmp, strerror(errno));
+        sd_err_set(err, "%s/%s: %s", d->path, tmp, strerror(errno));
         goto out;
     }
     fd = -1; /* owned by fp now */
@@ -277,7 +539,7 @@ static int sd_pki_write_file(const char *dir, const char *file, mode_t mode,
         goto out;
     }
     if (noclobber) {
-        if (link(tmp, path) != 0) {
+        if (linkat(d->fd, tmp, d->fd, file, 0) != 0) {
             if (errno == EEXIST)
                 sd_err_set(err, "%s: already exists", path);
             else
@@ -286,7 +548,7 @@ static int sd_pki_write_file(const char *dir, const char *file, mode_t mode,
         }
         /* the temporary name is unlinked below */
     } else {
-        if (rename(tmp, path) != 0) {
+        if (renameat(d->fd, tmp, d->fd, file) != 0) {
             sd_err_set(err, "%s: cannot rename %s into place: %s", path, tmp,
                        strerror(errno));
             goto out;
@@ -295,11 +557,7 @@ static int sd_pki_write_file(const char *dir, const char *file, mode_t mode,
     }
     /* Make the new directory entry durable too; losing it is not an error
      * worth failing a dev tool for, so this is best effort. */
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
+    (void)fsync(d->fd);
     rc = 0;
 out:
     if (fp != NULL)
@@ -307,7 +565,7 @@ out:
     if (fd >= 0)
         close(fd);
     if (have_tmp)
-        unlink(tmp);
+        unlinkat(d->fd, tmp, 0);
     OPENSSL_cleanse(iobuf, sizeof(iobuf));
     return rc;
 }
@@ -329,6 +587,39 @@ static int sd_pki_emit_crl(FILE *fp, const void *obj)
     return PEM_write_X509_CRL(fp, (X509_CRL *)obj) == 1 ? 0 : -1;
 }
 
+/* What sd_pki_emit_append writes: the current file from its start (or a
+ * header when there is none yet), then the new lines. Rewriting the whole
+ * file through sd_pki_write_file, under the lock, means an interrupted
+ * command leaves the old file intact and never half a line. */
+struct sd_pki_append {
+    FILE *old;            /* the current file, NULL when there is none */
+    const char *header;
+    const char *lines;
+};
+
+static int sd_pki_emit_append(FILE *fp, const void *obj)
+{
+    const struct sd_pki_append *a = obj;
+    char buf[4096];
+    size_t n;
+    int last = '\n';
+
+    if (a->old == NULL)
+        return fputs(a->header, fp) == EOF || fputs(a->lines, fp) == EOF ? -1 : 0;
+    rewind(a->old);
+    while ((n = fread(buf, 1, sizeof(buf), a->old)) > 0) {
+        if (fwrite(buf, 1, n, fp) != n)
+            return -1;
+        last = (unsigned char)buf[n - 1];
+    }
+    if (ferror(a->old))
+        return -1;
+    /* A hand edit may have left the last line without its newline. */
+    if (last != '\n' && fputc('\n', fp) == EOF)
+        return -1;
+    return fputs(a->lines, fp) == EOF ? -1 : 0;
+}
+
 /* Refuses to prompt on the terminal for the passphrase of an encrypted
  * key: the PKI never writes one, so a prompt would only confuse. */
 static int sd_pki_no_passphrase(char *buf, int size, int rwflag, void *u)
@@ -340,39 +631,240 @@ static int sd_pki_no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-static int sd_pki_load_cert(const char *path, X509 **out, struct sd_err *err)
+/* Loads DIR/file; with SD_PKI_OPTIONAL a missing file gives *out NULL. */
+static int sd_pki_load_cert(const struct sd_pki_dir *d, const char *file,
+                            unsigned int flags, X509 **out, struct sd_err *err)
 {
-    FILE *fp;
-
-    *out = NULL;
-    fp = fopen(path, "re");
-    if (fp == NULL)
-        return sd_err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    *out = PEM_read_X509(fp, NULL, sd_pki_no_passphrase, NULL);
-    fclose(fp);
-    if (*out == NULL)
-        return sd_err_openssl(err, "%s: not a PEM certificate", path);
-    return 0;
-}
-
-static int sd_pki_load_key(const char *path, EVP_PKEY **out, struct sd_err *err)
-{
-    char iobuf[BUFSIZ];
-    FILE *fp;
+    char path[PATH_MAX];
+    FILE *fp = NULL;
     int rc = -1;
 
     *out = NULL;
-    fp = fopen(path, "re");
-    if (fp == NULL)
-        return sd_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    if (sd_pki_path(path, sizeof(path), d->path, file, "", err) != 0 ||
+        sd_pki_fopen(d, file, flags, &fp, err) != 0)
+        goto out;
+    if (fp == NULL) {
+        rc = 0;
+        goto out;
+    }
+    *out = PEM_read_X509(fp, NULL, sd_pki_no_passphrase, NULL);
+    if (*out == NULL) {
+        sd_err_openssl(err, "%s: not a PEM certificate", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fp != NULL)
+        fclose(fp);
+    return rc;
+}
+
+static int sd_pki_load_crl(const struct sd_pki_dir *d, const char *file,
+                           unsigned int flags, X509_CRL **out, struct sd_err *err)
+{
+    char path[PATH_MAX];
+    FILE *fp = NULL;
+    int rc = -1;
+
+    *out = NULL;
+    if (sd_pki_path(path, sizeof(path), d->path, file, "", err) != 0 ||
+        sd_pki_fopen(d, file, flags, &fp, err) != 0)
+        goto out;
+    if (fp == NULL) {
+        rc = 0;
+        goto out;
+    }
+    *out = PEM_read_X509_CRL(fp, NULL, sd_pki_no_passphrase, NULL);
+    if (*out == NULL) {
+        sd_err_openssl(err, "%s: not a PEM CRL (remove it to start afresh)", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fp != NULL)
+        fclose(fp);
+    return rc;
+}
+
+static int sd_pki_load_key(const struct sd_pki_dir *d, const char *file, EVP_PKEY **out,
+                           struct sd_err *err)
+{
+    char path[PATH_MAX];
+    /* stdio's buffer holds key material: keep it where we can wipe it. */
+    char iobuf[BUFSIZ];
+    FILE *fp = NULL;
+    int rc = -1;
+
+    *out = NULL;
+    if (sd_pki_path(path, sizeof(path), d->path, file, "", err) != 0 ||
+        sd_pki_fopen(d, file, SD_PKI_SECRET, &fp, err) != 0)
+        goto out;
     setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf));
     *out = PEM_read_PrivateKey(fp, NULL, sd_pki_no_passphrase, NULL);
-    if (*out == NULL)
+    if (*out == NULL) {
         sd_err_openssl(err, "%s: not an unencrypted PEM private key", path);
-    else
-        rc = 0;
-    fclose(fp);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fp != NULL)
+        fclose(fp);
     OPENSSL_cleanse(iobuf, sizeof(iobuf));
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Serials and the lists of serials (issued.txt, revoked.txt)          */
+
+/* Upper-case hex of x's serial, as BN_bn2hex writes it; what names it in
+ * messages. */
+static int sd_pki_cert_hex(const X509 *x, const char *what, char out[SD_PKI_HEX_SIZE],
+                           struct sd_err *err)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+    size_t len;
+    int rc = -1;
+
+    if (hex == NULL) {
+        sd_err_openssl(err, "%s: cannot read the serial number", what);
+        goto out;
+    }
+    len = strlen(hex);
+    if (BN_is_negative(bn) || len > SD_PKI_SERIAL_HEX_MAX) {
+        sd_err_set(err, "%s: serial number %.48s is not a positive number of at most "
+                   "20 octets", what, hex);
+        goto out;
+    }
+    memcpy(out, hex, len + 1);
+    rc = 0;
+out:
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return rc;
+}
+
+/* A serial given by the user, in the same form as sd_pki_cert_hex. */
+static int sd_pki_serial_canon(const char *in, char out[SD_PKI_HEX_SIZE],
+                               struct sd_err *err)
+{
+    char digits[SD_PKI_HEX_SIZE];
+    BIGNUM *bn = NULL;
+    char *hex = NULL;
+    size_t i, n = 0;
+    int rc = -1;
+
+    if (sd_pki_check_serial(in, err) != 0)
+        goto out;
+    for (i = 0; in[i] != '\0'; i++)
+        if (in[i] != ':')
+            digits[n++] = in[i]; /* at most SD_PKI_SERIAL_HEX_MAX: checked */
+    digits[n] = '\0';
+    if (BN_hex2bn(&bn, digits) != (int)n || (hex = BN_bn2hex(bn)) == NULL) {
+        sd_err_openssl(err, "serial number '%s': cannot convert", in);
+        goto out;
+    }
+    /* n <= 40 digits is at most 20 octets, which BN_bn2hex writes in 40. */
+    memcpy(out, hex, strlen(hex) + 1);
+    rc = 0;
+out:
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return rc;
+}
+
+/*
+ * issued.txt and revoked.txt are plain text so that they can be read and
+ * edited by hand, one certificate per line:
+ *   # comment
+ *   SERIAL-HEX UNIX-TIME NAME
+ * (issued at, resp. revoked at). NAME may be missing in revoked.txt.
+ */
+struct sd_pki_entry {
+    const BIGNUM *serial;
+    const char *hex;     /* canonical: as sd_pki_cert_hex writes it */
+    time_t when;
+    const char *name;    /* NULL when the line has none */
+};
+
+/* Called per entry; returns 0 to go on, 1 to stop early, -1 on error. */
+typedef int (*sd_pki_entry_fn)(const struct sd_pki_entry *e, void *arg,
+                               struct sd_err *err);
+
+/* Calls fn for each entry of DIR/file, open as fp from sd_pki_fopen (NULL:
+ * no such file, no entries), from the start of the file. */
+static int sd_pki_list_each(const struct sd_pki_dir *d, const char *file, FILE *fp,
+                            sd_pki_entry_fn fn, void *arg, struct sd_err *err)
+{
+    char path[PATH_MAX];
+    char line[SD_PKI_LINE_MAX];
+    struct sd_pki_entry e;
+    BIGNUM *bn = NULL;
+    char *hex = NULL;
+    unsigned long lineno = 0;
+    int rc = -1, r;
+
+    if (fp == NULL)
+        return 0; /* nothing issued / revoked yet */
+    if (sd_pki_path(path, sizeof(path), d->path, file, "", err) != 0)
+        goto out;
+    rewind(fp);
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        char *save = NULL, *serial, *when, *end;
+        long long t;
+
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(fp)) {
+            sd_err_set(err, "%s:%lu: line too long", path, lineno);
+            goto out;
+        }
+        serial = strtok_r(line, " \t\r\n", &save);
+        if (serial == NULL || serial[0] == '#')
+            continue;
+        when = strtok_r(NULL, " \t\r\n", &save);
+        /* BN_hex2bn returns how many characters it used: all, or bad. */
+        if (BN_hex2bn(&bn, serial) != (int)strlen(serial) || BN_is_negative(bn)) {
+            sd_err_set(err, "%s:%lu: '%s' is not a hex serial", path, lineno, serial);
+            goto out;
+        }
+        OPENSSL_free(hex);
+        hex = BN_bn2hex(bn);
+        if (hex == NULL) {
+            sd_err_openssl(err, "%s:%lu: cannot convert the serial", path, lineno);
+            goto out;
+        }
+        if (strlen(hex) > SD_PKI_SERIAL_HEX_MAX) {
+            sd_err_set(err, "%s:%lu: serial longer than 20 octets", path, lineno);
+            goto out;
+        }
+        if (when == NULL) {
+            sd_err_set(err, "%s:%lu: missing time", path, lineno);
+            goto out;
+        }
+        errno = 0;
+        t = strtoll(when, &end, 10);
+        if (errno != 0 || *end != '\0' || t < 0) {
+            sd_err_set(err, "%s:%lu: '%s' is not a unix time", path, lineno, when);
+            goto out;
+        }
+        e.serial = bn;
+        e.hex = hex;
+        e.when = (time_t)t;
+        e.name = strtok_r(NULL, " \t\r\n", &save);
+        r = fn(&e, arg, err);
+        if (r < 0)
+            goto out;
+        if (r > 0)
+            break;
+    }
+    if (ferror(fp)) {
+        sd_err_set(err, "%s: read error", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    OPENSSL_free(hex);
+    BN_free(bn);
     return rc;
 }
 
@@ -396,17 +888,17 @@ static void sd_pki_ca_free(struct sd_pki_ca *ca)
     ca->key = NULL;
 }
 
-/* Loads dir/ca.crt (and dir/ca.key when need_key) and checks that they are
+/* Loads DIR/ca.crt (and DIR/ca.key when need_key) and checks that they are
  * a CA and its key, so that a mix-up is reported here, naming the files,
  * instead of as a signature failure on every peer later. */
-static int sd_pki_ca_load(struct sd_pki_ca *ca, const char *dir, int need_key,
+static int sd_pki_ca_load(struct sd_pki_ca *ca, const struct sd_pki_dir *d, int need_key,
                           struct sd_err *err)
 {
     memset(ca, 0, sizeof(*ca));
-    if (sd_pki_path(ca->crt_path, sizeof(ca->crt_path), dir, "ca", ".crt", err) != 0 ||
-        sd_pki_path(ca->key_path, sizeof(ca->key_path), dir, "ca", ".key", err) != 0)
+    if (sd_pki_path(ca->crt_path, sizeof(ca->crt_path), d->path, "ca", ".crt", err) != 0 ||
+        sd_pki_path(ca->key_path, sizeof(ca->key_path), d->path, "ca", ".key", err) != 0)
         return -1;
-    if (sd_pki_load_cert(ca->crt_path, &ca->crt, err) != 0)
+    if (sd_pki_load_cert(d, "ca.crt", 0, &ca->crt, err) != 0)
         goto fail;
     if (X509_check_ca(ca->crt) == 0) {
         sd_err_set(err, "%s: not a CA certificate", ca->crt_path);
@@ -414,7 +906,7 @@ static int sd_pki_ca_load(struct sd_pki_ca *ca, const char *dir, int need_key,
     }
     if (!need_key)
         return 0;
-    if (sd_pki_load_key(ca->key_path, &ca->key, err) != 0)
+    if (sd_pki_load_key(d, "ca.key", &ca->key, err) != 0)
         goto fail;
     if (X509_check_private_key(ca->crt, ca->key) != 1) {
         ERR_clear_error();
@@ -428,6 +920,17 @@ fail:
     return -1;
 }
 
+/* 1 if the CA really signed x. A serial means nothing outside its issuer:
+ * only certificates of this CA are recorded or revoked by serial. */
+static int sd_pki_issued_by(const struct sd_pki_ca *ca, X509 *x)
+{
+    EVP_PKEY *pub = X509_get0_pubkey(ca->crt);
+    int ok = X509_check_issued(ca->crt, x) == X509_V_OK && pub != NULL &&
+             X509_verify(x, pub) == 1;
+
+    ERR_clear_error();
+    return ok;
+}
 /* ------------------------------------------------------------------ */
 /* Certificates                                                        */
 
@@ -564,15 +1067,61 @@ out:
     return rc;
 }
 
+
+/* ------------------------------------------------------------------ */
+/* init                                                                */
+
+/* 1 if the directory holds nothing but our lock and temporary files (a
+ * crashed command's leftovers), 0 if it holds something else (its name
+ * goes to first), -1 on error. */
+static int sd_pki_dir_empty(const struct sd_pki_dir *d, char *first, size_t size,
+                            struct sd_err *err)
+{
+    struct dirent *de;
+    DIR *dp = NULL;
+    size_t len;
+    int fd, rc = -1;
+
+    /* A descriptor of its own: readdir moves the offset. */
+    fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0)
+        dp = fdopendir(fd);
+    if (dp == NULL) {
+        sd_err_set(err, "%s: cannot list: %s", d->path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto out;
+    }
+    rc = 1;
+    errno = 0;
+    while (rc == 1 && (de = readdir(dp)) != NULL) {
+        len = strlen(de->d_name);
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strcmp(de->d_name, SD_PKI_LOCK) == 0 ||
+            (de->d_name[0] == '.' && len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0))
+            continue;
+        snprintf(first, size, "%s", de->d_name);
+        rc = 0;
+    }
+    if (rc == 1 && errno != 0) {
+        sd_err_set(err, "%s: cannot list: %s", d->path, strerror(errno));
+        rc = -1;
+    }
+out:
+    if (dp != NULL)
+        closedir(dp);
+    return rc;
+}
+
 int sd_pki_init(const char *dir, const char *cn, int days, int force,
                 struct sd_err *err)
 {
-    char key_path[PATH_MAX];
-    struct stat st;
+    struct sd_pki_dir d = SD_PKI_DIR_NONE;
+    char first[256];
     EVP_PKEY *key = NULL;
     X509 *x = NULL;
     X509V3_CTX ctx;
-    int rc = -1;
+    int rc = -1, r;
 
     if (cn == NULL)
         cn = SD_PKI_CA_CN;
@@ -586,27 +1135,39 @@ int sd_pki_init(const char *dir, const char *cn, int days, int force,
     }
     if (sd_pki_check_cn(cn, err) != 0)
         goto out;
-    if (sd_pki_path(key_path, sizeof(key_path), dir, "ca", ".key", err) != 0)
-        goto out;
+    /* 0700: a new CA directory is private from the first moment; an
+     * existing one is checked like any other below. */
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         sd_err_set(err, "%s: cannot create directory: %s", dir, strerror(errno));
         goto out;
     }
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        sd_err_set(err, "%s: not a directory", dir);
+    if (sd_pki_dir_open(&d, dir, err) != 0)
         goto out;
-    }
-    /* Checked here for a clear message before any work; the write below
-     * uses link() so a key that appears meanwhile is still not replaced. */
-    if (!force && lstat(key_path, &st) == 0) {
-        sd_err_set(err, "%s: already exists; refusing to replace the CA "
-                   "(use --force)", key_path);
-        goto out;
+    /* Under the lock, so that two inits, or an init and an issue, cannot
+     * both see "no CA yet" and end up mixing two CAs' files. */
+    if (!force) {
+        r = sd_pki_exists(&d, "ca.key", err);
+        if (r < 0)
+            goto out;
+        if (r > 0) {
+            sd_err_set(err, "%s/ca.key: already exists; refusing to replace the CA "
+                       "(use --force)", dir);
+            goto out;
+        }
+        r = sd_pki_dir_empty(&d, first, sizeof(first), err);
+        if (r < 0)
+            goto out;
+        if (r == 0) {
+            sd_err_set(err, "%s: not empty (it holds '%s'); 'pki init' creates a CA "
+                       "only in a new or empty directory (use --force to replace the "
+                       "CA in it)", dir, first);
+            goto out;
+        }
     }
 
     key = EVP_EC_gen(SD_PKI_CURVE);
     if (key == NULL) {
-        sd_err_openssl(err, "%s: cannot generate a %s key", key_path, SD_PKI_CURVE);
+        sd_err_openssl(err, "%s/ca.key: cannot generate a %s key", dir, SD_PKI_CURVE);
         goto out;
     }
     x = sd_pki_cert_new(key, cn, days);
@@ -628,15 +1189,19 @@ int sd_pki_init(const char *dir, const char *cn, int days, int force,
     /* Key first: if the certificate write then fails, the next command
      * reports "ca.key does not match ca.crt" rather than using a
      * certificate whose key is lost. */
-    if (sd_pki_write_file(dir, "ca.key", 0600, !force, sd_pki_emit_key, key, err) != 0 ||
-        sd_pki_write_file(dir, "ca.crt", 0644, 0, sd_pki_emit_cert, x, err) != 0)
+    if (sd_pki_write_file(&d, "ca.key", 0600, !force, sd_pki_emit_key, key, err) != 0 ||
+        sd_pki_write_file(&d, "ca.crt", 0644, 0, sd_pki_emit_cert, x, err) != 0)
         goto out;
     rc = 0;
 out:
     X509_free(x);
-    EVP_PKEY_free(key);
+    EVP_PKEY_free(key); /* clears the private scalar */
+    sd_pki_dir_close(&d);
     return rc;
 }
+
+/* ------------------------------------------------------------------ */
+/* issue                                                               */
 
 static int sd_pki_issue_check(const struct sd_pki_issue_req *req, struct sd_err *err)
 {
@@ -665,17 +1230,77 @@ static int sd_pki_issue_check(const struct sd_pki_issue_req *req, struct sd_err 
     return 0;
 }
 
-int sd_pki_issue(const struct sd_pki_issue_req *req, struct sd_err *err)
+/* What sd_pki_issue learns from issued.txt. */
+struct sd_pki_issued_scan {
+    const char *name;      /* NAME being issued */
+    const char *new_hex;   /* the serial about to be issued */
+    const char *old_hex;   /* serial of the NAME.crt being replaced, or "" */
+    size_t n_name;         /* entries for NAME */
+    char last_hex[SD_PKI_HEX_SIZE]; /* the latest of them */
+    int new_taken;         /* new_hex is already listed */
+    int old_listed;        /* old_hex is already listed */
+};
+
+static int sd_pki_issued_scan_cb(const struct sd_pki_entry *e, void *arg,
+                                 struct sd_err *err)
 {
-    struct sd_pki_ca ca = {0};
+    struct sd_pki_issued_scan *s = arg;
+
+    (void)err;
+    if (e->name != NULL && strcmp(e->name, s->name) == 0) {
+        s->n_name++;
+        snprintf(s->last_hex, sizeof(s->last_hex), "%s", e->hex);
+    }
+    if (strcmp(e->hex, s->new_hex) == 0)
+        s->new_taken = 1;
+    if (s->old_hex[0] != '\0' && strcmp(e->hex, s->old_hex) == 0)
+        s->old_listed = 1;
+    return 0;
+}
+
+/* When x was issued, for the index: its notBefore plus the backdating. */
+static time_t sd_pki_issued_at(const X509 *x)
+{
+    struct tm tm;
+
+    if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) != 1)
+        return time(NULL);
+    return timegm(&tm) + SD_PKI_SKEW_SECS;
+}
+
+static const char sd_pki_issued_header[] =
+    "# steeldoor pki: every certificate this CA issued, read by 'steeldoor pki revoke'.\n"
+    "# SERIAL-HEX ISSUED-AT-UNIX-TIME NAME\n";
+
+static const char sd_pki_revoked_header[] =
+    "# steeldoor pki revocation list, read by 'steeldoor pki crl'.\n"
+    "# SERIAL-HEX REVOKED-AT-UNIX-TIME NAME\n";
+
+int sd_pki_issue(const struct sd_pki_issue_req *req, char *serial, size_t serial_size,
+                 struct sd_err *err)
+{
+    struct sd_pki_dir d = SD_PKI_DIR_NONE;
+    struct sd_pki_ca ca;
+    struct sd_pki_issued_scan scan;
+    struct sd_pki_append app;
     char crt_file[SD_PKI_NAME_MAX + 8];
     char key_file[SD_PKI_NAME_MAX + 8];
+    char crt_path[PATH_MAX];
+    char new_hex[SD_PKI_HEX_SIZE];
+    char cur_hex[SD_PKI_HEX_SIZE] = "";  /* serial of the current NAME.crt */
+    char old_hex[SD_PKI_HEX_SIZE] = "";  /* the same, if this CA issued it */
+    char lines[2 * SD_PKI_LINE_MAX];
     const char *eku;
     EVP_PKEY *key = NULL;
-    X509 *x = NULL;
+    X509 *x = NULL, *old = NULL;
+    FILE *idx = NULL;
     X509V3_CTX ctx;
-    int rc = -1;
+    size_t len = 0;
+    int rc = -1, tries, have_crt, have_key, n;
 
+    memset(&ca, 0, sizeof(ca));
+    if (serial != NULL && serial_size > 0)
+        serial[0] = '\0';
     if (req == NULL) {
         sd_err_set(err, "no certificate request");
         goto out;
@@ -684,8 +1309,26 @@ int sd_pki_issue(const struct sd_pki_issue_req *req, struct sd_err *err)
         goto out;
     snprintf(crt_file, sizeof(crt_file), "%s.crt", req->name);
     snprintf(key_file, sizeof(key_file), "%s.key", req->name);
-    if (sd_pki_ca_load(&ca, req->dir, 1, err) != 0)
+    if (sd_pki_path(crt_path, sizeof(crt_path), req->dir, crt_file, "", err) != 0 ||
+        sd_pki_dir_open(&d, req->dir, err) != 0 ||
+        sd_pki_ca_load(&ca, &d, 1, err) != 0)
         goto out;
+    have_crt = sd_pki_exists(&d, crt_file, err);
+    have_key = sd_pki_exists(&d, key_file, err);
+    if (have_crt < 0 || have_key < 0)
+        goto out;
+    /* The certificate about to be replaced: its serial is recorded below
+     * even if it predates issued.txt, so that it is never orphaned. One
+     * from another CA (before an init --force) is not ours to record. An
+     * unreadable one only matters when it is to be replaced. */
+    if (have_crt && sd_pki_load_cert(&d, crt_file, 0, &old, err) != 0 && req->reissue)
+        goto out;
+    if (old != NULL) {
+        if (sd_pki_cert_hex(old, crt_path, cur_hex, err) != 0)
+            goto out;
+        if (sd_pki_issued_by(&ca, old))
+            memcpy(old_hex, cur_hex, sizeof(old_hex));
+    }
 
     key = EVP_EC_gen(SD_PKI_CURVE);
     if (key == NULL) {
@@ -695,9 +1338,48 @@ int sd_pki_issue(const struct sd_pki_issue_req *req, struct sd_err *err)
     }
     x = sd_pki_cert_new(key, req->cn != NULL ? req->cn : req->name, req->days);
     if (x == NULL || X509_set_issuer_name(x, X509_get_subject_name(ca.crt)) != 1) {
-        sd_err_openssl(err, "%s/%s: cannot build the certificate", req->dir, crt_file);
+        sd_err_openssl(err, "%s: cannot build the certificate", crt_path);
         goto out;
     }
+    if (sd_pki_fopen(&d, SD_PKI_ISSUED, SD_PKI_OPTIONAL, &idx, err) != 0)
+        goto out;
+    for (tries = 0;; tries++) {
+        if (sd_pki_cert_hex(x, crt_path, new_hex, err) != 0)
+            goto out;
+        memset(&scan, 0, sizeof(scan));
+        scan.name = req->name;
+        scan.new_hex = new_hex;
+        scan.old_hex = old_hex;
+        if (sd_pki_list_each(&d, SD_PKI_ISSUED, idx, sd_pki_issued_scan_cb, &scan,
+                             err) != 0)
+            goto out;
+        if (!scan.new_taken)
+            break;
+        if (tries >= SD_PKI_SERIAL_TRIES || sd_pki_set_serial(x) != 0) {
+            sd_err_set(err, "%s/%s: cannot find an unused serial number", req->dir,
+                       SD_PKI_ISSUED);
+            goto out;
+        }
+    }
+    /* Replacing NAME's files silently would orphan its certificate: still
+     * valid, and no longer reachable by 'pki revoke --name'. */
+    if (!req->reissue && (have_crt || have_key || scan.n_name > 0)) {
+        if (have_crt)
+            sd_err_set(err, "%s: already exists (serial %s); '%s' already has a "
+                       "certificate: use --reissue to issue another (the old one stays "
+                       "valid until 'pki revoke --name %s')", crt_path,
+                       cur_hex[0] != '\0' ? cur_hex : "unreadable", req->name, req->name);
+        else if (have_key)
+            sd_err_set(err, "%s/%s: already exists: use --reissue to replace it",
+                       req->dir, key_file);
+        else
+            sd_err_set(err, "%s/%s: '%s' was already issued serial %s: use --reissue to "
+                       "issue another (the old one stays valid until 'pki revoke "
+                       "--name %s')", req->dir, SD_PKI_ISSUED, req->name, scan.last_hex,
+                       req->name);
+        goto out;
+    }
+
     if ((req->usage & SD_PKI_SERVER) && (req->usage & SD_PKI_CLIENT))
         eku = "serverAuth,clientAuth";
     else if (req->usage & SD_PKI_SERVER)
@@ -713,224 +1395,242 @@ int sd_pki_issue(const struct sd_pki_issue_req *req, struct sd_err *err)
         sd_pki_add_ext(x, &ctx, NID_subject_key_identifier, "hash") != 0 ||
         sd_pki_add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") != 0 ||
         sd_pki_add_san(x, req) != 0) {
-        sd_err_openssl(err, "%s/%s: cannot add extensions", req->dir, crt_file);
+        sd_err_openssl(err, "%s: cannot add extensions", crt_path);
         goto out;
     }
     if (X509_sign(x, ca.key, EVP_sha256()) <= 0) {
-        sd_err_openssl(err, "%s/%s: cannot sign with %s", req->dir, crt_file,
-                       ca.key_path);
+        sd_err_openssl(err, "%s: cannot sign with %s", crt_path, ca.key_path);
         goto out;
     }
-    /* Key first, for the same reason as in sd_pki_init. */
-    if (sd_pki_write_file(req->dir, key_file, 0600, 0, sd_pki_emit_key, key, err) != 0 ||
-        sd_pki_write_file(req->dir, crt_file, 0644, 0, sd_pki_emit_cert, x, err) != 0)
+
+    if (old_hex[0] != '\0' && !scan.old_listed) {
+        n = snprintf(lines, sizeof(lines), "%s %lld %s\n", old_hex,
+                     (long long)sd_pki_issued_at(old), req->name);
+        if (n < 0 || (size_t)n >= sizeof(lines)) {
+            sd_err_set(err, "%s/%s: entry too long", req->dir, SD_PKI_ISSUED);
+            goto out;
+        }
+        len = (size_t)n;
+    }
+    /* Two lines of at most 40 + 21 + 64 + 3 bytes: they fit. */
+    n = snprintf(lines + len, sizeof(lines) - len, "%s %lld %s\n", new_hex,
+                 (long long)sd_pki_issued_at(x), req->name);
+    if (n < 0 || (size_t)n >= sizeof(lines) - len) {
+        sd_err_set(err, "%s/%s: entry too long", req->dir, SD_PKI_ISSUED);
         goto out;
+    }
+    /* The serial is recorded before the certificate exists: if a later
+     * write fails, the index lists a serial nobody holds, which is
+     * harmless; a certificate missing from the index is what is not. */
+    app.old = idx;
+    app.header = sd_pki_issued_header;
+    app.lines = lines;
+    if (sd_pki_write_file(&d, SD_PKI_ISSUED, 0644, 0, sd_pki_emit_append, &app, err) != 0)
+        goto out;
+    /* Key first, for the same reason as in sd_pki_init. */
+    if (sd_pki_write_file(&d, key_file, 0600, 0, sd_pki_emit_key, key, err) != 0 ||
+        sd_pki_write_file(&d, crt_file, 0644, 0, sd_pki_emit_cert, x, err) != 0)
+        goto out;
+    if (serial != NULL && serial_size > 0)
+        snprintf(serial, serial_size, "%s", new_hex);
     rc = 0;
 out:
+    if (idx != NULL)
+        fclose(idx);
+    X509_free(old);
     X509_free(x);
-    EVP_PKEY_free(key);
+    EVP_PKEY_free(key); /* clears the private scalar */
     sd_pki_ca_free(&ca);
+    sd_pki_dir_close(&d);
     return rc;
 }
 
 /* ------------------------------------------------------------------ */
-/* Revocation                                                          */
+/* revoke                                                              */
 
-/*
- * dir/revoked.txt is plain text so that it can be read and edited by hand:
- *   # comment
- *   SERIAL-HEX REVOKED-AT-UNIX-TIME NAME
- * one line per revoked certificate. The CRL is rebuilt from it each time.
- */
-
-/* Called per entry; returns 0 to go on, 1 to stop early, -1 on error. */
-typedef int (*sd_pki_revoked_fn)(const BIGNUM *serial, time_t when, void *arg,
-                                 struct sd_err *err);
-
-static int sd_pki_revoked_each(const char *path, sd_pki_revoked_fn fn, void *arg,
-                               struct sd_err *err)
-{
-    char line[SD_PKI_LINE_MAX];
-    FILE *fp;
-    BIGNUM *bn = NULL;
-    unsigned long lineno = 0;
-    int rc = -1, r;
-
-    fp = fopen(path, "re");
-    if (fp == NULL) {
-        if (errno == ENOENT)
-            return 0; /* nothing revoked yet */
-        return sd_err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    }
-    while (fgets(line, sizeof(line), fp) != NULL) {
-        char *save = NULL, *serial, *when, *end;
-        long long t;
-
-        lineno++;
-        if (strchr(line, '\n') == NULL && !feof(fp)) {
-            sd_err_set(err, "%s:%lu: line too long", path, lineno);
-            goto out;
-        }
-        serial = strtok_r(line, " \t\r\n", &save);
-        if (serial == NULL || serial[0] == '#')
-            continue;
-        when = strtok_r(NULL, " \t\r\n", &save);
-        /* BN_hex2bn returns how many characters it used: all, or bad. */
-        if (BN_hex2bn(&bn, serial) != (int)strlen(serial) || BN_is_negative(bn)) {
-            sd_err_set(err, "%s:%lu: '%s' is not a hex serial", path, lineno, serial);
-            goto out;
-        }
-        if (when == NULL) {
-            sd_err_set(err, "%s:%lu: missing revocation time", path, lineno);
-            goto out;
-        }
-        errno = 0;
-        t = strtoll(when, &end, 10);
-        if (errno != 0 || *end != '\0' || t < 0) {
-            sd_err_set(err, "%s:%lu: '%s' is not a unix time", path, lineno, when);
-            goto out;
-        }
-        r = fn(bn, (time_t)t, arg, err);
-        if (r < 0)
-            goto out;
-        if (r > 0)
-            break;
-    }
-    if (ferror(fp)) {
-        sd_err_set(err, "%s: read error", path);
-        goto out;
-    }
-    rc = 0;
-out:
-    BN_free(bn);
-    fclose(fp);
-    return rc;
-}
-
-struct sd_pki_find {
-    const BIGNUM *serial;
-    int found;
+struct sd_pki_target {
+    char hex[SD_PKI_HEX_SIZE];
+    char name[SD_PKI_NAME_MAX + 1];
+    int already;            /* listed in revoked.txt */
 };
 
-static int sd_pki_find_cb(const BIGNUM *serial, time_t when, void *arg,
-                          struct sd_err *err)
-{
-    struct sd_pki_find *f = arg;
+/* The serials a revoke is about: those of name, or the one serial hex. */
+struct sd_pki_targets {
+    const char *name;
+    const char *hex;
+    struct sd_pki_target *v;
+    size_t n, cap;
+};
 
-    (void)when;
-    (void)err;
-    if (BN_cmp(serial, f->serial) == 0) {
-        f->found = 1;
-        return 1;
+static int sd_pki_targets_add(struct sd_pki_targets *t, const char *hex, const char *name,
+                              struct sd_err *err)
+{
+    struct sd_pki_target *v;
+    size_t i, cap;
+
+    for (i = 0; i < t->n; i++)
+        if (strcmp(t->v[i].hex, hex) == 0)
+            return 0;
+    if (t->n == t->cap) {
+        cap = t->cap != 0 ? t->cap * 2 : 8;
+        if (cap > SIZE_MAX / sizeof(*v))
+            return sd_err_set(err, "out of memory");
+        v = realloc(t->v, cap * sizeof(*v));
+        if (v == NULL)
+            return sd_err_set(err, "out of memory");
+        t->v = v;
+        t->cap = cap;
     }
+    v = &t->v[t->n++];
+    snprintf(v->hex, sizeof(v->hex), "%s", hex);
+    /* The name only labels the revoked.txt line; "-" when unknown. */
+    snprintf(v->name, sizeof(v->name), "%s",
+             name != NULL && sd_pki_check_name(name, NULL) == 0 ? name : "-");
+    v->already = 0;
     return 0;
 }
 
-/* What sd_pki_emit_revoked writes: the old file, then one new line. */
-struct sd_pki_append {
-    const char *old_path;
-    const char *line;
-};
-
-static int sd_pki_emit_revoked(FILE *fp, const void *obj)
+static int sd_pki_targets_issued_cb(const struct sd_pki_entry *e, void *arg,
+                                    struct sd_err *err)
 {
-    const struct sd_pki_append *a = obj;
-    char buf[4096];
-    size_t n;
-    FILE *in;
-    int rc = -1;
+    struct sd_pki_targets *t = arg;
 
-    in = fopen(a->old_path, "re");
-    if (in == NULL) {
-        if (errno != ENOENT)
-            return -1;
-        if (fputs("# steeldoor pki revocation list, read by 'steeldoor pki crl'.\n"
-                  "# SERIAL-HEX REVOKED-AT-UNIX-TIME NAME\n", fp) == EOF)
-            return -1;
-    } else {
-        while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-            if (fwrite(buf, 1, n, fp) != n)
-                goto out;
-        if (ferror(in))
-            goto out;
-    }
-    if (fputs(a->line, fp) == EOF)
-        goto out;
-    rc = 0;
-out:
-    if (in != NULL)
-        fclose(in);
-    return rc;
+    if (t->name != NULL ? e->name != NULL && strcmp(e->name, t->name) == 0
+                        : strcmp(e->hex, t->hex) == 0)
+        return sd_pki_targets_add(t, e->hex, e->name, err);
+    return 0;
 }
 
-int sd_pki_revoke(const char *dir, const char *name, int *already, struct sd_err *err)
+static int sd_pki_targets_revoked_cb(const struct sd_pki_entry *e, void *arg,
+                                     struct sd_err *err)
 {
-    struct sd_pki_ca ca = {0};
-    char crt_path[PATH_MAX];
-    char rev_path[PATH_MAX];
-    char line[SD_PKI_LINE_MAX];
-    struct sd_pki_find find = {0};
+    struct sd_pki_targets *t = arg;
+    size_t i;
+
+    (void)err;
+    for (i = 0; i < t->n; i++)
+        if (strcmp(t->v[i].hex, e->hex) == 0)
+            t->v[i].already = 1;
+    return 0;
+}
+
+int sd_pki_revoke(const char *dir, const char *name, const char *serial,
+                  struct sd_pki_revoke_res *res, struct sd_err *err)
+{
+    struct sd_pki_dir d = SD_PKI_DIR_NONE;
+    struct sd_pki_ca ca;
+    struct sd_pki_targets t;
     struct sd_pki_append app;
+    char crt_file[SD_PKI_NAME_MAX + 8];
+    char crt_path[PATH_MAX];
+    char want[SD_PKI_HEX_SIZE];
+    char hex[SD_PKI_HEX_SIZE];
+    char *lines = NULL;
+    size_t i, fresh = 0, cap, len = 0;
+    FILE *idx = NULL, *rev = NULL;
     X509 *x = NULL;
-    EVP_PKEY *ca_pub;
-    BIGNUM *serial = NULL;
-    char *hex = NULL;
+    long long now = (long long)time(NULL);
     int rc = -1, n;
 
-    if (already != NULL)
-        *already = 0;
+    memset(&ca, 0, sizeof(ca));
+    memset(&t, 0, sizeof(t));
+    if (res != NULL)
+        res->revoked = res->already = 0;
     if (dir == NULL || dir[0] == '\0') {
         sd_err_set(err, "CA directory is empty");
         goto out;
     }
-    if (sd_pki_check_name(name, err) != 0 ||
-        sd_pki_path(crt_path, sizeof(crt_path), dir, name, ".crt", err) != 0 ||
-        sd_pki_path(rev_path, sizeof(rev_path), dir, SD_PKI_REVOKED, "", err) != 0)
-        goto out;
-    if (sd_pki_ca_load(&ca, dir, 0, err) != 0 ||
-        sd_pki_load_cert(crt_path, &x, err) != 0)
-        goto out;
-    /* A serial means nothing outside its issuer: only record certificates
-     * that this CA really signed. */
-    ca_pub = X509_get0_pubkey(ca.crt);
-    if (X509_check_issued(ca.crt, x) != X509_V_OK || ca_pub == NULL ||
-        X509_verify(x, ca_pub) != 1) {
-        ERR_clear_error();
-        sd_err_set(err, "%s: not issued by %s", crt_path, ca.crt_path);
+    if ((name == NULL) == (serial == NULL)) {
+        sd_err_set(err, "give either a certificate name or a serial number");
         goto out;
     }
-    serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-    if (serial == NULL || (hex = BN_bn2hex(serial)) == NULL) {
-        sd_err_openssl(err, "%s: cannot read the serial number", crt_path);
+    if (name != NULL) {
+        if (sd_pki_check_name(name, err) != 0)
+            goto out;
+        snprintf(crt_file, sizeof(crt_file), "%s.crt", name);
+        if (sd_pki_path(crt_path, sizeof(crt_path), dir, crt_file, "", err) != 0)
+            goto out;
+        t.name = name;
+    } else {
+        if (sd_pki_serial_canon(serial, want, err) != 0)
+            goto out;
+        t.hex = want;
+    }
+    if (sd_pki_dir_open(&d, dir, err) != 0 || sd_pki_ca_load(&ca, &d, 0, err) != 0 ||
+        sd_pki_fopen(&d, SD_PKI_ISSUED, SD_PKI_OPTIONAL, &idx, err) != 0 ||
+        sd_pki_list_each(&d, SD_PKI_ISSUED, idx, sd_pki_targets_issued_cb, &t, err) != 0)
+        goto out;
+    if (name != NULL) {
+        /* NAME.crt too: it may predate issued.txt. */
+        if (sd_pki_load_cert(&d, crt_file, SD_PKI_OPTIONAL, &x, err) != 0)
+            goto out;
+        if (x != NULL) {
+            if (!sd_pki_issued_by(&ca, x)) {
+                sd_err_set(err, "%s: not issued by %s", crt_path, ca.crt_path);
+                goto out;
+            }
+            if (sd_pki_cert_hex(x, crt_path, hex, err) != 0 ||
+                sd_pki_targets_add(&t, hex, name, err) != 0)
+                goto out;
+        }
+        if (t.n == 0) {
+            sd_err_set(err, "%s: no such certificate, and %s/%s lists none issued to "
+                       "'%s'", crt_path, dir, SD_PKI_ISSUED, name);
+            goto out;
+        }
+    } else if (t.n == 0) {
+        sd_err_set(err, "serial %s: not in %s/%s, so not known to be issued by this CA "
+                   "(a certificate issued before %s existed can be revoked with --name)",
+                   want, dir, SD_PKI_ISSUED, SD_PKI_ISSUED);
         goto out;
     }
-    find.serial = serial;
-    if (sd_pki_revoked_each(rev_path, sd_pki_find_cb, &find, err) != 0)
+    if (sd_pki_fopen(&d, SD_PKI_REVOKED, SD_PKI_OPTIONAL, &rev, err) != 0 ||
+        sd_pki_list_each(&d, SD_PKI_REVOKED, rev, sd_pki_targets_revoked_cb, &t, err) != 0)
         goto out;
-    if (find.found) {
-        if (already != NULL)
-            *already = 1;
-        rc = 0;
-        goto out;
+    for (i = 0; i < t.n; i++)
+        if (!t.v[i].already)
+            fresh++;
+    if (fresh > 0) {
+        /* One line per serial: "HEX TIME NAME\n"; TIME is at most 20 digits. */
+        cap = fresh * (SD_PKI_HEX_SIZE + 24 + SD_PKI_NAME_MAX + 2) + 1;
+        lines = malloc(cap);
+        if (lines == NULL) {
+            sd_err_set(err, "out of memory");
+            goto out;
+        }
+        for (i = 0; i < t.n; i++) {
+            if (t.v[i].already)
+                continue;
+            n = snprintf(lines + len, cap - len, "%s %lld %s\n", t.v[i].hex, now,
+                         t.v[i].name);
+            if (n < 0 || (size_t)n >= cap - len) {
+                sd_err_set(err, "%s/%s: entry too long", dir, SD_PKI_REVOKED);
+                goto out;
+            }
+            len += (size_t)n;
+        }
+        app.old = rev;
+        app.header = sd_pki_revoked_header;
+        app.lines = lines;
+        if (sd_pki_write_file(&d, SD_PKI_REVOKED, 0644, 0, sd_pki_emit_append, &app,
+                              err) != 0)
+            goto out;
     }
-    n = snprintf(line, sizeof(line), "%s %lld %s\n", hex, (long long)time(NULL), name);
-    if (n < 0 || (size_t)n >= sizeof(line)) {
-        sd_err_set(err, "%s: entry too long", rev_path);
-        goto out;
+    if (res != NULL) {
+        res->revoked = fresh;
+        res->already = t.n - fresh;
     }
-    /* Rewritten whole through a temporary file, like every other file, so
-     * an interrupted revoke leaves the old list intact. */
-    app.old_path = rev_path;
-    app.line = line;
-    if (sd_pki_write_file(dir, SD_PKI_REVOKED, 0644, 0, sd_pki_emit_revoked, &app,
-                          err) != 0)
-        goto out;
     rc = 0;
 out:
-    OPENSSL_free(hex);
-    BN_free(serial);
+    if (idx != NULL)
+        fclose(idx);
+    if (rev != NULL)
+        fclose(rev);
+    free(lines);
+    free(t.v);
     X509_free(x);
     sd_pki_ca_free(&ca);
+    sd_pki_dir_close(&d);
     return rc;
 }
 
@@ -942,24 +1642,19 @@ static int sd_pki_emit_number(FILE *fp, const void *obj)
     return fprintf(fp, "%llu\n", *(const unsigned long long *)obj) < 0 ? -1 : 0;
 }
 
-/* Reads the last CRL number from dir/crlnumber; 0 when there is none. */
-static int sd_pki_crlnumber_read(const char *path, unsigned long long *out,
+/* Reads the last CRL number from DIR/crlnumber, open as fp (NULL: no such
+ * file, 0). */
+static int sd_pki_crlnumber_read(const char *path, FILE *fp, unsigned long long *out,
                                  struct sd_err *err)
 {
     char buf[64];
-    char *end;
-    FILE *fp;
+    char *end = NULL;
     int ok;
 
     *out = 0;
-    fp = fopen(path, "re");
-    if (fp == NULL) {
-        if (errno == ENOENT)
-            return 0;
-        return sd_err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    }
+    if (fp == NULL)
+        return 0;
     ok = fgets(buf, sizeof(buf), fp) != NULL;
-    fclose(fp);
     errno = 0;
     if (ok && buf[0] >= '0' && buf[0] <= '9')
         *out = strtoull(buf, &end, 10);
@@ -969,20 +1664,52 @@ static int sd_pki_crlnumber_read(const char *path, unsigned long long *out,
     return 0;
 }
 
-static int sd_pki_crl_add_cb(const BIGNUM *serial, time_t when, void *arg,
-                             struct sd_err *err)
+/* The number of the CRL now in DIR/crl.pem, so that a lost or edited
+ * crlnumber cannot make a number go back; 0 when there is none. */
+static int sd_pki_crl_last_number(const struct sd_pki_dir *d, unsigned long long *out,
+                                  struct sd_err *err)
+{
+    X509_CRL *crl = NULL;
+    ASN1_INTEGER *num = NULL;
+    uint64_t v = 0;
+    int rc = -1, crit = 0;
+
+    *out = 0;
+    if (sd_pki_load_crl(d, SD_PKI_CRL, SD_PKI_OPTIONAL, &crl, err) != 0)
+        goto out;
+    if (crl != NULL) {
+        num = X509_CRL_get_ext_d2i(crl, NID_crl_number, &crit, NULL);
+        if (num == NULL && crit != -1) {
+            sd_err_openssl(err, "%s/%s: unreadable CRL number", d->path, SD_PKI_CRL);
+            goto out;
+        }
+        if (num != NULL && (ASN1_INTEGER_get_uint64(&v, num) != 1 || v >= UINT64_MAX)) {
+            sd_err_openssl(err, "%s/%s: CRL number out of range", d->path, SD_PKI_CRL);
+            goto out;
+        }
+        *out = (unsigned long long)v;
+    }
+    rc = 0;
+out:
+    ERR_clear_error();
+    ASN1_INTEGER_free(num);
+    X509_CRL_free(crl);
+    return rc;
+}
+
+static int sd_pki_crl_add_cb(const struct sd_pki_entry *e, void *arg, struct sd_err *err)
 {
     X509_CRL *crl = arg;
     X509_REVOKED *r = X509_REVOKED_new();
-    ASN1_INTEGER *s = BN_to_ASN1_INTEGER(serial, NULL);
-    ASN1_TIME *t = ASN1_TIME_set(NULL, when);
+    ASN1_INTEGER *s = BN_to_ASN1_INTEGER(e->serial, NULL);
+    ASN1_TIME *t = ASN1_TIME_set(NULL, e->when);
     int rc = -1;
 
     if (r == NULL || s == NULL || t == NULL ||
         X509_REVOKED_set_serialNumber(r, s) != 1 ||
         X509_REVOKED_set_revocationDate(r, t) != 1 ||
         X509_CRL_add0_revoked(crl, r) != 1) {
-        sd_err_openssl(err, "cannot add a revoked serial to the CRL");
+        sd_err_openssl(err, "cannot add revoked serial %s to the CRL", e->hex);
         goto out;
     }
     r = NULL; /* owned by crl */
@@ -994,21 +1721,26 @@ out:
     return rc;
 }
 
-int sd_pki_crl(const char *dir, int days, struct sd_err *err)
+int sd_pki_crl(const char *dir, int days, unsigned long long *number_out,
+               struct sd_err *err)
 {
-    struct sd_pki_ca ca = {0};
-    char rev_path[PATH_MAX];
+    struct sd_pki_dir d = SD_PKI_DIR_NONE;
+    struct sd_pki_ca ca;
     char num_path[PATH_MAX];
     char crl_path[PATH_MAX];
-    unsigned long long number;
+    unsigned long long number, last;
     X509_CRL *crl = NULL;
-    ASN1_TIME *last = NULL, *next = NULL;
+    ASN1_TIME *lastupd = NULL, *next = NULL;
     ASN1_INTEGER *num = NULL;
     X509_EXTENSION *aki = NULL;
+    FILE *numfp = NULL, *rev = NULL;
     X509V3_CTX ctx;
     time_t now;
     int rc = -1;
 
+    memset(&ca, 0, sizeof(ca));
+    if (number_out != NULL)
+        *number_out = 0;
     if (dir == NULL || dir[0] == '\0') {
         sd_err_set(err, "CA directory is empty");
         goto out;
@@ -1017,32 +1749,38 @@ int sd_pki_crl(const char *dir, int days, struct sd_err *err)
         sd_err_set(err, "validity of %d days is not positive", days);
         goto out;
     }
-    if (sd_pki_path(rev_path, sizeof(rev_path), dir, SD_PKI_REVOKED, "", err) != 0 ||
-        sd_pki_path(num_path, sizeof(num_path), dir, SD_PKI_CRLNUMBER, "", err) != 0 ||
+    if (sd_pki_path(num_path, sizeof(num_path), dir, SD_PKI_CRLNUMBER, "", err) != 0 ||
         sd_pki_path(crl_path, sizeof(crl_path), dir, SD_PKI_CRL, "", err) != 0)
         goto out;
-    if (sd_pki_ca_load(&ca, dir, 1, err) != 0 ||
-        sd_pki_crlnumber_read(num_path, &number, err) != 0)
+    /* Under the lock from the number read to the CRL write: two crl runs
+     * can no longer both take the same number. */
+    if (sd_pki_dir_open(&d, dir, err) != 0 || sd_pki_ca_load(&ca, &d, 1, err) != 0 ||
+        sd_pki_fopen(&d, SD_PKI_CRLNUMBER, SD_PKI_OPTIONAL, &numfp, err) != 0 ||
+        sd_pki_crlnumber_read(num_path, numfp, &number, err) != 0 ||
+        sd_pki_crl_last_number(&d, &last, err) != 0)
         goto out;
-    number++;
+    if (last > number)
+        number = last;
+    number++; /* both are below UINT64_MAX: checked when read */
 
     now = time(NULL);
     crl = X509_CRL_new();
     /* lastUpdate is backdated like certificates, for peers whose clock is
      * behind: a CRL "not yet valid" fails verification. */
-    last = ASN1_TIME_adj(NULL, now, 0, -SD_PKI_SKEW_SECS);
+    lastupd = ASN1_TIME_adj(NULL, now, 0, -SD_PKI_SKEW_SECS);
     next = ASN1_TIME_adj(NULL, now, days, 0);
     num = ASN1_INTEGER_new();
-    if (crl == NULL || last == NULL || next == NULL || num == NULL ||
+    if (crl == NULL || lastupd == NULL || next == NULL || num == NULL ||
         X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
         X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca.crt)) != 1 ||
-        X509_CRL_set1_lastUpdate(crl, last) != 1 ||
+        X509_CRL_set1_lastUpdate(crl, lastupd) != 1 ||
         X509_CRL_set1_nextUpdate(crl, next) != 1 ||
         ASN1_INTEGER_set_uint64(num, (uint64_t)number) != 1) {
         sd_err_openssl(err, "%s: cannot build the CRL", crl_path);
         goto out;
     }
-    if (sd_pki_revoked_each(rev_path, sd_pki_crl_add_cb, crl, err) != 0)
+    if (sd_pki_fopen(&d, SD_PKI_REVOKED, SD_PKI_OPTIONAL, &rev, err) != 0 ||
+        sd_pki_list_each(&d, SD_PKI_REVOKED, rev, sd_pki_crl_add_cb, crl, err) != 0)
         goto out;
     X509V3_set_ctx(&ctx, ca.crt, NULL, NULL, crl, 0);
     aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
@@ -1058,17 +1796,24 @@ int sd_pki_crl(const char *dir, int days, struct sd_err *err)
     }
     /* The number is saved first: if the CRL write then fails, a number is
      * skipped, which is allowed; reusing one for a different CRL is not. */
-    if (sd_pki_write_file(dir, SD_PKI_CRLNUMBER, 0644, 0, sd_pki_emit_number, &number,
+    if (sd_pki_write_file(&d, SD_PKI_CRLNUMBER, 0644, 0, sd_pki_emit_number, &number,
                           err) != 0 ||
-        sd_pki_write_file(dir, SD_PKI_CRL, 0644, 0, sd_pki_emit_crl, crl, err) != 0)
+        sd_pki_write_file(&d, SD_PKI_CRL, 0644, 0, sd_pki_emit_crl, crl, err) != 0)
         goto out;
+    if (number_out != NULL)
+        *number_out = number;
     rc = 0;
 out:
+    if (numfp != NULL)
+        fclose(numfp);
+    if (rev != NULL)
+        fclose(rev);
     X509_EXTENSION_free(aki);
     ASN1_INTEGER_free(num);
-    ASN1_TIME_free(last);
+    ASN1_TIME_free(lastupd);
     ASN1_TIME_free(next);
     X509_CRL_free(crl);
     sd_pki_ca_free(&ca);
+    sd_pki_dir_close(&d);
     return rc;
 }

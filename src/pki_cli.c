@@ -33,6 +33,8 @@ enum {
     SD_PKI_OPT_DNS,
     SD_PKI_OPT_IP,
     SD_PKI_OPT_URI,
+    SD_PKI_OPT_REISSUE,
+    SD_PKI_OPT_SERIAL,
 };
 
 static const char sd_pki_usage_main[] =
@@ -45,8 +47,14 @@ static const char sd_pki_usage_main[] =
     "commands:\n"
     "  init    create the CA: DIR/ca.crt, DIR/ca.key\n"
     "  issue   issue a server and/or client certificate: DIR/NAME.crt, DIR/NAME.key\n"
-    "  revoke  record a certificate as revoked in DIR/revoked.txt\n"
+    "  revoke  record certificates as revoked in DIR/revoked.txt\n"
     "  crl     write DIR/crl.pem listing every revoked certificate\n"
+    "\n"
+    "Commands on one DIR may run concurrently: each holds a lock on DIR/.lock\n"
+    "(waiting at most 60 s for it), so none loses another's changes.\n"
+    "DIR and the files read from it must belong to you (or root) and must not\n"
+    "be writable by group or others; DIR/ca.key must be mode 0600 or stricter.\n"
+    "Anything else is refused, as ssh refuses such keys.\n"
     "\n"
     "Run 'steeldoor pki COMMAND --help' for a command's options.\n"
     "Exit status: 0 ok, 1 failure, 2 usage error.\n";
@@ -55,21 +63,22 @@ static const char sd_pki_usage_init[] =
     "usage: steeldoor pki init --dir DIR [--days N] [--cn NAME] [--force]\n"
     "\n"
     "Creates a self-signed CA in DIR (created with mode 0700 if missing):\n"
-    "DIR/ca.key (mode 0600) and DIR/ca.crt.\n"
+    "DIR/ca.key (mode 0600) and DIR/ca.crt. DIR must be new or empty.\n"
     "\n"
     "  --dir DIR    CA directory\n"
     "  --days N     validity in days (default 3650)\n"
     "  --cn NAME    subject common name (default \"steeldoor dev CA\")\n"
-    "  --force      replace an existing DIR/ca.key; certificates issued by the\n"
-    "               old CA will no longer verify\n";
+    "  --force      replace the CA in an existing DIR (other files are kept);\n"
+    "               certificates issued by the old CA will no longer verify\n";
 
 static const char sd_pki_usage_issue[] =
     "usage: steeldoor pki issue --dir DIR --name NAME (--server | --client)...\n"
     "                           [--dns NAME]... [--ip ADDR]... [--uri URI]...\n"
-    "                           [--cn CN] [--days N]\n"
+    "                           [--cn CN] [--days N] [--reissue]\n"
     "\n"
     "Issues DIR/NAME.crt and DIR/NAME.key (mode 0600), signed by DIR/ca.crt and\n"
-    "DIR/ca.key. Existing NAME files are replaced.\n"
+    "DIR/ca.key, and records the serial under NAME in DIR/issued.txt (one line\n"
+    "per certificate: SERIAL-HEX ISSUED-AT-UNIX-TIME NAME). Prints the serial.\n"
     "\n"
     "  --dir DIR    CA directory\n"
     "  --name NAME  file name stem: A-Z a-z 0-9 . _ -, not starting with '.',\n"
@@ -82,13 +91,19 @@ static const char sd_pki_usage_issue[] =
     "  --uri URI    add a URI subjectAltName, e.g. spiffe://... (repeatable)\n"
     "  --cn CN      subject common name (default NAME)\n"
     "  --days N     validity in days (default 365); the certificate is valid\n"
-    "               from 5 minutes ago to allow for clock skew\n";
+    "               from 5 minutes ago to allow for clock skew\n"
+    "  --reissue    NAME already has a certificate: issue a new one and replace\n"
+    "               the NAME files. The old certificate stays valid until revoked;\n"
+    "               'revoke --name NAME' revokes every certificate NAME was issued.\n"
+    "               Without --reissue, an existing NAME is an error.\n";
 
 static const char sd_pki_usage_revoke[] =
-    "usage: steeldoor pki revoke --dir DIR --name NAME\n"
+    "usage: steeldoor pki revoke --dir DIR (--name NAME | --serial HEX)\n"
     "\n"
-    "Records the serial of DIR/NAME.crt as revoked by appending a line to\n"
-    "DIR/revoked.txt; run 'steeldoor pki crl' afterwards to publish it.\n"
+    "Records certificates as revoked by appending lines to DIR/revoked.txt;\n"
+    "run 'steeldoor pki crl' afterwards to publish them. With --name, every\n"
+    "certificate ever issued to NAME (all its serials in DIR/issued.txt, and\n"
+    "DIR/NAME.crt); with --serial, that one certificate.\n"
     "DIR/revoked.txt is plain text, one revoked certificate per line:\n"
     "\n"
     "    SERIAL-HEX REVOKED-AT-UNIX-TIME NAME\n"
@@ -97,14 +112,18 @@ static const char sd_pki_usage_revoke[] =
     "certificate with the next CRL. Revoking twice is harmless.\n"
     "\n"
     "  --dir DIR    CA directory\n"
-    "  --name NAME  the certificate DIR/NAME.crt; it must be issued by DIR/ca.crt\n";
+    "  --name NAME  every certificate issued to NAME; DIR/NAME.crt, if present,\n"
+    "               must be issued by DIR/ca.crt\n"
+    "  --serial HEX one certificate, by its serial from DIR/issued.txt\n"
+    "               (as 'pki issue' printed it; ':' separators allowed)\n";
 
 static const char sd_pki_usage_crl[] =
     "usage: steeldoor pki crl --dir DIR [--days N]\n"
     "\n"
     "Writes DIR/crl.pem: a v2 CRL signed by the CA, listing every serial in\n"
     "DIR/revoked.txt. Its CRL number is one more than the number kept in\n"
-    "DIR/crlnumber, which is then updated. Re-run before nextUpdate.\n"
+    "DIR/crlnumber (or in the current DIR/crl.pem, if larger), which is then\n"
+    "updated, so numbers strictly increase. Re-run before nextUpdate.\n"
     "\n"
     "  --dir DIR    CA directory\n"
     "  --days N     days until nextUpdate (default 7)\n";
@@ -231,12 +250,14 @@ static int sd_pki_cli_issue(int argc, char **argv)
         {"uri", required_argument, NULL, SD_PKI_OPT_URI},
         {"cn", required_argument, NULL, SD_PKI_OPT_CN},
         {"days", required_argument, NULL, SD_PKI_OPT_DAYS},
+        {"reissue", no_argument, NULL, SD_PKI_OPT_REISSUE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static const char cmd[] = "issue ";
     struct sd_pki_issue_req req = {.days = 365};
     struct sd_err err;
+    char serial[SD_PKI_SERIAL_HEX_MAX + 1];
     const char **dns = NULL, **ips = NULL, **uris = NULL;
     int rc = SD_PKI_EXIT_USAGE, c;
 
@@ -257,6 +278,7 @@ static int sd_pki_cli_issue(int argc, char **argv)
         case SD_PKI_OPT_CN: req.cn = optarg; break;
         case SD_PKI_OPT_SERVER: req.usage |= SD_PKI_SERVER; break;
         case SD_PKI_OPT_CLIENT: req.usage |= SD_PKI_CLIENT; break;
+        case SD_PKI_OPT_REISSUE: req.reissue = 1; break;
         case SD_PKI_OPT_DNS:
             if (sd_pki_check_dns(optarg, &err) != 0) {
                 sd_pki_cli_usage_err(cmd, "--dns: %s", err.msg);
@@ -312,11 +334,12 @@ static int sd_pki_cli_issue(int argc, char **argv)
     req.dns = dns;
     req.ips = ips;
     req.uris = uris;
-    if (sd_pki_issue(&req, &err) != 0) {
+    if (sd_pki_issue(&req, serial, sizeof(serial), &err) != 0) {
         rc = sd_pki_cli_fail(&err);
         goto out;
     }
-    printf("wrote %s/%s.crt and %s/%s.key\n", req.dir, req.name, req.dir, req.name);
+    printf("wrote %s/%s.crt and %s/%s.key (serial %s)\n", req.dir, req.name, req.dir,
+           req.name, serial);
     rc = SD_PKI_EXIT_OK;
 out:
     free(dns);
@@ -330,19 +353,22 @@ static int sd_pki_cli_revoke(int argc, char **argv)
     static const struct option opts[] = {
         {"dir", required_argument, NULL, SD_PKI_OPT_DIR},
         {"name", required_argument, NULL, SD_PKI_OPT_NAME},
+        {"serial", required_argument, NULL, SD_PKI_OPT_SERIAL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static const char cmd[] = "revoke ";
-    const char *dir = NULL, *name = NULL;
+    const char *dir = NULL, *name = NULL, *serial = NULL;
+    struct sd_pki_revoke_res res;
     struct sd_err err;
-    int c, already;
+    int c;
 
     sd_pki_cli_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case SD_PKI_OPT_DIR: dir = optarg; break;
         case SD_PKI_OPT_NAME: name = optarg; break;
+        case SD_PKI_OPT_SERIAL: serial = optarg; break;
         case 'h':
             fputs(sd_pki_usage_revoke, stdout);
             return SD_PKI_EXIT_OK;
@@ -352,17 +378,22 @@ static int sd_pki_cli_revoke(int argc, char **argv)
     }
     if (sd_pki_cli_common(cmd, argc, argv, dir) != 0)
         return SD_PKI_EXIT_USAGE;
-    if (name == NULL)
-        return sd_pki_cli_usage_err(cmd, "--name is required");
-    if (sd_pki_check_name(name, &err) != 0)
+    if ((name == NULL) == (serial == NULL))
+        return sd_pki_cli_usage_err(cmd, "exactly one of --name and --serial is required");
+    if (name != NULL && sd_pki_check_name(name, &err) != 0)
         return sd_pki_cli_usage_err(cmd, "--name: %s", err.msg);
-    if (sd_pki_revoke(dir, name, &already, &err) != 0)
+    if (serial != NULL && sd_pki_check_serial(serial, &err) != 0)
+        return sd_pki_cli_usage_err(cmd, "--serial: %s", err.msg);
+    if (sd_pki_revoke(dir, name, serial, &res, &err) != 0)
         return sd_pki_cli_fail(&err);
-    if (already)
-        printf("%s/%s.crt was already revoked\n", dir, name);
+    if (res.revoked == 0)
+        printf("%s: already revoked (%zu certificate%s)\n",
+               name != NULL ? name : serial, res.already, res.already == 1 ? "" : "s");
     else
-        printf("revoked %s/%s.crt; run 'steeldoor pki crl --dir %s' to publish\n",
-               dir, name, dir);
+        printf("revoked %zu certificate%s of %s (%zu already were); run "
+               "'steeldoor pki crl --dir %s' to publish\n", res.revoked,
+               res.revoked == 1 ? "" : "s", name != NULL ? name : serial, res.already,
+               dir);
     return SD_PKI_EXIT_OK;
 }
 
@@ -377,6 +408,7 @@ static int sd_pki_cli_crl(int argc, char **argv)
     static const char cmd[] = "crl ";
     const char *dir = NULL;
     struct sd_err err;
+    unsigned long long number;
     int days = 7, c;
 
     sd_pki_cli_getopt_reset();
@@ -396,9 +428,9 @@ static int sd_pki_cli_crl(int argc, char **argv)
     }
     if (sd_pki_cli_common(cmd, argc, argv, dir) != 0)
         return SD_PKI_EXIT_USAGE;
-    if (sd_pki_crl(dir, days, &err) != 0)
+    if (sd_pki_crl(dir, days, &number, &err) != 0)
         return sd_pki_cli_fail(&err);
-    printf("wrote %s/crl.pem\n", dir);
+    printf("wrote %s/crl.pem (CRL number %llu)\n", dir, number);
     return SD_PKI_EXIT_OK;
 }
 

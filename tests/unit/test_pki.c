@@ -278,7 +278,7 @@ static void test_issue_server_and_client(void **state)
     time_t now = time(NULL);
     int day, sec;
 
-    assert_int_equal(sd_pki_issue(&req, &err), 0);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
     assert_int_equal(file_mode(f->dir, "api.key"), 0600);
     assert_int_equal(file_mode(f->dir, "api.crt"), 0644);
     x = load_cert(f->dir, "api.crt");
@@ -345,7 +345,7 @@ static void test_issue_client_only(void **state)
     X509 *x;
     char cn[64];
 
-    assert_int_equal(sd_pki_issue(&req, &err), 0);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
     x = load_cert(f->dir, "alice.crt");
     assert_int_equal(X509_get_extended_key_usage(x), XKU_SSL_CLIENT);
     /* No --dns/--ip/--uri: no (invalid, empty) SAN extension at all. */
@@ -381,30 +381,30 @@ static void test_issue_bad_input(void **state)
     assert_int_equal(sd_pki_check_name(long_name, NULL), 0);
     for (i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
         req.name = bad_names[i];
-        assert_int_equal(sd_pki_issue(&req, &err), -1);
+        assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
         assert_int_equal(sd_pki_check_name(bad_names[i], NULL), -1);
     }
     assert_int_equal(sd_pki_check_name("web-1.prod_a", NULL), 0);
 
     req.name = "ok";
     req.usage = 0;
-    assert_int_equal(sd_pki_issue(&req, &err), -1);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
     req.usage = SD_PKI_SERVER;
     req.ips = bad_ip;
     req.n_ips = 1;
-    assert_int_equal(sd_pki_issue(&req, &err), -1);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
     assert_non_null(strstr(err.msg, "1.2.3"));
     req.n_ips = 0;
     req.dns = bad_dns;
     req.n_dns = 1;
-    assert_int_equal(sd_pki_issue(&req, &err), -1);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
     req.n_dns = 0;
     req.uris = bad_uri;
     req.n_uris = 1;
-    assert_int_equal(sd_pki_issue(&req, &err), -1);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
     req.n_uris = 0;
     req.days = 0;
-    assert_int_equal(sd_pki_issue(&req, &err), -1);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
 
     /* Nothing may have been written for any refused request. */
     assert_false(file_exists(f->dir, "ok.crt"));
@@ -436,11 +436,11 @@ static void test_issue_mismatched_ca_key(void **state)
     assert_int_equal(rename(src, dst), 0);
     rm_rf(other.dir);
 
-    assert_int_equal(sd_pki_issue(&req, &err), -1);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
     assert_non_null(strstr(err.msg, dst));
     assert_non_null(strstr(err.msg, "does not match"));
     assert_false(file_exists(f->dir, "svc.key"));
-    assert_int_equal(sd_pki_crl(f->dir, 1, &err), -1);
+    assert_int_equal(sd_pki_crl(f->dir, 1, NULL, &err), -1);
     assert_non_null(strstr(err.msg, dst));
     assert_false(file_exists(f->dir, "crl.pem"));
 }
@@ -460,11 +460,11 @@ static void test_issue_missing_ca(void **state)
     assert_non_null(fp);
     fputs("not a certificate\n", fp);
     fclose(fp);
-    assert_int_equal(sd_pki_issue(&req, &err), -1);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
     assert_non_null(strstr(err.msg, path));
 
     assert_int_equal(unlink(path), 0);
-    assert_int_equal(sd_pki_issue(&req, &err), -1);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
     assert_non_null(strstr(err.msg, path));
     assert_false(file_exists(f->dir, "svc.key"));
 }
@@ -482,28 +482,30 @@ static void test_revoke_and_crl(void **state)
     ASN1_INTEGER *num;
     X509_CRL *crl;
     X509 *bob, *carol, *ca;
-    int already = -1;
+    struct sd_pki_revoke_res res;
 
-    assert_int_equal(sd_pki_issue(&req, &err), 0);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
     req.name = "carol";
-    assert_int_equal(sd_pki_issue(&req, &err), 0);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
     bob = load_cert(f->dir, "bob.crt");
     carol = load_cert(f->dir, "carol.crt");
     ca = load_cert(f->dir, "ca.crt");
 
     /* An empty CRL first, then one listing bob. */
-    assert_int_equal(sd_pki_crl(f->dir, 7, &err), 0);
+    assert_int_equal(sd_pki_crl(f->dir, 7, NULL, &err), 0);
     crl = load_crl(f->dir);
     assert_int_equal(verify_purpose(f->dir, bob, X509_PURPOSE_SSL_CLIENT, crl), 1);
     X509_CRL_free(crl);
 
-    assert_int_equal(sd_pki_revoke(f->dir, "bob", &already, &err), 0);
-    assert_int_equal(already, 0);
-    assert_int_equal(sd_pki_revoke(f->dir, "bob", &already, &err), 0);
-    assert_int_equal(already, 1);
-    assert_int_equal(sd_pki_revoke(f->dir, "nobody", NULL, &err), -1);
+    assert_int_equal(sd_pki_revoke(f->dir, "bob", NULL, &res, &err), 0);
+    assert_int_equal(res.revoked, 1);
+    assert_int_equal(res.already, 0);
+    assert_int_equal(sd_pki_revoke(f->dir, "bob", NULL, &res, &err), 0);
+    assert_int_equal(res.revoked, 0);
+    assert_int_equal(res.already, 1);
+    assert_int_equal(sd_pki_revoke(f->dir, "nobody", NULL, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "nobody.crt"));
-    assert_int_equal(sd_pki_crl(f->dir, 7, &err), 0);
+    assert_int_equal(sd_pki_crl(f->dir, 7, NULL, &err), 0);
 
     crl = load_crl(f->dir);
     assert_int_equal(X509_CRL_get_version(crl), X509_CRL_VERSION_2);
@@ -536,12 +538,348 @@ static void test_revoke_foreign_cert(void **state)
     };
     struct sd_err err = {{0}};
 
-    assert_int_equal(sd_pki_issue(&req, &err), 0);
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
     /* A new CA makes "old" a certificate of someone else. */
     assert_int_equal(sd_pki_init(f->dir, NULL, 30, 1, &err), 0);
-    assert_int_equal(sd_pki_revoke(f->dir, "old", NULL, &err), -1);
+    assert_int_equal(sd_pki_revoke(f->dir, "old", NULL, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "not issued by"));
     assert_false(file_exists(f->dir, "revoked.txt"));
+}
+
+/* ---- issued.txt: re-issuing, revoking every serial of a name ---- */
+
+static int crl_lists(X509_CRL *crl, X509 *x)
+{
+    X509_REVOKED *rev = NULL;
+
+    return X509_CRL_get0_by_serial(crl, &rev, X509_get0_serialNumber(x)) == 1;
+}
+
+static long crl_number(X509_CRL *crl)
+{
+    ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    long n;
+
+    assert_non_null(num);
+    n = ASN1_INTEGER_get(num);
+    ASN1_INTEGER_free(num);
+    return n;
+}
+
+static void write_text(const char *dir, const char *file, const char *text)
+{
+    char path[512];
+    FILE *fp;
+
+    path_of(path, sizeof(path), dir, file);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_true(fputs(text, fp) >= 0);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static void test_reissue_needs_flag_and_revoke_reaches_all(void **state)
+{
+    struct fixture *f = *state;
+    struct sd_pki_issue_req req = {
+        .dir = f->dir, .name = "bob", .usage = SD_PKI_CLIENT, .days = 1,
+    };
+    struct sd_err err = {{0}};
+    struct sd_pki_revoke_res res;
+    char s1[SD_PKI_SERIAL_HEX_MAX + 1], s2[SD_PKI_SERIAL_HEX_MAX + 1];
+    X509 *first, *again, *second, *carol;
+    X509_CRL *crl;
+
+    assert_int_equal(sd_pki_issue(&req, s1, sizeof(s1), &err), 0);
+    assert_int_equal(strlen(s1), 32);
+    first = load_cert(f->dir, "bob.crt");
+
+    /* Without --reissue: refused, naming the existing certificate. */
+    assert_int_equal(sd_pki_issue(&req, s2, sizeof(s2), &err), -1);
+    assert_non_null(strstr(err.msg, "bob.crt"));
+    assert_non_null(strstr(err.msg, s1));
+    assert_non_null(strstr(err.msg, "--reissue"));
+    again = load_cert(f->dir, "bob.crt");
+    assert_int_equal(X509_cmp(first, again), 0);
+    X509_free(again);
+
+    req.reissue = 1;
+    assert_int_equal(sd_pki_issue(&req, s2, sizeof(s2), &err), 0);
+    assert_string_not_equal(s1, s2);
+    second = load_cert(f->dir, "bob.crt");
+    assert_int_not_equal(X509_cmp(first, second), 0);
+    req.name = "carol";
+    req.reissue = 0;
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
+    carol = load_cert(f->dir, "carol.crt");
+
+    assert_int_equal(sd_pki_revoke(f->dir, "bob", NULL, &res, &err), 0);
+    assert_int_equal(res.revoked, 2);
+    assert_int_equal(res.already, 0);
+    assert_int_equal(sd_pki_crl(f->dir, 7, NULL, &err), 0);
+    crl = load_crl(f->dir);
+    assert_true(crl_lists(crl, first));
+    assert_true(crl_lists(crl, second));
+    assert_false(crl_lists(crl, carol));
+    assert_int_equal(verify_purpose(f->dir, first, X509_PURPOSE_SSL_CLIENT, crl),
+                     -X509_V_ERR_CERT_REVOKED);
+    assert_int_equal(verify_purpose(f->dir, second, X509_PURPOSE_SSL_CLIENT, crl),
+                     -X509_V_ERR_CERT_REVOKED);
+    assert_int_equal(verify_purpose(f->dir, carol, X509_PURPOSE_SSL_CLIENT, crl), 1);
+    X509_CRL_free(crl);
+    X509_free(carol);
+    X509_free(second);
+    X509_free(first);
+}
+
+static void test_revoke_by_serial(void **state)
+{
+    struct fixture *f = *state;
+    struct sd_pki_issue_req req = {
+        .dir = f->dir, .name = "dave", .usage = SD_PKI_CLIENT, .days = 1,
+    };
+    struct sd_err err = {{0}};
+    struct sd_pki_revoke_res res;
+    char s1[SD_PKI_SERIAL_HEX_MAX + 1], colons[3 * SD_PKI_SERIAL_HEX_MAX];
+    X509 *first, *second;
+    X509_CRL *crl;
+    size_t i, n = 0;
+
+    assert_int_equal(sd_pki_issue(&req, s1, sizeof(s1), &err), 0);
+    first = load_cert(f->dir, "dave.crt");
+    req.reissue = 1;
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
+    second = load_cert(f->dir, "dave.crt");
+
+    /* "ab:cd:..." in lower case names the same serial. */
+    for (i = 0; s1[i] != '\0'; i++) {
+        if (i > 0 && i % 2 == 0)
+            colons[n++] = ':';
+        colons[n++] = (char)(s1[i] >= 'A' && s1[i] <= 'F' ? s1[i] - 'A' + 'a' : s1[i]);
+    }
+    colons[n] = '\0';
+    assert_int_equal(sd_pki_revoke(f->dir, NULL, colons, &res, &err), 0);
+    assert_int_equal(res.revoked, 1);
+    assert_int_equal(sd_pki_revoke(f->dir, NULL, s1, &res, &err), 0);
+    assert_int_equal(res.already, 1);
+    assert_int_equal(sd_pki_crl(f->dir, 7, NULL, &err), 0);
+    crl = load_crl(f->dir);
+    assert_true(crl_lists(crl, first));
+    assert_false(crl_lists(crl, second));
+    X509_CRL_free(crl);
+
+    /* Unknown, malformed, both or neither. */
+    assert_int_equal(sd_pki_revoke(f->dir, NULL, "0123", NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "issued.txt"));
+    assert_int_equal(sd_pki_check_serial("12:34", NULL), 0);
+    assert_int_equal(sd_pki_check_serial("12::34", NULL), -1);
+    assert_int_equal(sd_pki_check_serial(":12", NULL), -1);
+    assert_int_equal(sd_pki_check_serial("12:", NULL), -1);
+    assert_int_equal(sd_pki_check_serial("xyz", NULL), -1);
+    assert_int_equal(sd_pki_check_serial("", NULL), -1);
+    assert_int_equal(sd_pki_check_serial(
+        "00112233445566778899aabbccddeeff0011223344", NULL), -1); /* 42 digits */
+    assert_int_equal(sd_pki_revoke(f->dir, "dave", s1, NULL, &err), -1);
+    assert_int_equal(sd_pki_revoke(f->dir, NULL, NULL, NULL, &err), -1);
+    X509_free(second);
+    X509_free(first);
+}
+
+/* A directory from before issued.txt: the replaced certificate is recorded
+ * when it is re-issued, so revoke --name still reaches it. */
+static void test_reissue_records_legacy_cert(void **state)
+{
+    struct fixture *f = *state;
+    struct sd_pki_issue_req req = {
+        .dir = f->dir, .name = "erin", .usage = SD_PKI_SERVER, .days = 1,
+    };
+    struct sd_err err = {{0}};
+    struct sd_pki_revoke_res res;
+    char path[512];
+    X509 *first, *second;
+    X509_CRL *crl;
+
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
+    first = load_cert(f->dir, "erin.crt");
+    path_of(path, sizeof(path), f->dir, "issued.txt");
+    assert_int_equal(unlink(path), 0);
+    req.reissue = 1;
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
+    second = load_cert(f->dir, "erin.crt");
+    assert_int_equal(sd_pki_revoke(f->dir, "erin", NULL, &res, &err), 0);
+    assert_int_equal(res.revoked, 2);
+    assert_int_equal(sd_pki_crl(f->dir, 7, NULL, &err), 0);
+    crl = load_crl(f->dir);
+    assert_true(crl_lists(crl, first));
+    assert_true(crl_lists(crl, second));
+    X509_CRL_free(crl);
+    X509_free(second);
+    X509_free(first);
+}
+
+static void test_crl_number_never_goes_back(void **state)
+{
+    struct fixture *f = *state;
+    struct sd_err err = {{0}};
+    unsigned long long n = 0;
+    char path[512];
+    X509_CRL *crl;
+
+    assert_int_equal(sd_pki_crl(f->dir, 7, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(sd_pki_crl(f->dir, 7, &n, &err), 0);
+    assert_int_equal(n, 2);
+    /* crlnumber lost: the number of crl.pem still counts. */
+    path_of(path, sizeof(path), f->dir, "crlnumber");
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(sd_pki_crl(f->dir, 7, &n, &err), 0);
+    assert_int_equal(n, 3);
+    crl = load_crl(f->dir);
+    assert_int_equal(crl_number(crl), 3);
+    X509_CRL_free(crl);
+    /* crlnumber edited forward: followed. */
+    write_text(f->dir, "crlnumber", "41\n");
+    assert_int_equal(sd_pki_crl(f->dir, 7, &n, &err), 0);
+    assert_int_equal(n, 42);
+    write_text(f->dir, "crlnumber", "not a number\n");
+    assert_int_equal(sd_pki_crl(f->dir, 7, &n, &err), -1);
+    assert_non_null(strstr(err.msg, "crlnumber"));
+}
+
+/* ---- init on an existing directory ---- */
+
+static void test_init_needs_empty_dir(void **state)
+{
+    struct fixture *f = *state;
+    struct fixture other;
+    struct sd_err err = {{0}};
+
+    (void)f;
+    strcpy(other.dir, "/tmp/sd_test_pki.XXXXXX");
+    assert_non_null(mkdtemp(other.dir));
+    write_text(other.dir, "notes.txt", "mine\n");
+    assert_int_equal(sd_pki_init(other.dir, NULL, 30, 0, &err), -1);
+    assert_non_null(strstr(err.msg, "not empty"));
+    assert_non_null(strstr(err.msg, "notes.txt"));
+    assert_false(file_exists(other.dir, "ca.key"));
+    /* A stale temporary file of ours does not count. */
+    rm_rf(other.dir);
+    assert_non_null(mkdtemp(strcpy(other.dir, "/tmp/sd_test_pki.XXXXXX")));
+    write_text(other.dir, ".ca.key.0011223344556677.tmp", "");
+    assert_int_equal(sd_pki_init(other.dir, NULL, 30, 0, &err), 0);
+    rm_rf(other.dir);
+}
+
+/* ---- ownership and modes (ssh's StrictModes) ---- */
+
+/* issue and (when crl_reads_it) crl refuse, naming culprit and why. */
+static void expect_refused(const char *dir, const char *culprit, const char *why,
+                           int crl_reads_it)
+{
+    struct sd_pki_issue_req req = {
+        .dir = dir, .name = "mallory", .usage = SD_PKI_CLIENT, .days = 1,
+    };
+    struct sd_err err = {{0}};
+
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), -1);
+    assert_non_null(strstr(err.msg, culprit));
+    assert_non_null(strstr(err.msg, why));
+    assert_false(file_exists(dir, "mallory.crt"));
+    if (!crl_reads_it)
+        return;
+    assert_int_equal(sd_pki_crl(dir, 7, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, culprit));
+    assert_non_null(strstr(err.msg, why));
+    assert_false(file_exists(dir, "crl.pem"));
+}
+
+static void test_refuses_foreign_or_open_files(void **state)
+{
+    struct fixture *f = *state;
+    struct sd_pki_issue_req req = {
+        .dir = f->dir, .name = "ok", .usage = SD_PKI_CLIENT, .days = 1,
+    };
+    struct sd_err err = {{0}};
+    char key[512], other[512], idx[512];
+
+    path_of(key, sizeof(key), f->dir, "ca.key");
+    path_of(idx, sizeof(idx), f->dir, "issued.txt");
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
+
+    assert_int_equal(chmod(f->dir, 0770), 0);
+    expect_refused(f->dir, f->dir, "writable by group or others", 1);
+    assert_int_equal(sd_pki_init(f->dir, NULL, 30, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "writable by group or others"));
+    assert_int_equal(chmod(f->dir, 0700), 0);
+
+    assert_int_equal(chmod(key, 0640), 0);
+    expect_refused(f->dir, key, "private key accessible", 1);
+    assert_int_equal(chmod(key, 0600), 0);
+
+    assert_int_equal(chmod(idx, 0666), 0);
+    expect_refused(f->dir, "issued.txt", "writable by group or others", 0);
+    assert_int_equal(sd_pki_revoke(f->dir, "ok", NULL, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "issued.txt"));
+    assert_int_equal(chmod(idx, 0644), 0);
+
+    /* revoked.txt: read by revoke and crl. */
+    assert_int_equal(sd_pki_revoke(f->dir, "ok", NULL, NULL, &err), 0);
+    path_of(other, sizeof(other), f->dir, "revoked.txt");
+    assert_int_equal(chmod(other, 0646), 0);
+    assert_int_equal(sd_pki_crl(f->dir, 7, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "revoked.txt"));
+    assert_int_equal(sd_pki_revoke(f->dir, "ok", NULL, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "revoked.txt"));
+    assert_false(file_exists(f->dir, "crl.pem"));
+    assert_int_equal(chmod(other, 0644), 0);
+
+    /* A symbolic link in place of the key is not followed. */
+    path_of(other, sizeof(other), f->dir, "real.key");
+    assert_int_equal(rename(key, other), 0);
+    assert_int_equal(symlink("real.key", key), 0);
+    expect_refused(f->dir, key, "symbolic link", 1);
+    assert_int_equal(unlink(key), 0);
+    assert_int_equal(rename(other, key), 0);
+
+    if (geteuid() == 0) {
+        /* As root: a directory or key owned by someone else. */
+        assert_int_equal(chown(f->dir, 65534, 65534), 0);
+        expect_refused(f->dir, f->dir, "owned by uid 65534", 1);
+        assert_int_equal(sd_pki_revoke(f->dir, "ok", NULL, NULL, &err), -1);
+        assert_non_null(strstr(err.msg, "owned by uid 65534"));
+        assert_int_equal(sd_pki_init(f->dir, NULL, 30, 1, &err), -1);
+        assert_non_null(strstr(err.msg, "owned by uid 65534"));
+        assert_int_equal(chown(f->dir, 0, 0), 0);
+        assert_int_equal(chown(key, 65534, 65534), 0);
+        expect_refused(f->dir, key, "owned by uid 65534", 1);
+        assert_int_equal(chown(key, 0, 0), 0);
+    }
+
+    /* Restored: everything works again. */
+    req.name = "fine";
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
+    assert_int_equal(sd_pki_revoke(f->dir, "ok", NULL, NULL, &err), 0);
+    assert_int_equal(sd_pki_crl(f->dir, 7, NULL, &err), 0);
+}
+
+/* Keys are created 0600 whatever the umask; certificates 0644. */
+static void test_modes_under_open_umask(void **state)
+{
+    struct fixture *f = *state;
+    struct sd_pki_issue_req req = {
+        .dir = f->dir, .name = "wide", .usage = SD_PKI_CLIENT, .days = 1,
+    };
+    struct sd_err err = {{0}};
+    mode_t old = umask(0);
+
+    assert_int_equal(sd_pki_issue(&req, NULL, 0, &err), 0);
+    assert_int_equal(sd_pki_init(f->dir, NULL, 30, 1, &err), 0);
+    umask(old);
+    assert_int_equal(file_mode(f->dir, "wide.key"), 0600);
+    assert_int_equal(file_mode(f->dir, "wide.crt"), 0644);
+    assert_int_equal(file_mode(f->dir, "ca.key"), 0600);
+    assert_int_equal(file_mode(f->dir, ".lock"), 0600);
+    assert_int_equal(file_mode(f->dir, "issued.txt"), 0644);
 }
 
 /* ---- command line ---- */
@@ -588,6 +926,14 @@ static void test_cli_exit_codes(void **state)
     assert_int_equal(run(13, "pki", "issue", "--dir", d, "--name", "web", "--server",
                          "--dns", "web.test", "--ip", "::1", "--days", "2"), 0);
     assert_int_equal(file_mode(d, "web.key"), 0600);
+    assert_int_equal(run(7, "pki", "issue", "--dir", d, "--name", "web", "--server"), 1);
+    assert_int_equal(run(8, "pki", "issue", "--dir", d, "--name", "web", "--server",
+                         "--reissue"), 0);
+    assert_int_equal(run(4, "pki", "revoke", "--dir", d), 2);
+    assert_int_equal(run(8, "pki", "revoke", "--dir", d, "--name", "web", "--serial",
+                         "01"), 2);
+    assert_int_equal(run(6, "pki", "revoke", "--dir", d, "--serial", "zz"), 2);
+    assert_int_equal(run(6, "pki", "revoke", "--dir", d, "--serial", "01"), 1);
     assert_int_equal(run(6, "pki", "revoke", "--dir", d, "--name", "web"), 0);
     assert_int_equal(run(6, "pki", "crl", "--dir", d, "--days", "1"), 0);
     assert_true(file_exists(d, "crl.pem"));
@@ -605,6 +951,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_issue_missing_ca, setup_ca, teardown_ca),
         cmocka_unit_test_setup_teardown(test_revoke_and_crl, setup_ca, teardown_ca),
         cmocka_unit_test_setup_teardown(test_revoke_foreign_cert, setup_ca, teardown_ca),
+        cmocka_unit_test_setup_teardown(test_reissue_needs_flag_and_revoke_reaches_all,
+                                        setup_ca, teardown_ca),
+        cmocka_unit_test_setup_teardown(test_revoke_by_serial, setup_ca, teardown_ca),
+        cmocka_unit_test_setup_teardown(test_reissue_records_legacy_cert, setup_ca,
+                                        teardown_ca),
+        cmocka_unit_test_setup_teardown(test_crl_number_never_goes_back, setup_ca,
+                                        teardown_ca),
+        cmocka_unit_test_setup_teardown(test_init_needs_empty_dir, setup_ca, teardown_ca),
+        cmocka_unit_test_setup_teardown(test_refuses_foreign_or_open_files, setup_ca,
+                                        teardown_ca),
+        cmocka_unit_test_setup_teardown(test_modes_under_open_umask, setup_ca, teardown_ca),
         cmocka_unit_test_setup_teardown(test_cli_exit_codes, setup_ca, teardown_ca),
     };
 
