@@ -14,6 +14,7 @@ static const char sd_serve_usage[] =
     "Usage: steeldoor serve --listen ADDR:PORT --target ADDR:PORT|unix:/PATH\n"
     "                       --cert FILE --key FILE --cacert FILE|DIR RULE... [options]\n"
     "       steeldoor serve --config FILE [--workers N] [--drain-timeout DUR] [--max-conns N]\n"
+    "                       [--user NAME[:GROUP]]\n"
     "\n"
     "Terminates TLS 1.3/1.2 and forwards the bytes to the target. Every connection\n"
     "must present a client certificate that chains to --cacert; there is no way to\n"
@@ -54,6 +55,9 @@ static const char sd_serve_usage[] =
     "  --workers N               worker processes, default one per core\n"
     "  --drain-timeout DUR       on SIGTERM, wait this long for connections, default 30s\n"
     "  --max-conns N             connections per worker, default 10000\n"
+    "  --user NAME[:GROUP]       after binding, run as this account (start as root):\n"
+    "                            no capabilities, no new privileges; reloads read\n"
+    "                            the files as it\n"
     "Reload (SIGHUP, or automatically when a file changes):\n"
     "  --no-watch                reload on SIGHUP only, not on file changes\n"
     "  --keep-revoked-connections  on reload, keep open connections whose client\n"
@@ -69,7 +73,7 @@ enum {
     OPT_WORKERS, OPT_DRAIN_TIMEOUT, OPT_MAX_CONNS, OPT_ALLOW_URI, OPT_ALLOW_DNS,
     OPT_ALLOW_CN, OPT_ALLOW_OU, OPT_ALLOW_SPKI, OPT_CRL, OPT_CRL_GRACE,
     OPT_VERIFY_DEPTH, OPT_PROXY_PROTOCOL, OPT_NO_WATCH, OPT_KEEP_REVOKED,
-    OPT_EXPIRY_WARNING, OPT_SESSION_LIFETIME,
+    OPT_EXPIRY_WARNING, OPT_SESSION_LIFETIME, OPT_USER,
     OPT_END_ /* keep last */
 };
 _Static_assert(OPT_END_ - OPT_LISTEN <= 64, "sd_cli_serve_parse: seen[] too small");
@@ -102,6 +106,7 @@ static const struct option sd_serve_opts[] = {
     { "no-watch", no_argument, NULL, OPT_NO_WATCH },
     { "keep-revoked-connections", no_argument, NULL, OPT_KEEP_REVOKED },
     { "expiry-warning", required_argument, NULL, OPT_EXPIRY_WARNING },
+    { "user", required_argument, NULL, OPT_USER },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -147,7 +152,7 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
                        struct sd_files *files, struct sd_err *err)
 {
     struct sd_listener_conf *l;
-    const char *config = NULL;
+    const char *config = NULL, *user = NULL;
     int opt, listener_flags = 0, workers_set = 0, drain_set = 0, maxc_set = 0;
     int no_watch = 0, keep_revoked = 0, expiry_set = 0;
     uint32_t workers = 0, drain = 0, maxc = 0, expiry = 0;
@@ -261,6 +266,9 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
                 return -1;
             expiry_set = 1;
             continue;
+        case OPT_USER:
+            user = optarg; /* resolved by the master at start */
+            continue;
         case ':':
             return sd_err_set(err, "%s needs a value", argv[optind - 1]);
         default:
@@ -297,6 +305,8 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
         cfg->close_revoked = 0;
     if (expiry_set)
         cfg->expiry_warning_s = expiry;
+    if (user != NULL && sd_config_set_str(&cfg->user, user, err) != 0)
+        return -1;
     return 0;
 }
 

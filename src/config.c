@@ -51,6 +51,7 @@ void sd_config_free(struct sd_config *cfg)
         return;
     sd_config_drop_listeners(cfg);
     free(cfg->source);
+    free(cfg->user);
     free(cfg);
 }
 

@@ -318,6 +318,9 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
             rc = sd_yaml_bool(k, v, &cfg->close_revoked, err);
         } else if (strcmp(k, "expiry-warning") == 0) {
             rc = sd_config_parse_seconds(k, v, &cfg->expiry_warning_s, err);
+        } else if (strcmp(k, "user") == 0) {
+            /* Resolved by the master at start (sd_privs_resolve). */
+            rc = sd_config_set_str(&cfg->user, v, err);
         } else {
             return sd_err_set(err, "%s: unknown key '%s'", where, k);
         }

@@ -64,86 +64,193 @@ static struct sd_file *sd_files_add(struct sd_files *fs, const char *path)
     return f;
 }
 
-static int sd_files_skip(const struct dirent *d)
+/* Names in a directory listing, sorted byte-wise (strcmp, not the locale's
+ * collation) so that master and workers agree on the order. */
+static int sd_files_name_cmp(const void *a, const void *b)
 {
-    return d->d_name[0] != '.';
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Fills f from disk. Returns 0, or an errno (f is then SD_FILE_ERR). */
+/* Grows a buffer that may hold a private key: the old bytes are wiped, never
+ * left behind in freed memory as realloc() would. */
+static unsigned char *sd_files_grow(unsigned char *old, size_t used, size_t cap)
+{
+    unsigned char *p = malloc(cap);
+
+    if (p == NULL)
+        return NULL;
+    if (old != NULL) {
+        memcpy(p, old, used);
+        explicit_bzero(old, used);
+        free(old);
+    }
+    return p;
+}
+
+/* Lists the directory open on fd (taken over: closed here) into f as
+ * NUL-separated sorted names; hidden names are left out. Returns 0 or an
+ * errno. The listing is of the very directory that was opened and checked. */
+static int sd_files_list(struct sd_file *f, int fd, size_t cap)
+{
+    DIR *d = fdopendir(fd);
+    char **names = NULL;
+    size_t n = 0, ncap = 0, len = 0, off = 0, i;
+    struct dirent *de;
+    int e = 0;
+
+    if (d == NULL) {
+        e = errno;
+        close(fd);
+        return e;
+    }
+    for (;;) {
+        size_t l;
+        errno = 0;
+        de = readdir(d);
+        if (de == NULL) {
+            e = errno; /* 0 at the end of the directory */
+            break;
+        }
+        if (de->d_name[0] == '.')
+            continue;
+        l = strlen(de->d_name) + 1;
+        if (len + l > cap) {
+            e = EFBIG; /* a listing is bounded like a file */
+            break;
+        }
+        if (n == ncap) {
+            size_t c = ncap ? ncap * 2 : 32;
+            char **v = realloc(names, c * sizeof(*v));
+            if (v == NULL) {
+                e = ENOMEM;
+                break;
+            }
+            names = v;
+            ncap = c;
+        }
+        names[n] = strdup(de->d_name);
+        if (names[n] == NULL) {
+            e = ENOMEM;
+            break;
+        }
+        n++;
+        len += l;
+    }
+    closedir(d);
+    if (e == 0) {
+        qsort(names, n, sizeof(*names), sd_files_name_cmp);
+        f->data = malloc(len ? len : 1);
+        if (f->data == NULL)
+            e = ENOMEM;
+    }
+    for (i = 0; i < n; i++) {
+        size_t l = strlen(names[i]) + 1;
+        if (e == 0) {
+            memcpy(f->data + off, names[i], l);
+            off += l;
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (e == 0) {
+        f->kind = SD_FILE_DIR;
+        f->len = len;
+    }
+    return e;
+}
+
+/* Fills f from disk. Returns 0, or an errno (f is then SD_FILE_ERR).
+ *
+ * Anyone who may write to a configured directory can put any kind of file
+ * at a configured path, and swap it at any moment. So: the path is opened
+ * without blocking (a FIFO opens at once instead of waiting for a writer,
+ * O_NOCTTY keeps a terminal from becoming ours), the opened descriptor is
+ * what is checked (a path checked before opening may be another file by
+ * then), anything but a regular file or a directory is refused, and a file
+ * is read to its end under a cap, whatever size it had a moment ago: the
+ * bytes recorded (and later validated) are exactly those read. */
 static int sd_files_load(struct sd_file *f, size_t budget)
 {
+    size_t cap = budget < SD_FILES_MAX_FILE ? budget : SD_FILES_MAX_FILE;
+    size_t alloc = 0;
     struct stat st;
-    int fd = -1, e = 0;
+    int fd, e = 0;
 
-    if (stat(f->path, &st) != 0) {
+    fd = open(f->path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
         e = errno;
-        goto fail;
+        goto out;
+    }
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+        goto out;
     }
     f->mode = (unsigned)(st.st_mode & 07777);
     if (S_ISDIR(st.st_mode)) {
-        struct dirent **names = NULL;
-        int i, count = scandir(f->path, &names, sd_files_skip, alphasort);
-        size_t len = 0, off = 0;
-        if (count < 0) {
-            e = errno;
-            goto fail;
-        }
-        for (i = 0; i < count; i++)
-            len += strlen(names[i]->d_name) + 1;
-        f->data = malloc(len ? len : 1);
-        for (i = 0; i < count; i++) {
-            size_t l = strlen(names[i]->d_name) + 1;
-            if (f->data != NULL)
-                memcpy(f->data + off, names[i]->d_name, l);
-            off += l;
-            free(names[i]);
-        }
-        free(names);
-        if (f->data == NULL) {
-            e = ENOMEM;
-            goto fail;
-        }
-        f->kind = SD_FILE_DIR;
-        f->len = len;
-        return 0;
+        e = sd_files_list(f, fd, cap);
+        fd = -1; /* closed by sd_files_list */
+        goto out;
     }
     if (!S_ISREG(st.st_mode)) {
         e = EINVAL;
-        goto fail;
+        goto out;
     }
-    if ((size_t)st.st_size > SD_FILES_MAX_FILE || (size_t)st.st_size > budget) {
-        e = EFBIG;
-        goto fail;
-    }
-    fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        e = errno;
-        goto fail;
-    }
-    f->data = malloc((size_t)st.st_size + 1);
+    /* The size is only a first guess for the buffer; one byte more than
+     * the cap is room to notice a file that is too large. */
+    alloc = st.st_size > 0 && (size_t)st.st_size < cap ? (size_t)st.st_size + 1 : 4096;
+    if (alloc > cap + 1)
+        alloc = cap + 1;
+    f->data = malloc(alloc);
     if (f->data == NULL) {
         e = ENOMEM;
-        goto fail;
+        goto out;
     }
-    while (f->len < (size_t)st.st_size) {
-        ssize_t r = read(fd, f->data + f->len, (size_t)st.st_size - f->len);
+    for (;;) {
+        ssize_t r;
+        if (f->len == alloc) {
+            size_t grown = alloc > (cap + 1) / 2 ? cap + 1 : alloc * 2;
+            unsigned char *p;
+            if (alloc == cap + 1) {
+                e = EFBIG;
+                goto out;
+            }
+            p = sd_files_grow(f->data, f->len, grown);
+            if (p == NULL) {
+                e = ENOMEM;
+                goto out;
+            }
+            f->data = p;
+            alloc = grown;
+        }
+        r = read(fd, f->data + f->len, alloc - f->len);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
-            break; /* shrank while reading: keep what was there */
+        if (r < 0) {
+            e = errno;
+            goto out;
+        }
+        if (r == 0)
+            break; /* end of file: what was read is the file */
         f->len += (size_t)r;
     }
-    close(fd);
+    if (f->len > cap) {
+        e = EFBIG;
+        goto out;
+    }
     f->kind = SD_FILE_REG;
-    return 0;
-fail:
+out:
     if (fd >= 0)
         close(fd);
-    free(f->data);
-    f->data = NULL;
-    f->len = 0;
-    f->kind = SD_FILE_ERR;
-    f->err_no = e;
+    if (e != 0) {
+        if (f->data != NULL) {
+            explicit_bzero(f->data, alloc); /* may hold part of a key */
+            free(f->data);
+        }
+        f->data = NULL;
+        f->len = 0;
+        f->kind = SD_FILE_ERR;
+        f->err_no = e;
+    }
     return e;
 }
 

@@ -5,6 +5,7 @@
 #include "sd/audit.h"
 #include "sd/cli.h"
 #include "sd/pki.h"
+#include "sd/privs.h"
 
 static const char sd_usage[] =
     "Usage: steeldoor COMMAND [options]\n"
@@ -23,6 +24,14 @@ static const char sd_usage[] =
 
 int main(int argc, char **argv)
 {
+    struct sd_err err;
+
+    /* Before any command reads a key (the server's, a CA's, a client's):
+     * no core file and no ptrace by the same user may ever hold one. */
+    if (sd_privs_no_core(&err) != 0) {
+        fprintf(stderr, "steeldoor: %s\n", err.msg);
+        return 1;
+    }
     if (argc < 2) {
         fputs(sd_usage, stderr);
         return 2;

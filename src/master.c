@@ -2,6 +2,7 @@
 #include "sd/master.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/log.h"
+#include "sd/privs.h"
 #include "sd/sesscache.h"
 #include "sd/tls.h"
 #include "sd/watch.h"
@@ -53,6 +55,8 @@ struct sd_master {
     int64_t kill_at_ms;
     int64_t expiry_check_ms;
     struct sd_sesscache *cache;  /* shared by all workers */
+    struct sd_privs privs;       /* the --user account, when dropped is set */
+    int dropped;                 /* runs as privs since start (no capabilities) */
 };
 
 /* Rows: a reload opens the sockets of the listeners it adds before it
@@ -364,6 +368,54 @@ static void sd_master_stop(struct sd_master *m, const char *why)
     m->kill_at_ms = sd_now_ms() + m->gen->cfg->drain_timeout_ms + SD_KILL_GRACE_MS;
 }
 
+/* Who the processes run as, once at start. */
+static void sd_master_log_privileges(const struct sd_master *m)
+{
+    struct sd_logline l;
+
+    if (!m->dropped) {
+        sd_log_begin(&l, "warn", "privileges");
+        sd_log_str(&l, "user", "root");
+        sd_log_str(&l, "msg", "master and workers run as root with every capability; "
+                   "--user NAME (or 'user:' in the config file) runs them unprivileged "
+                   "once the listeners are bound");
+        sd_log_end(&l);
+        return;
+    }
+    sd_log_begin(&l, "info", "privileges_dropped");
+    sd_log_str(&l, "user", m->privs.spec);
+    sd_log_u64(&l, "uid", m->privs.uid);
+    sd_log_u64(&l, "gid", m->privs.gid);
+    sd_log_u64(&l, "groups", m->privs.ngroups);
+    sd_log_bool(&l, "capabilities", 0);
+    sd_log_bool(&l, "no_new_privs", 1);
+    sd_log_bool(&l, "dumpable", 0);
+    sd_log_end(&l);
+}
+
+/* After the switch: a file of the configuration the account cannot read
+ * would make every later reload fail (a certificate rotation, say), so it
+ * is said at start, not at the first rotation. access() checks with the
+ * real ids, which are the account's now, and never opens (or waits on) the
+ * file. */
+static void sd_master_check_readable(const struct sd_file *f, void *arg)
+{
+    const struct sd_master *m = arg;
+    struct sd_logline l;
+
+    if (f->kind == SD_FILE_ERR ||
+        access(f->path, f->kind == SD_FILE_DIR ? R_OK | X_OK : R_OK) == 0)
+        return;
+    sd_log_begin(&l, "warn", "privileges");
+    sd_log_str(&l, "file", f->path);
+    sd_log_str(&l, "user", m->privs.spec);
+    sd_log_str(&l, "error", strerror(errno));
+    sd_log_str(&l, "msg", "the account steeldoor now runs as cannot read this file: every "
+               "reload fails until it can (make it and its directories readable by the "
+               "account, e.g. group-owned by its group, mode 0640 / 0750)");
+    sd_log_end(&l);
+}
+
 static void sd_master_log_listening(const struct sd_master *m, const struct sd_listener_conf *lc)
 {
     struct sd_logline l;
@@ -422,6 +474,44 @@ static void sd_master_send(struct sd_master *m, int i, struct sd_ctl_msg *cm_msg
     }
 }
 
+/* The lowest port an unprivileged process may bind. */
+static unsigned sd_master_unprivileged_port(void)
+{
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re");
+    unsigned port = 1024;
+
+    if (f != NULL) {
+        if (fscanf(f, "%u", &port) != 1)
+            port = 1024;
+        fclose(f);
+    }
+    return port;
+}
+
+/* After the switch to --user, a reload cannot bind a privileged port (no
+ * capability is left to do it): says so, rather than leave a bare
+ * "Permission denied" to puzzle over. */
+static void sd_master_explain_bind(const struct sd_master *m, const struct sd_addr *addr,
+                                   struct sd_err *err)
+{
+    unsigned port = 0, start;
+    size_t n = strlen(err->msg);
+
+    if (!m->dropped)
+        return;
+    if (addr->ss.ss_family == AF_INET)
+        port = ntohs(((const struct sockaddr_in *)&addr->ss)->sin_port);
+    else if (addr->ss.ss_family == AF_INET6)
+        port = ntohs(((const struct sockaddr_in6 *)&addr->ss)->sin6_port);
+    start = sd_master_unprivileged_port();
+    if (port >= start || n >= sizeof(err->msg) - 1)
+        return;
+    snprintf(err->msg + n, sizeof(err->msg) - n, " (port %u is below %u, "
+             "net.ipv4.ip_unprivileged_port_start, and steeldoor runs as %s without any "
+             "capability since it started: a listener on it can only be added by a restart)",
+             port, start, m->privs.spec);
+}
+
 /* Builds and checks a whole new generation from a fresh snapshot of the
  * files; only if all of it is valid (and the sockets of the listeners it
  * adds are open) is it swapped in, and the workers get that same snapshot,
@@ -448,6 +538,7 @@ static void sd_master_reload(struct sd_master *m, const char *why)
             if (sd_master_row_of(m, &lc->listen_addr) >= 0)
                 continue;
             if (sd_master_open_row(m, &lc->listen_addr, &err) != 0) {
+                sd_master_explain_bind(m, &lc->listen_addr, &err);
                 sd_err_prefix(&err, lc->name);
                 sd_gen_unref(g);
                 g = NULL;
@@ -479,6 +570,12 @@ static void sd_master_reload(struct sd_master *m, const char *why)
     if (g->cfg->workers != m->nworkers)
         sd_log_msg("warn", "reload", "workers %d -> %d: the number of workers changes "
                    "only on restart", m->nworkers, g->cfg->workers);
+    if ((g->cfg->user == NULL) != !m->dropped ||
+        (m->dropped && strcmp(g->cfg->user, m->privs.spec) != 0))
+        sd_log_msg("warn", "reload", "user: the configuration now says %s; the account "
+                   "steeldoor runs as (%s) changes only on restart",
+                   g->cfg->user != NULL ? g->cfg->user : "none",
+                   m->dropped ? m->privs.spec : "the one it started as");
     g->cfg->workers = m->nworkers;
     sd_gen_unref(m->gen);
     m->gen = g;
@@ -614,7 +711,10 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     m.src = src;
     signal(SIGPIPE, SIG_IGN);
     m.files = files;
-    if (sd_tls_init(&err) != 0) {
+    /* The account is looked up before anything is bound or built, so a
+     * typo stops the start at once (and while NSS is still reachable). */
+    if ((cfg->user != NULL && sd_privs_resolve(cfg->user, &m.privs, &err) != 0) ||
+        sd_tls_init(&err) != 0) {
         sd_config_free(cfg);
         sd_files_free(files);
         fprintf(stderr, "steeldoor: %s\n", err.msg);
@@ -661,6 +761,21 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     for (i = 0; i < m.gen->cfg->nlisteners; i++)
         sd_master_log_listening(&m, &m.gen->cfg->listeners[i]);
     sd_master_warn_expiry(&m);
+    /* Every socket is bound and every key read: the privileges are no
+     * longer needed. The lines above opened the log sink as root (an
+     * unprivileged account could not reopen the caller's pipe or
+     * terminal); workers are forked after this, so they never have any. */
+    if (m.gen->cfg->user != NULL) {
+        if (sd_privs_drop(&m.privs, &err) != 0) {
+            fprintf(stderr, "steeldoor: --user %s: %s\n", m.privs.spec, err.msg);
+            goto out;
+        }
+        m.dropped = 1;
+        sd_master_log_privileges(&m);
+        sd_files_each(m.files, sd_master_check_readable, &m);
+    } else if (geteuid() == 0) {
+        sd_master_log_privileges(&m);
+    }
     for (w = 0; w < m.nworkers; w++)
         sd_master_spawn(&m, w);
     rc = sd_master_loop(&m);

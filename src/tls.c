@@ -1404,9 +1404,13 @@ static int sd_tls_load_identity(SSL_CTX *ctx, struct sd_files *files,
         sd_err_openssl(err, "%s: private key does not match certificate %s", lc->key, lc->cert);
         goto out;
     }
-    if (!sd_files_frozen(files) && (kf->mode & 077) != 0)
-        sd_log_msg("warn", "config", "%s: private key is readable by group or others "
-                   "(mode %03o); it should be 0600", lc->key, kf->mode & 0777);
+    /* Group read is how an unprivileged account (--user) is given a key
+     * root owns (root:steeldoor 0640, as Debian's ssl-cert group); any
+     * access by others, or group write, is a mistake. */
+    if (!sd_files_frozen(files) && (kf->mode & 027) != 0)
+        sd_log_msg("warn", "config", "%s: private key is accessible to others or writable "
+                   "by its group (mode %03o); it should be 0600, or 0640 for a group "
+                   "that only the steeldoor account is in", lc->key, kf->mode & 0777);
     rc = 0;
 out:
     X509_free(x);

@@ -67,6 +67,7 @@ struct sd_config {
     int watch;                 /* reload when a file changes (inotify) */
     int close_revoked;         /* on reload, close connections no longer admitted */
     uint32_t expiry_warning_s; /* warn about certificates expiring within this */
+    char *user;                /* NAME[:GROUP] to run as after binding, or NULL */
 };
 
 /* Returns a config with defaults and no listener; NULL on allocation failure.

@@ -410,3 +410,20 @@ def test_second_yaml_document_refused(sd_bin, pki, tmp_path, target):
                "---\nworkers: 2\n")
     err = expect_startup_failure(sd_bin, ["serve", "--config", p], tmp_path, [port])
     assert p.name in err and "second YAML document" in err and "line 9" in err, err
+
+
+@pytest.mark.parametrize("mode,warned", [(0o600, False), (0o640, False), (0o644, True),
+                                         (0o660, True), (0o604, True)])
+def test_private_key_mode_warning(steeldoor, echo_backend, pki, tmp_path, mode, warned):
+    """A key others can read, or its group can write, is warned about at
+    start; 0600 and 0640 (group read: how an unprivileged --user account is
+    given a key root owns) are not."""
+    key = tmp_path / "api-mode.key"
+    key.write_bytes(open(pki.server_key, "rb").read())
+    key.chmod(mode)
+    port = free_port()
+    args = [str(a) for a in serve_args(pki, port, echo_backend.target)]
+    args[args.index("--key") + 1] = str(key)
+    sd = steeldoor(args=args, wait_ports=[("127.0.0.1", port)])
+    lines = [e for e in sd.logs() if e.get("event") == "config" and "private key" in e.get("msg", "")]
+    assert bool(lines) == warned, (oct(mode), lines)

@@ -64,6 +64,7 @@ static const struct key keys[] = {
     { "watch", "false", 0, TOP },
     { "close-revoked", "false", 0, TOP },
     { "expiry-warning", "1d", 0, TOP },
+    { "user", "nobody", 0, TOP },
     { "listeners", NULL, 0, TOP },
     /* command-line only */
     { "config", NULL, 0, CLI_ONLY },
