@@ -25,6 +25,7 @@
  * alert, or a difference, is a refusal (sd_audit_refuse).
  */
 #include "sd/audit.h"
+#include "sd/files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -135,6 +136,37 @@ static int sd_audit_no_pass(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
+/* A file given on the command line, as a memory BIO: read through the
+ * snapshot reader (never blocks on a FIFO or a device, refuses anything but
+ * a regular file, reads to end of file with a cap); the bytes are copied and
+ * the snapshot, which may hold a key, is wiped when freed. */
+static BIO *sd_audit_file_bio(const char *path, struct sd_err *err)
+{
+    struct sd_files *fs = sd_files_new();
+    const struct sd_file *f = NULL;
+    BIO *bio = NULL;
+
+    if (fs == NULL) {
+        sd_err_set(err, "out of memory");
+        return NULL;
+    }
+    if (sd_files_get(fs, path, &f, err) != 0)
+        goto out;
+    if (f->kind != SD_FILE_REG) {
+        sd_err_set(err, "%s: not a regular file", path);
+        goto out;
+    }
+    bio = BIO_new(BIO_s_mem());
+    if (bio == NULL || (f->len > 0 && BIO_write(bio, f->data, (int)f->len) != (int)f->len)) {
+        BIO_free(bio);
+        bio = NULL;
+        sd_err_set(err, "%s: out of memory", path);
+    }
+out:
+    sd_files_free(fs);
+    return bio;
+}
+
 /* Loads the control: the certificate, any chain after it, and its key. */
 static int sd_audit_load_control(const struct sd_audit_opts *o, struct sd_audit_cred *c,
                                  struct sd_err *err)
@@ -143,11 +175,9 @@ static int sd_audit_load_control(const struct sd_audit_opts *o, struct sd_audit_
     X509 *x;
     int rc = -1;
 
-    bio = BIO_new_file(o->cert, "r");
-    if (bio == NULL) {
-        sd_err_openssl(err, "%s: cannot open", o->cert);
+    bio = sd_audit_file_bio(o->cert, err);
+    if (bio == NULL)
         goto out;
-    }
     c->crt = PEM_read_bio_X509(bio, NULL, sd_audit_no_pass, NULL);
     if (c->crt == NULL) {
         sd_err_openssl(err, "%s: not a PEM certificate", o->cert);
@@ -167,11 +197,9 @@ static int sd_audit_load_control(const struct sd_audit_opts *o, struct sd_audit_
     }
     ERR_clear_error(); /* the end of the file */
     BIO_free(bio);
-    bio = BIO_new_file(o->key, "r");
-    if (bio == NULL) {
-        sd_err_openssl(err, "%s: cannot open", o->key);
+    bio = sd_audit_file_bio(o->key, err);
+    if (bio == NULL)
         goto out;
-    }
     c->key = PEM_read_bio_PrivateKey(bio, NULL, sd_audit_no_pass, NULL);
     if (c->key == NULL) {
         sd_err_openssl(err, "%s: not an unencrypted PEM private key", o->key);
@@ -188,16 +216,41 @@ out:
     return rc;
 }
 
+/* Every certificate of the CA file, as a trust store. */
+static X509_STORE *sd_audit_load_store(const char *path, struct sd_err *err)
+{
+    BIO *bio = sd_audit_file_bio(path, err);
+    X509_STORE *store = bio != NULL ? X509_STORE_new() : NULL;
+    X509 *x;
+    int n = 0;
+
+    while (store != NULL && (x = PEM_read_bio_X509(bio, NULL, sd_audit_no_pass, NULL)) != NULL) {
+        int ok = X509_STORE_add_cert(store, x);
+        X509_free(x);
+        if (!ok) {
+            X509_STORE_free(store);
+            store = NULL;
+        }
+        n++;
+    }
+    ERR_clear_error(); /* the end of the file */
+    if (bio != NULL && (store == NULL || n == 0)) {
+        X509_STORE_free(store);
+        store = NULL;
+        sd_err_set(err, "%s: cannot load CA certificates", path);
+    }
+    BIO_free(bio);
+    return store;
+}
+
 /* The first certificate of the CA file: whose name the forgeries borrow. */
 static X509 *sd_audit_load_ca(const char *path, struct sd_err *err)
 {
-    BIO *bio = BIO_new_file(path, "r");
+    BIO *bio = sd_audit_file_bio(path, err);
     X509 *x = NULL;
 
-    if (bio == NULL) {
-        sd_err_openssl(err, "%s: cannot open", path);
+    if (bio == NULL)
         return NULL;
-    }
     x = PEM_read_bio_X509(bio, NULL, sd_audit_no_pass, NULL);
     if (x == NULL)
         sd_err_openssl(err, "%s: not a PEM certificate", path);
@@ -1432,11 +1485,9 @@ int sd_audit_run(const struct sd_audit_opts *o, struct sd_audit_report *rep,
     r.ca = sd_audit_load_ca(o->cacert, err);
     if (r.ca == NULL)
         goto out;
-    r.store = X509_STORE_new();
-    if (r.store == NULL || X509_STORE_load_file(r.store, o->cacert) != 1) {
-        sd_err_openssl(err, "%s: cannot load CA certificates", o->cacert);
+    r.store = sd_audit_load_store(o->cacert, err);
+    if (r.store == NULL)
         goto out;
-    }
     if (sd_audit_make_creds(&r, err) != 0)
         goto out;
 

@@ -138,7 +138,8 @@ static int sd_files_list(struct sd_file *f, int fd, size_t cap)
     }
     closedir(d);
     if (e == 0) {
-        qsort(names, n, sizeof(*names), sd_files_name_cmp);
+        if (n > 0) /* an empty directory has no array at all */
+            qsort(names, n, sizeof(*names), sd_files_name_cmp);
         f->data = malloc(len ? len : 1);
         if (f->data == NULL)
             e = ENOMEM;

@@ -11,6 +11,15 @@
  *
  * Bounded: a file larger than SD_FILES_MAX_FILE, or snapshots larger than
  * SD_FILES_MAX_TOTAL, are refused with an error naming the file.
+ *
+ * Never blocking, never mixing: whoever may write to a configured directory
+ * can put anything at a configured path and swap it at any moment. A path is
+ * opened without waiting (O_NONBLOCK: a FIFO without a writer opens at once),
+ * the opened descriptor is what is checked (fstat: anything but a regular
+ * file or a directory is refused as "not a regular file or directory"), and
+ * a file is read to its end under the cap, whatever size it had a moment
+ * before. So a load, and the master's fingerprint check, cannot hang on a
+ * FIFO, and the bytes recorded (then validated, then run) are one whole file.
  */
 #ifndef SD_FILES_H
 #define SD_FILES_H

@@ -90,6 +90,10 @@ static void test_snapshot_and_fingerprint(void **state)
     put("cas/b.pem", "ca-b"); /* a new CA in the directory */
     assert_true(a != sd_files_fingerprint_disk(fs));
     put("missing", "now here"); /* a file that appears */
+    assert_int_equal(mkdir(p("empty"), 0700), 0);
+    assert_int_equal(sd_files_get(fs, p("empty"), &f, &err), 0); /* an empty listing */
+    assert_int_equal(f->kind, SD_FILE_DIR);
+    assert_int_equal(f->len, 0);
     unlink(p("cas/b.pem"));
     assert_true(a != sd_files_fingerprint_disk(fs));
     sd_files_free(fs);
