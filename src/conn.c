@@ -174,16 +174,22 @@ static void sd_conn_refuse(struct sd_conn *c, const char *reason, const char *de
  * and then finish its handshakes under the configuration that no longer
  * exists. If a reload happened meanwhile, the client is judged again by the
  * current generation. Returns 1 when it was refused. */
+/* Would generation `now` admit c's client? NULL, or the reason it would
+ * not (its listener gone: "listener_removed"). */
+static const char *sd_conn_verdict(const struct sd_conn *c, struct sd_gen *now)
+{
+    int i = sd_gen_find_listener(now, &c->conf->listen_addr);
+
+    return i < 0 ? "listener_removed" : sd_tls_conn_judge(c->tls, now->tls[i]);
+}
+
 static int sd_conn_rejudge(struct sd_conn *c)
 {
-    struct sd_gen *now = c->w->gen;
     const char *reason;
-    int i;
 
-    if (c->gen == now)
+    if (c->gen == c->w->gen)
         return 0;
-    i = sd_gen_find_listener(now, &c->conf->listen_addr);
-    reason = i < 0 ? "listener_removed" : sd_tls_conn_judge(c->tls, now->tls[i]);
+    reason = sd_conn_verdict(c, c->w->gen);
     if (reason != NULL) {
         (void)sd_tls_shutdown(c->tls);
         sd_conn_refuse(c, reason, "handshake completed after a reload: the current "
@@ -585,15 +591,14 @@ void sd_conn_check_deadline(struct sd_conn *c)
 void sd_conn_judge(struct sd_conn *c, struct sd_gen *now)
 {
     const char *reason;
-    int i;
 
+    /* A connection whose listener is gone is closed by the worker itself
+     * (listener_removed), with the listener. */
     if (c->closed || c->gen == now ||
-        (c->state != SD_CONN_CONNECTING && c->state != SD_CONN_PROXYING))
+        (c->state != SD_CONN_CONNECTING && c->state != SD_CONN_PROXYING) ||
+        sd_gen_find_listener(now, &c->conf->listen_addr) < 0)
         return;
-    i = sd_gen_find_listener(now, &c->conf->listen_addr);
-    if (i < 0)
-        return;
-    reason = sd_tls_conn_judge(c->tls, now->tls[i]);
+    reason = sd_conn_verdict(c, now);
     if (reason == NULL)
         return;
     if (c->state == SD_CONN_CONNECTING)

@@ -21,7 +21,7 @@ import pytest
 import sdlib
 from sdlib import free_port, tls_connect, run
 from conftest import (expect_admitted, expect_refused, yaml_config, make_leaf, _now,
-                      tls_attempt)
+                      tls_attempt, wait_peer_closed)
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -601,21 +601,7 @@ def sd_pki(sd_bin, *args):
 
 def wait_closed(sock, deadline):
     """True if the peer closed (EOF/reset) before deadline; False if still open."""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        sock.settimeout(left)
-        try:
-            d = sock.recv(4096)
-        except socket.timeout:
-            return False
-        except (ssl.SSLError, OSError):
-            return True
-        if not d:
-            return True
-        # unexpected bytes: the echo backend never sends unprompted
-        raise AssertionError("unexpected data on a held connection: %r" % d[:100])
+    return wait_peer_closed(sock, deadline)
 
 
 LIVE = [("crl", "close"), ("allow", "close"), ("crl", "keep-flag"), ("allow", "keep-config")]
