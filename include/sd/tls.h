@@ -25,17 +25,11 @@
 #include "sd/config.h"
 #include "sd/err.h"
 #include "sd/log.h"
+#include "sd/stream.h"
 
 struct sd_tls;      /* per listener, shared by its connections */
 struct sd_tls_conn; /* per connection */
 
-enum sd_io {
-    SD_IO_OK = 0,
-    SD_IO_WANT_READ,
-    SD_IO_WANT_WRITE,
-    SD_IO_EOF,   /* the peer closed its side (close_notify, or TCP FIN) */
-    SD_IO_ERROR, /* fatal: the connection is over; see sd_tls_conn_reason() */
-};
 
 /* Builds the server context for one listener: loads and checks the server
  * certificate chain and key (must match, must be within validity), the CA
@@ -110,5 +104,11 @@ const char *sd_tls_conn_judge(const struct sd_tls_conn *c, struct sd_tls *now);
  * the listener that expires within within_s seconds (or has expired). */
 void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf *lc,
                         uint32_t within_s);
+
+/* A TLS stream (sd/stream.h) over an accepted, non-blocking socket, with
+ * tls's settings; the caller keeps owning fd. NULL on allocation failure. */
+struct sd_stream *sd_tls_stream_new(struct sd_tls *tls, int fd, enum sd_side side);
+/* TEMPORARY (until sd_peer is wired): the stream's sd_tls_conn. */
+struct sd_tls_conn *sd_tls_stream_conn(struct sd_stream *s);
 
 #endif
