@@ -12,17 +12,22 @@ BENCH_ARGS   ?=
 .PHONY: bench bench-build
 bench-build: $(BENCH_BINS)
 
+# The project's flags (sd_* in the Makefile) with the user's added, as for
+# src/; -Wconversion as well (BENCH_WCONV).
+BENCH_CC = $(CC) $(SD_ALL_CPPFLAGS) $(SD_ALL_CFLAGS) $(BENCH_WCONV)
+BENCH_WCONV := $(SD_WCONV)
+
 $(BENCH_OUT)/loadgen: bench/loadgen.c bench/bench.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+	$(BENCH_CC) -o $@ $< $(SD_ALL_LDFLAGS) $(LDLIBS)
 
 $(BENCH_OUT)/tlsfloor: bench/tlsfloor.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+	$(BENCH_CC) -o $@ $< $(SD_ALL_LDFLAGS) $(LDLIBS)
 
 $(BENCH_OUT)/backend: bench/backend.c bench/bench.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+	$(BENCH_CC) -o $@ $< $(SD_ALL_LDFLAGS)
 
 # Peers that are missing (and cannot be installed when not root) are skipped
 # by bench/run.py with a note, so a failing deps.sh does not stop the run.

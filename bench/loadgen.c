@@ -361,7 +361,8 @@ static void lg_handshake_done(struct lg_conn *c)
     if (!lg_tls_version[0]) {
         snprintf(lg_tls_version, sizeof(lg_tls_version), "%s", SSL_get_version(c->ssl));
         snprintf(lg_tls_cipher, sizeof(lg_tls_cipher), "%s", SSL_get_cipher_name(c->ssl));
-        const char *g = SSL_group_to_name(c->ssl, SSL_get_negotiated_group(c->ssl));
+        /* the macro returns SSL_ctrl()'s long; group ids fit in an int */
+        const char *g = SSL_group_to_name(c->ssl, (int)SSL_get_negotiated_group(c->ssl));
         snprintf(lg_tls_group, sizeof(lg_tls_group), "%s", g ? g : "?");
     }
     if (lg_measuring && c->in_phase && lg_mode == MODE_IDLE)

@@ -8,11 +8,30 @@ build="gcc make pkg-config libssl-dev libyaml-dev openssl"
 case "${1:-build}" in
 build) want="$build" ;;
 run)   want="$build curl python3" ;;
-test)  want="$build curl python3 python3-pytest python3-cryptography libcmocka-dev libjansson-dev procps iproute2 nginx-light haproxy" ;;
+test)  want="$build binutils curl python3 python3-pytest python3-cryptography libcmocka-dev libjansson-dev procps iproute2 nginx-light haproxy" ;;
 bench) want="$build curl python3 nginx-light libnginx-mod-stream haproxy stunnel4" ;;
-fuzz)  want="$build clang libclang-rt-14-dev" ;;
+fuzz)  want="$build clang libclang-rt-14-dev libjansson-dev" ;;
 *) echo "usage: $0 build|run|test|bench|fuzz" >&2; exit 2 ;;
 esac
+
+# libFuzzer ships in clang's runtime package; a clang without it (or a
+# broken one) fails here with a clear message, not in the middle of a build.
+check_fuzz() {
+    [ "${1:-build}" = fuzz ] || return 0
+    tmp=$(mktemp -d)
+    printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+        'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);' \
+        'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
+        > "$tmp/t.c"
+    if ! clang -fsanitize=fuzzer,address,undefined -o "$tmp/t" "$tmp/t.c" 2>"$tmp/err" ||
+       ! "$tmp/t" -runs=1 >/dev/null 2>&1; then
+        echo "steeldoor: clang cannot build a libFuzzer target (clang -fsanitize=fuzzer):" >&2
+        cat "$tmp/err" >&2
+        rm -rf "$tmp"
+        exit 1
+    fi
+    rm -rf "$tmp"
+}
 
 missing=""
 for p in $want; do
@@ -20,7 +39,10 @@ for p in $want; do
         missing="$missing $p"
     fi
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+    check_fuzz "${1:-build}"
+    exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "steeldoor: missing Debian packages:$missing" >&2
@@ -33,3 +55,4 @@ export DEBIAN_FRONTEND=noninteractive
 # install; the benchmark starts its own copies, so their services stay off.
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+check_fuzz "${1:-build}"

@@ -6,11 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sd/config.h"
+#include "sd/config_keys.h"
 #include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/master.h"
 
-static const char sd_serve_usage[] =
+/* getopt's value for the key sd_config_keys[i] is SD_CLI_OPT_BASE + i,
+ * above every character getopt returns. */
+#define SD_CLI_OPT_BASE 256
+#define SD_CLI_HELP_COL 28   /* where the help text of a flag starts */
+#define SD_CLI_HELP_WIDTH 80 /* longest line of --help */
+
+static const char sd_serve_usage_head[] =
     "Usage: steeldoor serve --listen ADDR:PORT --target ADDR:PORT|unix:/PATH\n"
     "                       --cert FILE --key FILE --cacert FILE|DIR RULE... [options]\n"
     "       steeldoor serve --config FILE [--workers N] [--drain-timeout DUR] [--max-conns N]\n"
@@ -19,97 +27,21 @@ static const char sd_serve_usage[] =
     "Terminates TLS 1.3/1.2 and forwards the bytes to the target. Every connection\n"
     "must present a client certificate that chains to --cacert; there is no way to\n"
     "make it optional and no plaintext listener.\n"
-    "\n"
-    "Listener (one listener from flags; many with --config):\n"
-    "  --listen ADDR:PORT        address to accept TLS on ([::1]:8443 for IPv6)\n"
-    "  --target ADDR:PORT        the protected service (or unix:/path/to.sock)\n"
-    "  --cert FILE               server certificate chain (PEM)\n"
-    "  --key FILE                server private key (PEM, mode 0600)\n"
-    "  --cacert FILE|DIR         CA bundle client certificates must chain to (a\n"
-    "                            directory: every PEM file in it; several roots)\n"
-    "Who may enter (repeatable; any match admits; without a rule steeldoor refuses\n"
-    "to start):\n"
-    "  --allow-uri PATTERN       URI SAN, e.g. spiffe://example.org/ns/*/sa/api;\n"
-    "                            '*' = one path segment, final '**' = one or more\n"
-    "  --allow-dns NAME          DNS SAN, exact, case-insensitive\n"
-    "  --allow-cn NAME           subject CN, exact\n"
-    "  --allow-ou NAME           subject OU, exact\n"
-    "  --allow-spki SHA256       pin: SHA-256 of the client's public key (hex or base64)\n"
-    "  --allow-all               any client whose certificate verifies (alone only)\n"
-    "Revocation and chains:\n"
-    "  --crl FILE                CRL, PEM or DER (repeatable); leaf and intermediates\n"
-    "                            are checked; every CA level then needs a CRL\n"
-    "  --crl-grace DUR           accept a CRL this long past nextUpdate (default 0)\n"
-    "  --verify-depth N          max intermediate CAs in a client chain (default 3)\n"
-    "Identity to the backend:\n"
-    "  --proxy-protocol          start each backend connection with a PROXY v2 header\n"
-    "                            carrying the client address and verified identity\n"
-    "  --name NAME               listener name in logs (default: the listen address)\n"
-    "  --handshake-timeout DUR   default 10s\n"
-    "  --connect-timeout DUR     backend connect, default 5s\n"
-    "  --idle-timeout DUR        no bytes either way, default 5m\n"
-    "  --session-lifetime DUR    a TLS session and those resumed from it live this\n"
-    "                            long after the full handshake, default 5m; 0: none\n"
-    "Process:\n"
-    "  --config FILE             YAML file with listeners (see docs/config.md)\n"
-    "  --workers N               worker processes, default one per core\n"
-    "  --drain-timeout DUR       on SIGTERM, wait this long for connections, default 30s\n"
-    "  --max-conns N             connections per worker, default 10000\n"
-    "  --user NAME[:GROUP]       after binding, run as this account (start as root):\n"
-    "                            no capabilities, no new privileges; reloads read\n"
-    "                            the files as it\n"
-    "Reload (SIGHUP, or automatically when a file changes):\n"
-    "  --no-watch                reload on SIGHUP only, not on file changes\n"
-    "  --keep-revoked-connections  on reload, keep open connections whose client\n"
-    "                            is no longer admitted (default: close them)\n"
-    "  --expiry-warning DUR      warn about certificates expiring within DUR\n"
-    "                            (default 7d), at load and every 12 hours\n"
-    "  -h, --help                this text\n"
+    "\n";
+
+/* The titles of the key groups, in enum sd_key_group order. */
+static const char *const sd_serve_groups[SD_GROUP_COUNT_] = {
+    [SD_GROUP_LISTENER] = "Listener (one listener from flags; many with --config):",
+    [SD_GROUP_WHO] = ("Who may enter (repeatable; any match admits; without a rule "
+                      "steeldoor refuses\nto start):"),
+    [SD_GROUP_REVOCATION] = "Revocation and chains:",
+    [SD_GROUP_IDENTITY] = "Identity to the backend:",
+    [SD_GROUP_PROCESS] = "Process:",
+    [SD_GROUP_RELOAD] = "Reload (SIGHUP, or automatically when a file changes):",
+};
+
+static const char sd_serve_usage_foot[] =
     "DUR is 500ms, 10s, 5m, 1h or a number of seconds. Logs are JSON lines on stderr.\n";
-
-enum {
-    OPT_LISTEN = 256, OPT_TARGET, OPT_CERT, OPT_KEY, OPT_CACERT, OPT_ALLOW_ALL,
-    OPT_NAME, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_CONFIG,
-    OPT_WORKERS, OPT_DRAIN_TIMEOUT, OPT_MAX_CONNS, OPT_ALLOW_URI, OPT_ALLOW_DNS,
-    OPT_ALLOW_CN, OPT_ALLOW_OU, OPT_ALLOW_SPKI, OPT_CRL, OPT_CRL_GRACE,
-    OPT_VERIFY_DEPTH, OPT_PROXY_PROTOCOL, OPT_NO_WATCH, OPT_KEEP_REVOKED,
-    OPT_EXPIRY_WARNING, OPT_SESSION_LIFETIME, OPT_USER,
-    OPT_END_ /* keep last */
-};
-_Static_assert(OPT_END_ - OPT_LISTEN <= 64, "sd_cli_serve_parse: seen[] too small");
-
-static const struct option sd_serve_opts[] = {
-    { "listen", required_argument, NULL, OPT_LISTEN },
-    { "target", required_argument, NULL, OPT_TARGET },
-    { "cert", required_argument, NULL, OPT_CERT },
-    { "key", required_argument, NULL, OPT_KEY },
-    { "cacert", required_argument, NULL, OPT_CACERT },
-    { "allow-all", no_argument, NULL, OPT_ALLOW_ALL },
-    { "allow-uri", required_argument, NULL, OPT_ALLOW_URI },
-    { "allow-dns", required_argument, NULL, OPT_ALLOW_DNS },
-    { "allow-cn", required_argument, NULL, OPT_ALLOW_CN },
-    { "allow-ou", required_argument, NULL, OPT_ALLOW_OU },
-    { "allow-spki", required_argument, NULL, OPT_ALLOW_SPKI },
-    { "crl", required_argument, NULL, OPT_CRL },
-    { "crl-grace", required_argument, NULL, OPT_CRL_GRACE },
-    { "verify-depth", required_argument, NULL, OPT_VERIFY_DEPTH },
-    { "proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL },
-    { "name", required_argument, NULL, OPT_NAME },
-    { "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
-    { "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
-    { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
-    { "session-lifetime", required_argument, NULL, OPT_SESSION_LIFETIME },
-    { "config", required_argument, NULL, OPT_CONFIG },
-    { "workers", required_argument, NULL, OPT_WORKERS },
-    { "drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT },
-    { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
-    { "no-watch", no_argument, NULL, OPT_NO_WATCH },
-    { "keep-revoked-connections", no_argument, NULL, OPT_KEEP_REVOKED },
-    { "expiry-warning", required_argument, NULL, OPT_EXPIRY_WARNING },
-    { "user", required_argument, NULL, OPT_USER },
-    { "help", no_argument, NULL, 'h' },
-    { NULL, 0, NULL, 0 },
-};
 
 /* A flag that would weaken client authentication gets an explanation, not
  * just "unknown option". */
@@ -138,198 +70,196 @@ static int sd_cli_refuse_weakening_flags(int argc, char **argv, struct sd_err *e
     return 0;
 }
 
-static const char *sd_cli_opt_name(int opt)
-{
-    const struct option *o;
 
-    for (o = sd_serve_opts; o->name != NULL; o++)
-        if (o->val == opt)
-            return o->name;
-    return "?";
+/* Prints one word (n bytes) of a flag's help at column *col: after a
+ * space, or on a new line indented to SD_CLI_HELP_COL when it would pass
+ * SD_CLI_HELP_WIDTH. *first is set for the first word of a line of text,
+ * which takes no space. */
+static void sd_cli_word(FILE *out, const char *w, size_t n, int *first, size_t *col)
+{
+    if (!*first && *col + 1 + n > SD_CLI_HELP_WIDTH) {
+        fprintf(out, "\n%*s", SD_CLI_HELP_COL, "");
+        *col = SD_CLI_HELP_COL;
+    } else if (!*first) {
+        fputc(' ', out);
+        (*col)++;
+    }
+    fwrite(w, 1, n, out);
+    *col += n;
+    *first = 0;
 }
 
-int sd_cli_serve_parse(int argc, char **argv, struct sd_config *cfg,
-                       struct sd_files *files, struct sd_err *err)
+void sd_cli_serve_usage(FILE *out)
 {
+    int g;
+    size_t i;
+
+    fputs(sd_serve_usage_head, out);
+    for (g = 0; g < SD_GROUP_COUNT_; g++) {
+        fprintf(out, "%s\n", sd_serve_groups[g]);
+        for (i = 0; i < sd_config_nkeys; i++) {
+            const struct sd_config_key *k = &sd_config_keys[i];
+            const char *h = k->help;
+            char left[64], dflt[64];
+            size_t col, start;
+            int n, first = 1;
+
+            if (!(k->where & SD_KEY_FLAG) || (int)k->group != g)
+                continue;
+            n = snprintf(left, sizeof(left), "  %s--%s%s%s",
+                         strcmp(k->name, "help") == 0 ? "-h, " : "",
+                         sd_config_key_flag_name(k), k->metavar ? " " : "",
+                         k->metavar ? k->metavar : "");
+            if (n < 0)
+                continue;
+            /* The text starts in its column, or two spaces after a flag
+             * too long for it. */
+            start = (size_t)n + 2 > SD_CLI_HELP_COL ? (size_t)n + 2 : SD_CLI_HELP_COL;
+            fprintf(out, "%-*s", (int)start, left);
+            col = start;
+            while (*h != '\0') {
+                size_t w = strcspn(h, " ");
+                sd_cli_word(out, h, w, &first, &col);
+                h += w;
+                h += strspn(h, " ");
+            }
+            /* A default is shown for a flag that takes a value; a switch
+             * says in its text what it changes. Kept on one line. */
+            if (k->metavar != NULL && k->def != NULL) {
+                n = snprintf(dflt, sizeof(dflt), "(default %s)", k->def);
+                if (n > 0 && (size_t)n < sizeof(dflt))
+                    sd_cli_word(out, dflt, (size_t)n, &first, &col);
+            }
+            fputc('\n', out);
+        }
+    }
+    fputs(sd_serve_usage_foot, out);
+}
+
+int sd_cli_serve_parse(int argc, char **argv, struct sd_source *src, struct sd_err *err)
+{
+    struct option *opts = NULL;
+    unsigned char *seen = NULL;
+    struct sd_config *scratch = NULL;
     struct sd_listener_conf *l;
-    const char *config = NULL, *user = NULL;
-    int opt, listener_flags = 0, workers_set = 0, drain_set = 0, maxc_set = 0;
-    int no_watch = 0, keep_revoked = 0, expiry_set = 0;
-    uint32_t workers = 0, drain = 0, maxc = 0, expiry = 0;
-    unsigned char seen[64] = { 0 };
+    size_t i, n = 0;
+    int opt, rc = -1, listener_flags = 0;
 
     if (sd_cli_refuse_weakening_flags(argc, argv, err) != 0)
         return -1;
-    /* Flags fill listener 0; a config file replaces it (and may not be
-     * combined with listener flags). */
-    l = sd_config_add_listener(cfg, err);
+    opts = calloc(sd_config_nkeys + 1, sizeof(*opts));
+    seen = calloc(sd_config_nkeys, 1);
+    scratch = sd_config_new();
+    if (opts == NULL || seen == NULL || scratch == NULL) {
+        sd_err_set(err, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < sd_config_nkeys; i++) {
+        const struct sd_config_key *k = &sd_config_keys[i];
+        if (!(k->where & SD_KEY_FLAG))
+            continue;
+        opts[n].name = sd_config_key_flag_name(k);
+        opts[n].has_arg = k->metavar != NULL ? required_argument : no_argument;
+        opts[n].val = strcmp(k->name, "help") == 0 ? 'h' : SD_CLI_OPT_BASE + (int)i;
+        n++;
+    }
+    /* Each value is applied to a scratch listener as it is read, so a bad
+     * value is reported where it stands on the command line; the config
+     * itself is built from src by sd_gen_parse(). */
+    l = sd_config_add_listener(scratch, err);
     if (l == NULL)
-        return -1;
+        goto out;
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "h", sd_serve_opts, NULL)) != -1) {
-        char **slot = NULL;
-        int rc = 0;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        const struct sd_config_key *k;
+        const char *value;
+        char what[64];
 
+        if (opt == 'h') {
+            sd_cli_serve_usage(stdout);
+            rc = 1;
+            goto out;
+        }
+        if (opt == ':') {
+            sd_err_set(err, "%s needs a value", argv[optind - 1]);
+            goto out;
+        }
+        if (opt < SD_CLI_OPT_BASE || opt >= SD_CLI_OPT_BASE + (int)sd_config_nkeys) {
+            sd_err_set(err, "unknown option %s (see steeldoor serve --help)", argv[optind - 1]);
+            goto out;
+        }
+        k = &sd_config_keys[opt - SD_CLI_OPT_BASE];
         /* A setting given twice is a mistake (a pasted line, a wrapper
          * adding its own): refuse it rather than let the last one win
          * silently. Rules and CRLs are lists, so they repeat. */
-        if (opt >= OPT_LISTEN && opt < OPT_LISTEN + (int)sizeof(seen) &&
-            opt != OPT_ALLOW_URI && opt != OPT_ALLOW_DNS && opt != OPT_ALLOW_CN &&
-            opt != OPT_ALLOW_OU && opt != OPT_ALLOW_SPKI && opt != OPT_CRL) {
-            if (seen[opt - OPT_LISTEN]++)
-                return sd_err_set(err, "--%s is given more than once", sd_cli_opt_name(opt));
+        if (!k->list && seen[opt - SD_CLI_OPT_BASE]++) {
+            sd_err_set(err, "--%s is given more than once", sd_config_key_flag_name(k));
+            goto out;
         }
-        switch (opt) {
-        case 'h':
-            fputs(sd_serve_usage, stdout);
-            return 1;
-        case OPT_LISTEN: slot = &l->listen; break;
-        case OPT_TARGET: slot = &l->target; break;
-        case OPT_CERT: slot = &l->cert; break;
-        case OPT_KEY: slot = &l->key; break;
-        case OPT_CACERT: slot = &l->cacert; break;
-        case OPT_NAME: slot = &l->name; break;
-        case OPT_ALLOW_ALL:
-            rc = sd_config_add_rule(l, "allow-all", "", err);
-            break;
-        case OPT_ALLOW_URI:
-            rc = sd_config_add_rule(l, "allow-uri", optarg, err);
-            break;
-        case OPT_ALLOW_DNS:
-            rc = sd_config_add_rule(l, "allow-dns", optarg, err);
-            break;
-        case OPT_ALLOW_CN:
-            rc = sd_config_add_rule(l, "allow-cn", optarg, err);
-            break;
-        case OPT_ALLOW_OU:
-            rc = sd_config_add_rule(l, "allow-ou", optarg, err);
-            break;
-        case OPT_ALLOW_SPKI:
-            rc = sd_config_add_rule(l, "allow-spki", optarg, err);
-            break;
-        case OPT_CRL:
-            rc = sd_config_add_crl(l, optarg, err);
-            break;
-        case OPT_CRL_GRACE:
-            rc = sd_config_parse_seconds("--crl-grace", optarg, &l->crl_grace_s, err);
-            break;
-        case OPT_VERIFY_DEPTH:
-            rc = sd_config_parse_uint("--verify-depth", optarg, 0, SD_MAX_VERIFY_DEPTH,
-                                      &l->verify_depth, err);
-            break;
-        case OPT_PROXY_PROTOCOL:
-            l->proxy_protocol = 1;
-            break;
-        case OPT_HS_TIMEOUT:
-            rc = sd_config_parse_duration("--handshake-timeout", optarg,
-                                          &l->handshake_timeout_ms, err);
-            break;
-        case OPT_CONNECT_TIMEOUT:
-            rc = sd_config_parse_duration("--connect-timeout", optarg,
-                                          &l->connect_timeout_ms, err);
-            break;
-        case OPT_IDLE_TIMEOUT:
-            rc = sd_config_parse_duration("--idle-timeout", optarg,
-                                          &l->idle_timeout_ms, err);
-            break;
-        case OPT_SESSION_LIFETIME:
-            rc = sd_config_parse_duration_or_zero("--session-lifetime", optarg,
-                                          &l->session_lifetime_ms, err);
-            break;
-        case OPT_CONFIG:
-            config = optarg;
+        if (k->type == SD_KT_SPECIAL) { /* --config */
+            if (sd_config_set_str(&src->config, optarg, err) != 0)
+                goto out;
             continue;
-        case OPT_WORKERS:
-            if (sd_config_parse_uint("--workers", optarg, 1, SD_MAX_WORKERS, &workers, err) != 0)
-                return -1;
-            workers_set = 1;
-            continue;
-        case OPT_DRAIN_TIMEOUT:
-            if (sd_config_parse_duration("--drain-timeout", optarg, &drain, err) != 0)
-                return -1;
-            drain_set = 1;
-            continue;
-        case OPT_MAX_CONNS:
-            if (sd_config_parse_uint("--max-conns", optarg, 1, 1000000, &maxc, err) != 0)
-                return -1;
-            maxc_set = 1;
-            continue;
-        case OPT_NO_WATCH:
-            no_watch = 1;
-            continue;
-        case OPT_KEEP_REVOKED:
-            keep_revoked = 1;
-            continue;
-        case OPT_EXPIRY_WARNING:
-            if (sd_config_parse_seconds("--expiry-warning", optarg, &expiry, err) != 0)
-                return -1;
-            expiry_set = 1;
-            continue;
-        case OPT_USER:
-            user = optarg; /* resolved by the master at start */
-            continue;
-        case ':':
-            return sd_err_set(err, "%s needs a value", argv[optind - 1]);
-        default:
-            return sd_err_set(err, "unknown option %s (see steeldoor serve --help)",
-                              argv[optind - 1]);
         }
-        if (rc == 0 && slot != NULL)
-            rc = sd_config_set_str(slot, optarg, err);
-        if (rc != 0)
-            return -1;
-        listener_flags = 1;
+        value = k->metavar != NULL ? optarg : (k->flag_sets ? "true" : "false");
+        snprintf(what, sizeof(what), "--%s", sd_config_key_flag_name(k));
+        if (sd_config_key_apply(k, scratch, l, value, what, err) != 0 ||
+            sd_gen_source_add(src, k, value, err) != 0)
+            goto out;
+        if (k->scope == SD_SCOPE_LISTENER)
+            listener_flags = 1;
     }
-    if (optind < argc)
-        return sd_err_set(err, "unexpected argument '%s'", argv[optind]);
-    if (config != NULL) {
-        if (listener_flags)
-            return sd_err_set(err, "--config cannot be combined with listener flags; "
-                              "put the listener in the config file");
-        sd_config_drop_listeners(cfg);
-        if (sd_config_load_yaml(cfg, config, files, err) != 0)
-            return -1;
+    if (optind < argc) {
+        sd_err_set(err, "unexpected argument '%s'", argv[optind]);
+        goto out;
     }
-    if (workers_set)
-        cfg->workers = (int)workers;
-    if (drain_set)
-        cfg->drain_timeout_ms = drain;
-    if (maxc_set) {
-        cfg->max_conns = maxc;
-        cfg->max_conns_set = 1;
+    if (src->config != NULL && listener_flags) {
+        sd_err_set(err, "--config cannot be combined with listener flags; "
+                   "put the listener in the config file");
+        goto out;
     }
-    if (no_watch)
-        cfg->watch = 0;
-    if (keep_revoked)
-        cfg->close_revoked = 0;
-    if (expiry_set)
-        cfg->expiry_warning_s = expiry;
-    if (user != NULL && sd_config_set_str(&cfg->user, user, err) != 0)
-        return -1;
-    return 0;
+    rc = 0;
+out:
+    sd_config_free(scratch);
+    free(seen);
+    free(opts);
+    return rc;
 }
 
 int sd_cli_serve_main(int argc, char **argv)
 {
-    struct sd_source src = { argc, argv };
+    struct sd_source *src;
     struct sd_files *files;
     struct sd_config *cfg;
     struct sd_err err;
-    int usage;
+    int usage, rc;
 
+    src = sd_gen_source_new((size_t)(argc > 0 ? argc : 1));
     files = sd_files_new();
-    if (files == NULL) {
+    if (src == NULL || files == NULL) {
+        sd_gen_source_free(src);
+        sd_files_free(files);
         fputs("steeldoor serve: out of memory\n", stderr);
         return 1;
     }
-    cfg = sd_gen_parse(&src, files, &usage, &err);
-    if (cfg == NULL) {
-        sd_files_free(files);
-        if (usage && strcmp(err.msg, "--help") == 0)
-            return 0;
-        fprintf(stderr, "steeldoor serve: %s\n", err.msg);
-        return usage ? 2 : 1;
+    rc = sd_cli_serve_parse(argc, argv, src, &err);
+    if (rc == 0) {
+        cfg = sd_gen_parse(src, files, &usage, &err);
+        if (cfg != NULL) {
+            /* The master and the workers it forks read src on every
+             * reload; it lives until the master returns. */
+            rc = sd_master_run(cfg, files, src);
+            sd_gen_source_free(src);
+            return rc;
+        }
+        rc = usage ? 2 : 1;
+    } else {
+        rc = rc == 1 ? 0 : 2;
     }
-    return sd_master_run(cfg, files, &src);
+    if (rc != 0)
+        fprintf(stderr, "steeldoor serve: %s\n", err.msg);
+    sd_files_free(files);
+    sd_gen_source_free(src);
+    return rc;
 }

@@ -3,7 +3,8 @@
  *
  * The file is read as a libyaml document (a node tree) and walked; every key
  * must be known, so a misspelt or unsupported option stops the start instead
- * of being ignored. Keys use the same names as the command-line flags. For
+ * of being ignored. Keys are looked up in the table of keys
+ * (config_keys.c) and set by its setters, as the flags are. For
  * the same reason nothing written is ever dropped: a key given twice, a
  * list entry given twice, a second document or a NUL byte in a value is an
  * error naming the line, as are two listeners with one name or address.
@@ -16,6 +17,7 @@
 
 #include <yaml.h>
 
+#include "sd/config_keys.h"
 #include "sd/files.h"
 
 #define SD_YAML_MAX_BYTES (1u << 20) /* a config file larger than 1 MiB is refused */
@@ -81,30 +83,16 @@ static int sd_yaml_no_nul(yaml_document_t *doc, struct sd_err *err)
     return 0;
 }
 
-static int sd_yaml_bool(const char *key, const char *v, int *out, struct sd_err *err)
-{
-    if (v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0)) {
-        *out = 1;
-        return 0;
-    }
-    if (v != NULL && (strcmp(v, "false") == 0 || strcmp(v, "no") == 0)) {
-        *out = 0;
-        return 0;
-    }
-    return sd_err_set(err, "%s: expected true or false", key);
-}
-
-/* Applies a key that takes one string or a list of strings (allow rules,
- * CRL files) to listener l. */
-static int sd_yaml_each(struct sd_yaml *y, yaml_node_t *vn, const char *k,
-                        struct sd_listener_conf *l, struct sd_err *err)
+/* Applies a list key (allow rules, CRL files: one string or a list of
+ * strings) to listener l, one entry at a time, through the key's setter. */
+static int sd_yaml_each(struct sd_yaml *y, yaml_node_t *vn, const struct sd_config_key *key,
+                        struct sd_config *cfg, struct sd_listener_conf *l, struct sd_err *err)
 {
     yaml_node_item_t *it;
-    const char *v = sd_yaml_scalar(vn);
+    const char *k = key->name, *v = sd_yaml_scalar(vn);
 
     if (v != NULL)
-        return strcmp(k, "crl") == 0 ? sd_config_add_crl(l, v, err)
-                                     : sd_config_add_rule(l, k, v, err);
+        return sd_config_key_apply(key, cfg, l, v, k, err);
     if (vn == NULL || vn->type != YAML_SEQUENCE_NODE)
         return sd_err_set(err, "'%s' must be a string or a list of strings", k);
     for (it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
@@ -123,8 +111,7 @@ static int sd_yaml_each(struct sd_yaml *y, yaml_node_t *vn, const char *k,
                 return sd_err_set(err, "'%s' lists '%s' twice (lines %zu and %zu)", k, v,
                                   sd_yaml_line(pn), sd_yaml_line(in));
         }
-        if ((strcmp(k, "crl") == 0 ? sd_config_add_crl(l, v, err)
-                                   : sd_config_add_rule(l, k, v, err)) != 0)
+        if (sd_config_key_apply(key, cfg, l, v, k, err) != 0)
             return -1;
     }
     return 0;
@@ -149,8 +136,8 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
         yaml_node_t *kn = yaml_document_get_node(y->doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(y->doc, p->value);
         const char *k = sd_yaml_scalar(kn), *v = sd_yaml_scalar(vn);
-        char **slot = NULL;
-        int rc = 0;
+        const struct sd_config_key *key;
+        char where[32];
 
         if (k == NULL)
             return sd_err_set(err, "line %zu: keys must be plain words", sd_yaml_line(kn));
@@ -160,57 +147,27 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
             y->name_line[idx] = sd_yaml_line(kn);
         else if (strcmp(k, "listen") == 0)
             y->listen_line[idx] = sd_yaml_line(kn);
+        snprintf(where, sizeof(where), "line %zu", sd_yaml_line(kn));
         if (sd_config_refuse_weakening(k, err) != 0)
-            goto bad;
-        if ((strncmp(k, "allow-", 6) == 0 && strcmp(k, "allow-all") != 0) ||
-            strcmp(k, "crl") == 0) {
-            rc = sd_yaml_each(y, vn, k, l, err);
-            if (rc != 0)
-                goto bad;
+            return sd_err_prefix(err, where);
+        key = sd_config_key_yaml(k, SD_SCOPE_LISTENER);
+        if (key != NULL && key->list) {
+            if (sd_yaml_each(y, vn, key, cfg, l, err) != 0)
+                return sd_err_prefix(err, where);
             continue;
         }
-        if (v == NULL)
-            return sd_err_set(err, "line %zu: '%s' must have a single value",
-                              kn->start_mark.line + 1, k);
-        if (strcmp(k, "name") == 0) slot = &l->name;
-        else if (strcmp(k, "listen") == 0) slot = &l->listen;
-        else if (strcmp(k, "target") == 0) slot = &l->target;
-        else if (strcmp(k, "cert") == 0) slot = &l->cert;
-        else if (strcmp(k, "key") == 0) slot = &l->key;
-        else if (strcmp(k, "cacert") == 0) slot = &l->cacert;
-        else if (strcmp(k, "allow-all") == 0) {
-            int on = 0;
-            rc = sd_yaml_bool(k, v, &on, err);
-            if (rc == 0 && on)
-                rc = sd_config_add_rule(l, k, "", err);
-        } else if (strcmp(k, "proxy-protocol") == 0)
-            rc = sd_yaml_bool(k, v, &l->proxy_protocol, err);
-        else if (strcmp(k, "crl-grace") == 0)
-            rc = sd_config_parse_seconds(k, v, &l->crl_grace_s, err);
-        else if (strcmp(k, "verify-depth") == 0)
-            rc = sd_config_parse_uint(k, v, 0, SD_MAX_VERIFY_DEPTH, &l->verify_depth, err);
-        else if (strcmp(k, "handshake-timeout") == 0)
-            rc = sd_config_parse_duration(k, v, &l->handshake_timeout_ms, err);
-        else if (strcmp(k, "connect-timeout") == 0)
-            rc = sd_config_parse_duration(k, v, &l->connect_timeout_ms, err);
-        else if (strcmp(k, "idle-timeout") == 0)
-            rc = sd_config_parse_duration(k, v, &l->idle_timeout_ms, err);
-        else if (strcmp(k, "session-lifetime") == 0)
-            rc = sd_config_parse_duration_or_zero(k, v, &l->session_lifetime_ms, err);
-        else
-            return sd_err_set(err, "line %zu: unknown listener key '%s'",
-                              kn->start_mark.line + 1, k);
-        if (slot != NULL)
-            rc = sd_config_set_str(slot, v, err);
-        if (rc != 0)
-            goto bad;
-        continue;
-bad:
-        {
-            char where[32];
-            snprintf(where, sizeof(where), "line %zu", kn->start_mark.line + 1);
+        /* An allow rule of a kind steeldoor does not have is named as
+         * such: the rules are the one family of listener keys. */
+        if (key == NULL && strncmp(k, "allow-", 6) == 0) {
+            sd_err_set(err, "unknown allow rule '%s'", k);
             return sd_err_prefix(err, where);
         }
+        if (v == NULL)
+            return sd_err_set(err, "%s: '%s' must have a single value", where, k);
+        if (key == NULL)
+            return sd_err_set(err, "%s: unknown listener key '%s'", where, k);
+        if (sd_config_key_apply(key, cfg, l, v, k, err) != 0)
+            return sd_err_prefix(err, where);
     }
     return 0;
 }
@@ -281,9 +238,8 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
         yaml_node_t *kn = yaml_document_get_node(y->doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(y->doc, p->value);
         const char *k = sd_yaml_scalar(kn), *v = sd_yaml_scalar(vn);
+        const struct sd_config_key *key;
         char where[32];
-        uint32_t u;
-        int rc;
 
         if (k == NULL)
             return sd_err_set(err, "line %zu: keys must be plain words", sd_yaml_line(kn));
@@ -304,27 +260,10 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
         }
         if (v == NULL)
             return sd_err_set(err, "%s: '%s' must have a single value", where, k);
-        if (strcmp(k, "workers") == 0) {
-            rc = sd_config_parse_uint(k, v, 1, SD_MAX_WORKERS, &u, err);
-            cfg->workers = (int)u;
-        } else if (strcmp(k, "drain-timeout") == 0) {
-            rc = sd_config_parse_duration(k, v, &cfg->drain_timeout_ms, err);
-        } else if (strcmp(k, "max-conns") == 0) {
-            rc = sd_config_parse_uint(k, v, 1, 1000000, &cfg->max_conns, err);
-            cfg->max_conns_set = rc == 0;
-        } else if (strcmp(k, "watch") == 0) {
-            rc = sd_yaml_bool(k, v, &cfg->watch, err);
-        } else if (strcmp(k, "close-revoked") == 0) {
-            rc = sd_yaml_bool(k, v, &cfg->close_revoked, err);
-        } else if (strcmp(k, "expiry-warning") == 0) {
-            rc = sd_config_parse_seconds(k, v, &cfg->expiry_warning_s, err);
-        } else if (strcmp(k, "user") == 0) {
-            /* Resolved by the master at start (sd_privs_resolve). */
-            rc = sd_config_set_str(&cfg->user, v, err);
-        } else {
+        key = sd_config_key_yaml(k, SD_SCOPE_PROCESS);
+        if (key == NULL)
             return sd_err_set(err, "%s: unknown key '%s'", where, k);
-        }
-        if (rc != 0)
+        if (sd_config_key_apply(key, cfg, NULL, v, k, err) != 0)
             return sd_err_prefix(err, where);
     }
     if (!have_listeners)
@@ -352,24 +291,17 @@ static int sd_yaml_single(yaml_parser_t *parser, struct sd_err *err)
     return rc;
 }
 
-int sd_config_load_yaml(struct sd_config *cfg, const char *path, struct sd_files *files,
-                        struct sd_err *err)
+/* Parses len bytes of YAML into cfg; errors are not prefixed with the
+ * file's name (the callers do that). */
+static int sd_yaml_parse(struct sd_config *cfg, const char *path, const unsigned char *data,
+                         size_t len, struct sd_err *err)
 {
-    const struct sd_file *f = NULL;
     yaml_parser_t parser;
     yaml_document_t doc;
     int parser_ok = 0, doc_ok = 0, rc = -1;
     struct sd_yaml y;
 
-    if (sd_config_set_str(&cfg->source, path, err) != 0)
-        return -1;
-    if (sd_files_get(files, path, &f, err) != 0)
-        return -1; /* the message already names the file */
-    if (f->kind != SD_FILE_REG) {
-        sd_err_set(err, "cannot read: not a regular file");
-        goto out;
-    }
-    if (f->len > SD_YAML_MAX_BYTES) {
+    if (len > SD_YAML_MAX_BYTES) {
         sd_err_set(err, "larger than %u bytes", SD_YAML_MAX_BYTES);
         goto out;
     }
@@ -378,7 +310,7 @@ int sd_config_load_yaml(struct sd_config *cfg, const char *path, struct sd_files
         goto out;
     }
     parser_ok = 1;
-    yaml_parser_set_input_string(&parser, f->data, f->len);
+    yaml_parser_set_input_string(&parser, data, len);
     if (!yaml_parser_load(&parser, &doc)) {
         sd_err_set(err, "line %zu: YAML error: %s", parser.problem_mark.line + 1,
                    parser.problem ? parser.problem : "parse error");
@@ -397,7 +329,33 @@ out:
         yaml_document_delete(&doc);
     if (parser_ok)
         yaml_parser_delete(&parser);
-    if (rc != 0)
-        sd_err_prefix(err, path);
     return rc;
+}
+
+int sd_config_load_yaml_bytes(struct sd_config *cfg, const char *name, const void *data,
+                              size_t len, struct sd_err *err)
+{
+    if (sd_config_set_str(&cfg->source, name, err) != 0)
+        return -1;
+    if (sd_yaml_parse(cfg, name, data, len, err) != 0)
+        return sd_err_prefix(err, name);
+    return 0;
+}
+
+int sd_config_load_yaml(struct sd_config *cfg, const char *path, struct sd_files *files,
+                        struct sd_err *err)
+{
+    const struct sd_file *f = NULL;
+
+    if (sd_config_set_str(&cfg->source, path, err) != 0)
+        return -1;
+    if (sd_files_get(files, path, &f, err) != 0)
+        return -1; /* the message already names the file */
+    if (f->kind != SD_FILE_REG) {
+        sd_err_set(err, "cannot read: not a regular file");
+        return sd_err_prefix(err, path);
+    }
+    if (sd_yaml_parse(cfg, path, f->data, f->len, err) != 0)
+        return sd_err_prefix(err, path);
+    return 0;
 }

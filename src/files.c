@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,7 +19,111 @@ struct sd_files {
     size_t n, cap;
     size_t total;
     int frozen;
+    int dropped; /* the files' bytes are gone: digests only */
 };
+
+/* ------------------------------------------------------------- digests
+ *
+ * SipHash-2-4 (Aumasson, Bernstein), fed incrementally. The master keeps
+ * only digests of the files it was built from (a private key's bytes must
+ * not stay in its memory just to notice a change), so the digest must not
+ * let anyone who can write a configured file make a different file look
+ * unchanged: a keyed PRF with a per-process random key gives that without
+ * a cryptographic library (files.c stays OpenSSL-free). Change detection
+ * only: the digests never leave the process. */
+
+struct sd_sip {
+    uint64_t v0, v1, v2, v3;
+    uint64_t tail;  /* bytes not yet in a block, little-endian */
+    unsigned ntail;
+    uint64_t total; /* bytes fed */
+};
+
+static uint64_t sd_files_key[2];
+static int sd_files_keyed;
+
+static uint64_t sd_sip_rotl(uint64_t x, unsigned b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+static void sd_sip_round(struct sd_sip *s)
+{
+    s->v0 += s->v1;
+    s->v1 = sd_sip_rotl(s->v1, 13) ^ s->v0;
+    s->v0 = sd_sip_rotl(s->v0, 32);
+    s->v2 += s->v3;
+    s->v3 = sd_sip_rotl(s->v3, 16) ^ s->v2;
+    s->v0 += s->v3;
+    s->v3 = sd_sip_rotl(s->v3, 21) ^ s->v0;
+    s->v2 += s->v1;
+    s->v1 = sd_sip_rotl(s->v1, 17) ^ s->v2;
+    s->v2 = sd_sip_rotl(s->v2, 32);
+}
+
+static void sd_sip_block(struct sd_sip *s, uint64_t m)
+{
+    s->v3 ^= m;
+    sd_sip_round(s);
+    sd_sip_round(s);
+    s->v0 ^= m;
+}
+
+static void sd_sip_init(struct sd_sip *s)
+{
+    if (!sd_files_keyed) {
+        /* Without randomness (no getrandom: an old kernel) the digest is
+         * still a good change detector, only no longer secret-keyed. */
+        if (getrandom(sd_files_key, sizeof(sd_files_key), 0) != (ssize_t)sizeof(sd_files_key)) {
+            sd_files_key[0] = 0x0706050403020100ull;
+            sd_files_key[1] = 0x0f0e0d0c0b0a0908ull;
+        }
+        sd_files_keyed = 1;
+    }
+    memset(s, 0, sizeof(*s));
+    s->v0 = sd_files_key[0] ^ 0x736f6d6570736575ull;
+    s->v1 = sd_files_key[1] ^ 0x646f72616e646f6dull;
+    s->v2 = sd_files_key[0] ^ 0x6c7967656e657261ull;
+    s->v3 = sd_files_key[1] ^ 0x7465646279746573ull;
+}
+
+static void sd_sip_update(struct sd_sip *s, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        s->tail |= (uint64_t)b[i] << (8 * s->ntail);
+        if (++s->ntail == 8) {
+            sd_sip_block(s, s->tail);
+            s->tail = 0;
+            s->ntail = 0;
+        }
+    }
+    s->total += n;
+}
+
+static uint64_t sd_sip_final(struct sd_sip *s)
+{
+    uint64_t b = s->total << 56 | s->tail;
+
+    sd_sip_block(s, b);
+    s->v2 ^= 0xff;
+    sd_sip_round(s);
+    sd_sip_round(s);
+    sd_sip_round(s);
+    sd_sip_round(s);
+    return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
+}
+
+static uint64_t sd_files_digest(const unsigned char *p, size_t n)
+{
+    struct sd_sip s;
+
+    sd_sip_init(&s);
+    sd_sip_update(&s, p, n);
+    return sd_sip_final(&s);
+}
 
 struct sd_files *sd_files_new(void)
 {
@@ -242,6 +347,8 @@ static int sd_files_load(struct sd_file *f, size_t budget)
 out:
     if (fd >= 0)
         close(fd);
+    if (e == 0)
+        f->digest = sd_files_digest(f->data, f->len);
     if (e != 0) {
         if (f->data != NULL) {
             explicit_bzero(f->data, alloc); /* may hold part of a key */
@@ -276,6 +383,9 @@ int sd_files_get(struct sd_files *fs, const char *path, const struct sd_file **o
             break;
         }
     }
+    /* The bytes are gone: nothing may be loaded from this snapshot again. */
+    if (fs->dropped)
+        return sd_err_set(err, "%s: the snapshot's data was already dropped", path);
     if (f == NULL) {
         if (fs->frozen)
             return sd_err_set(err, "%s: not part of the validated configuration", path);
@@ -291,25 +401,18 @@ int sd_files_get(struct sd_files *fs, const char *path, const struct sd_file **o
     return 0;
 }
 
-static uint64_t sd_fnv(uint64_t h, const void *p, size_t n)
+/* A file's part of the fingerprint: what it is and its digest, never its
+ * bytes (they may be gone). */
+static void sd_files_hash_one(struct sd_sip *s, const struct sd_file *f)
 {
-    const unsigned char *b = p;
-    size_t i;
+    uint64_t len = f->len;
+    int kind = (int)f->kind;
 
-    for (i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static uint64_t sd_files_hash_one(uint64_t h, const struct sd_file *f)
-{
-    h = sd_fnv(h, f->path, strlen(f->path) + 1);
-    h = sd_fnv(h, &f->kind, sizeof(f->kind));
-    h = sd_fnv(h, &f->err_no, sizeof(f->err_no));
-    h = sd_fnv(h, &f->len, sizeof(f->len));
-    return f->data != NULL ? sd_fnv(h, f->data, f->len) : h;
+    sd_sip_update(s, f->path, strlen(f->path) + 1);
+    sd_sip_update(s, &kind, sizeof(kind));
+    sd_sip_update(s, &f->err_no, sizeof(f->err_no));
+    sd_sip_update(s, &len, sizeof(len));
+    sd_sip_update(s, &f->digest, sizeof(f->digest));
 }
 
 int sd_files_frozen(const struct sd_files *fs)
@@ -319,31 +422,56 @@ int sd_files_frozen(const struct sd_files *fs)
 
 uint64_t sd_files_fingerprint(const struct sd_files *fs)
 {
-    uint64_t h = 14695981039346656037ull;
+    struct sd_sip s;
     size_t i;
 
+    sd_sip_init(&s);
     for (i = 0; i < fs->n; i++)
-        h = sd_files_hash_one(h, &fs->v[i]);
-    return h;
+        sd_files_hash_one(&s, &fs->v[i]);
+    return sd_sip_final(&s);
 }
 
 uint64_t sd_files_fingerprint_disk(const struct sd_files *fs)
 {
-    uint64_t h = 14695981039346656037ull;
+    struct sd_sip s;
     size_t i;
 
+    sd_sip_init(&s);
     for (i = 0; i < fs->n; i++) {
         struct sd_file f;
         memset(&f, 0, sizeof(f));
         f.path = fs->v[i].path;
         sd_files_load(&f, SD_FILES_MAX_TOTAL);
-        h = sd_files_hash_one(h, &f);
         if (f.data != NULL) {
+            /* digested by the load; the bytes (maybe a key) go at once */
             explicit_bzero(f.data, f.len);
             free(f.data);
+            f.data = NULL;
+        }
+        sd_files_hash_one(&s, &f);
+    }
+    return sd_sip_final(&s);
+}
+
+void sd_files_drop_data(struct sd_files *fs)
+{
+    size_t i;
+
+    if (fs == NULL)
+        return;
+    for (i = 0; i < fs->n; i++) {
+        if (fs->v[i].data != NULL) {
+            explicit_bzero(fs->v[i].data, fs->v[i].len);
+            free(fs->v[i].data);
+            fs->v[i].data = NULL;
         }
     }
-    return h;
+    fs->dropped = 1;
+}
+
+int sd_files_has_data(const struct sd_files *fs)
+{
+    return fs != NULL && !fs->dropped;
 }
 
 void sd_files_each(const struct sd_files *fs, void (*fn)(const struct sd_file *f, void *arg),
@@ -376,9 +504,12 @@ static int sd_files_write(int fd, const void *p, size_t n)
 int sd_files_pack(const struct sd_files *fs, struct sd_err *err)
 {
     uint32_t hdr[2] = { SD_FILES_MAGIC, (uint32_t)fs->n };
-    int fd = memfd_create("steeldoor-config", MFD_CLOEXEC);
     size_t i;
+    int fd;
 
+    if (fs->dropped)
+        return sd_err_set(err, "cannot pack a snapshot whose data was dropped");
+    fd = memfd_create("steeldoor-config", MFD_CLOEXEC);
     if (fd < 0)
         return sd_err_set(err, "memfd_create: %s", strerror(errno));
     if (sd_files_write(fd, hdr, sizeof(hdr)) != 0)
@@ -451,6 +582,7 @@ struct sd_files *sd_files_unpack(int fd, struct sd_err *err)
                 goto bad;
             memcpy(f->data, map + off, len);
             f->len = len;
+            f->digest = sd_files_digest(f->data, f->len);
         } else if (f->kind != SD_FILE_ERR) {
             goto bad;
         }

@@ -1,34 +1,114 @@
 /* gen.c - configuration generations (see sd/gen.h). */
 #include "sd/gen.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "sd/cli.h"
+#include "sd/config_keys.h"
+
+/* A command line holds at most a few hundred settings; a cap keeps a
+ * runaway wrapper script from growing the source without bound. */
+#define SD_SOURCE_MAX_SETTINGS 4096u
+
+struct sd_source *sd_gen_source_new(size_t cap)
+{
+    struct sd_source *src = calloc(1, sizeof(*src));
+
+    if (cap == 0)
+        cap = 1;
+    if (cap > SD_SOURCE_MAX_SETTINGS)
+        cap = SD_SOURCE_MAX_SETTINGS;
+    if (src == NULL || (src->settings = calloc(cap, sizeof(*src->settings))) == NULL) {
+        free(src);
+        return NULL;
+    }
+    src->cap = cap;
+    return src;
+}
+
+void sd_gen_source_free(struct sd_source *src)
+{
+    size_t i;
+
+    if (src == NULL)
+        return;
+    for (i = 0; i < src->nsettings; i++)
+        free(src->settings[i].value);
+    free(src->settings);
+    free(src->config);
+    free(src);
+}
+
+int sd_gen_source_add(struct sd_source *src, const struct sd_config_key *key,
+                      const char *value, struct sd_err *err)
+{
+    char *copy;
+
+    if (src->nsettings >= src->cap)
+        return sd_err_set(err, "too many settings (at most %zu)", src->cap);
+    copy = strdup(value);
+    if (copy == NULL)
+        return sd_err_set(err, "out of memory");
+    src->settings[src->nsettings].key = key;
+    src->settings[src->nsettings].value = copy;
+    src->nsettings++;
+    return 0;
+}
+
+/* Replays src's settings onto cfg; with a config file, only the process
+ * ones (sd_cli_serve_parse() refuses listener flags next to --config). */
+static int sd_gen_apply_settings(const struct sd_source *src, struct sd_config *cfg,
+                                 struct sd_err *err)
+{
+    size_t i;
+
+    for (i = 0; i < src->nsettings; i++) {
+        const struct sd_source_setting *s = &src->settings[i];
+        struct sd_listener_conf *l = NULL;
+        char what[64];
+
+        snprintf(what, sizeof(what), "--%s", sd_config_key_flag_name(s->key));
+        if (s->key->scope == SD_SCOPE_LISTENER) {
+            if (src->config != NULL || cfg->nlisteners != 1)
+                return sd_err_set(err, "--config cannot be combined with listener flags; "
+                                  "put the listener in the config file");
+            l = &cfg->listeners[0];
+        }
+        if (sd_config_key_apply(s->key, cfg, l, s->value, what, err) != 0)
+            return -1;
+    }
+    return 0;
+}
 
 struct sd_config *sd_gen_parse(const struct sd_source *src, struct sd_files *files,
                                int *usage, struct sd_err *err)
 {
     struct sd_config *cfg = sd_config_new();
-    int rc;
 
     *usage = 0;
     if (cfg == NULL) {
         sd_err_set(err, "out of memory");
         return NULL;
     }
-    rc = sd_cli_serve_parse(src->argc, src->argv, cfg, files, err);
-    if (rc != 0) {
+    if (src->config != NULL) {
+        if (sd_config_load_yaml(cfg, src->config, files, err) != 0) {
+            *usage = 1;
+            goto fail;
+        }
+    } else if (sd_config_add_listener(cfg, err) == NULL) {
+        goto fail;
+    }
+    if (sd_gen_apply_settings(src, cfg, err) != 0) {
         *usage = 1;
-        if (rc == 1)
-            sd_err_set(err, "--help");
-        sd_config_free(cfg);
-        return NULL;
+        goto fail;
     }
-    if (sd_config_validate(cfg, err) != 0) {
-        sd_config_free(cfg);
-        return NULL;
-    }
+    if (sd_config_validate(cfg, err) != 0)
+        goto fail;
     return cfg;
+fail:
+    sd_config_free(cfg);
+    return NULL;
 }
 
 struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_t id,

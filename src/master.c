@@ -37,8 +37,8 @@ struct sd_worker_slot {
 
 struct sd_master {
     struct sd_gen *gen;          /* current generation (workers fork from it) */
-    struct sd_files *files;      /* the bytes it was built from */
-    struct sd_files *tried;      /* the last snapshot that failed to load, or NULL */
+    struct sd_files *files;      /* what it was built from: digests, no bytes */
+    struct sd_files *tried;      /* the last snapshot that failed to load (digests), or NULL */
     const struct sd_source *src; /* where reloads read the configuration */
     int nworkers;                /* fixed at start */
     /* The listening sockets, one row per address, one socket per worker in
@@ -561,6 +561,7 @@ static void sd_master_reload(struct sd_master *m, const char *why)
         /* Remember what was tried, so the same broken files are not tried
          * again on every event; the next change triggers the next attempt. */
         if (files != NULL) {
+            sd_files_drop_data(files); /* only its digests are compared */
             sd_files_free(m->tried);
             m->tried = files;
             sd_watch_set(&m->watch, files);
@@ -579,6 +580,10 @@ static void sd_master_reload(struct sd_master *m, const char *why)
     g->cfg->workers = m->nworkers;
     sd_gen_unref(m->gen);
     m->gen = g;
+    /* Validated and packed for the workers: from now on only the digests
+     * are needed (change detection), so the bytes, private keys among
+     * them, leave the master's memory. */
+    sd_files_drop_data(files);
     sd_files_free(m->files);
     m->files = files;
     sd_files_free(m->tried);
@@ -736,6 +741,9 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
         fprintf(stderr, "steeldoor: %s\n", err.msg);
         goto out;
     }
+    /* The generation is built (workers fork from it and get later
+     * snapshots packed): keep only the files' digests, not their bytes. */
+    sd_files_drop_data(m.files);
     m.nworkers = m.gen->cfg->workers;
     sd_master_raise_nofile(); /* before the sockets are opened */
     if (sd_master_prepare(&m, &err) != 0) {

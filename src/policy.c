@@ -432,7 +432,8 @@ int sd_policy_identity_unambiguous(const struct sd_identity *id)
     size_t i, spiffe = 0;
 
     for (i = 0; i < id->nuris; i++)
-        spiffe += sd_is_spiffe(&id->uris[i]);
+        if (sd_is_spiffe(&id->uris[i]))
+            spiffe++;
     return spiffe <= 1 && id->ncns <= 1;
 }
 

@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "sd/peer.h"
+
 static const uint8_t sd_pp2_sig[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                         0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
 
@@ -137,4 +139,41 @@ long sd_pp2_build(const struct sd_pp2_info *in, uint8_t *out, size_t cap)
     out[len_at] = (uint8_t)(total >> 8);
     out[len_at + 1] = (uint8_t)total;
     return (long)w.len;
+}
+
+long sd_pp2_build_peer(const struct sd_peer *p, const struct sockaddr *src,
+                       const struct sockaddr *dst, uint8_t *out, size_t cap)
+{
+    const struct sd_peer_cert *pc = p != NULL ? p->cert : NULL;
+    const struct sd_name *hit;
+    struct sd_pp2_info in;
+
+    /* Only an admitted peer is handed on, whole: a subject cut at
+     * SD_PEER_MAX_SUBJECT could not have fit in its TLV anyway. */
+    if (pc == NULL || (pc->flags & (SD_PEER_MALFORMED | SD_PEER_TRUNCATED)) ||
+        pc->subject.s == NULL)
+        return -1;
+    memset(&in, 0, sizeof(in));
+    in.src = src;
+    in.dst = dst;
+    in.alpn = p->alpn;
+    in.authority = p->authority;
+    in.version = p->tls_version;
+    in.cipher = p->cipher;
+    in.sig_alg = pc->sig_alg;
+    in.key_alg = pc->key_alg;
+    if (pc->id.ncns > 0)
+        in.cn = pc->id.cns[0];
+    in.uris = pc->id.uris;
+    in.nuris = pc->id.nuris;
+    in.dns = pc->id.dns;
+    in.ndns = pc->id.ndns;
+    in.cert_sha256 = pc->cert_sha256;
+    in.subject = pc->subject;
+    hit = sd_peer_identity(p);
+    if (hit != NULL)
+        in.identity = *hit;
+    if (p->rule >= 0)
+        in.rule = p->rule_text;
+    return sd_pp2_build(&in, out, cap);
 }

@@ -1,10 +1,11 @@
 /*
- * worker.c - the per-process event loop (see sd/worker.h).
+ * worker.c - one worker process (see sd/worker.h).
  *
- * One epoll set, edge-triggered; listeners, connections and a signalfd are
- * event sources. Timeouts are checked by walking the connection list at most
- * every SD_TICK_MS: cheap for the connection counts a worker holds, and it
- * keeps per-event work to setting two flags.
+ * One event loop (sd/loop.h); listeners, connections, the signalfd and the
+ * control socket are event sources, each with its own callback. Timeouts
+ * are checked by walking the connection list at most every SD_TICK_MS:
+ * cheap for the connection counts a worker holds, and it keeps per-event
+ * work to setting two flags.
  */
 #include "sd/worker.h"
 
@@ -13,13 +14,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "sd/conn.h"
 #include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/log.h"
@@ -27,19 +28,44 @@
 
 #define SD_TICK_MS 250
 #define SD_SESSION_EXPIRY_MS 10000 /* how often expired sessions are dropped */
-#define SD_EVENTS 256
 #define SD_POOL_SMALL_MAX 64 /* spare buffers kept per worker: 1 MiB ... */
 #define SD_POOL_LARGE_MAX 8  /* ... plus 2 MiB */
 #define SD_CTL_BATCH 16      /* control messages handled per wake-up */
 #define SD_FD_COUNT_MAX 65536 /* /proc/self/fd entries looked at */
 
-int64_t sd_now_ms(void)
-{
-    struct timespec ts;
+struct sd_worker;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+struct sd_listener_rt {
+    struct sd_ev ev;     /* ev.fd -1: a free slot (never used, or its listener was removed) */
+    struct sd_worker *w;
+    int paused;          /* SD_PAUSE_*: accept later */
+    int index;           /* this listener's index in the current generation */
+    struct sd_addr addr; /* what the socket is bound to; never changes */
+};
+
+enum { SD_PAUSE_NONE = 0, SD_PAUSE_CAP, SD_PAUSE_FDS };
+
+struct sd_worker {
+    struct sd_loop loop;           /* loop.now_ms: refreshed once per loop turn */
+    struct sd_gen *gen;            /* current generation: new connections use it */
+    const struct sd_source *src;   /* where a reload reads the configuration */
+    struct sd_ev sigev;            /* signalfd */
+    struct sd_ev ctlev;            /* control socket from the master (fd -1: gone) */
+    int index;
+    struct sd_listener_rt *ls; /* [SD_MAX_LISTENERS]: fixed, epoll points into it */
+    size_t nls;                /* slots used so far (some may be free again) */
+    struct sd_conns conns; /* every open connection, for timeouts and drain */
+    size_t max_conns;     /* what the configuration asks (per worker) */
+    size_t conn_cap;      /* what is accepted: max_conns, less if the fd limit says so */
+    size_t fds_fixed;     /* descriptors held besides connections */
+    int64_t expire_sessions_ms; /* next sweep of expired TLS sessions */
+    int draining;
+    int64_t drain_deadline_ms;
+    uint32_t drain_timeout_ms;
+    int accept_retry; /* a listener is paused: retry accepting on the timer */
+    int reload_broken; /* could not apply the master's configuration: exit */
+    struct sd_bufpool pool;
+};
 
 /* Descriptors this process has open, or -1 when /proc cannot tell. */
 static long sd_worker_count_fds(void)
@@ -90,13 +116,13 @@ static void sd_worker_set_cap(struct sd_worker *w)
 
 static void sd_worker_accept(struct sd_worker *w, struct sd_listener_rt *l)
 {
-    if (l->fd < 0 || l->index < 0)
+    if (l->ev.fd < 0 || l->index < 0)
         return; /* a free slot (an event of this turn may still name it) */
     /* Bounded by the cap: every turn accepts one connection or returns. */
-    while (w->nconns < w->conn_cap) {
+    while (w->conns.n < w->conn_cap) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        int fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
+        int fd = accept4(l->ev.fd, (struct sockaddr *)&ss, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
@@ -114,10 +140,10 @@ static void sd_worker_accept(struct sd_worker *w, struct sd_listener_rt *l)
             l->paused = SD_PAUSE_FDS;
             return;
         }
-        sd_conn_accept(w, l, fd, (struct sockaddr *)&ss, len);
+        sd_conn_accept(&w->conns, l->index, l, fd, (struct sockaddr *)&ss, len);
     }
-    /* At the cap: resumes when a connection closes (sd_conn_free sets
-     * accept_retry), the rest wait in the kernel queue meanwhile. */
+    /* At the cap: resumes when a connection closes (sd_worker_conn_closed
+     * sets accept_retry), the rest wait in the kernel queue meanwhile. */
     l->paused = SD_PAUSE_CAP;
     w->accept_retry = 1;
 }
@@ -132,10 +158,34 @@ static void sd_worker_resume(struct sd_worker *w, int fds_too)
     w->accept_retry = 0;
     if (w->draining)
         return;
-    for (i = 0; i < w->nls && w->nconns < w->conn_cap; i++)
+    for (i = 0; i < w->nls && w->conns.n < w->conn_cap; i++)
         if (w->ls[i].paused == SD_PAUSE_CAP ||
             (fds_too && w->ls[i].paused == SD_PAUSE_FDS))
             sd_worker_accept(w, &w->ls[i]);
+}
+
+static void sd_worker_on_listener(struct sd_ev *ev, uint32_t events)
+{
+    struct sd_listener_rt *l = (struct sd_listener_rt *)((char *)ev -
+                                                         offsetof(struct sd_listener_rt, ev));
+
+    (void)events;
+    if (!l->w->draining)
+        sd_worker_accept(l->w, l);
+}
+
+/* A connection closed (sd_conns.on_close): a listener paused at the cap
+ * accepts again at the end of this loop turn. */
+static void sd_worker_conn_closed(struct sd_conns *cs)
+{
+    struct sd_worker *w = (struct sd_worker *)((char *)cs - offsetof(struct sd_worker, conns));
+    size_t i;
+
+    if (w->accept_retry == 0) {
+        for (i = 0; i < w->nls; i++)
+            if (w->ls[i].paused)
+                w->accept_retry = 1;
+    }
 }
 
 static void sd_worker_stop_accepting(struct sd_worker *w)
@@ -143,9 +193,9 @@ static void sd_worker_stop_accepting(struct sd_worker *w)
     size_t i;
 
     for (i = 0; i < w->nls; i++) {
-        if (w->ls[i].fd >= 0) {
-            close(w->ls[i].fd);
-            w->ls[i].fd = -1;
+        if (w->ls[i].ev.fd >= 0) {
+            close(w->ls[i].ev.fd);
+            w->ls[i].ev.fd = -1;
         }
     }
 }
@@ -158,12 +208,12 @@ static void sd_worker_drain(struct sd_worker *w, const char *why)
     if (w->draining)
         return;
     w->draining = 1;
-    w->drain_deadline_ms = w->now_ms + w->drain_timeout_ms;
+    w->drain_deadline_ms = w->loop.now_ms + w->drain_timeout_ms;
     sd_worker_stop_accepting(w);
     sd_log_begin(&l, "info", "drain");
     sd_log_i64(&l, "worker", w->index);
     sd_log_str(&l, "trigger", why);
-    sd_log_u64(&l, "open_connections", w->nconns);
+    sd_log_u64(&l, "open_connections", w->conns.n);
     sd_log_u64(&l, "drain_timeout_ms", w->drain_timeout_ms);
     sd_log_end(&l);
 }
@@ -174,7 +224,7 @@ static struct sd_listener_rt *sd_worker_slot_of(struct sd_worker *w, const struc
     size_t i;
 
     for (i = 0; i < w->nls; i++)
-        if (w->ls[i].fd >= 0 && sd_net_same_addr(&w->ls[i].addr, addr))
+        if (w->ls[i].ev.fd >= 0 && sd_net_same_addr(&w->ls[i].addr, addr))
             return &w->ls[i];
     return NULL;
 }
@@ -202,11 +252,10 @@ static int sd_worker_add_listener(struct sd_worker *w, const struct sd_gen *g,
 {
     const char *why = sd_worker_sock_problem(w, g, s);
     struct sd_listener_rt *l = NULL;
-    struct epoll_event ev;
     size_t i;
 
     for (i = 0; why == NULL && l == NULL && i < SD_MAX_LISTENERS; i++)
-        if (w->ls[i].fd < 0)
+        if (w->ls[i].ev.fd < 0)
             l = &w->ls[i];
     if (why == NULL && l == NULL)
         why = "no free listener slot";
@@ -224,16 +273,16 @@ static int sd_worker_add_listener(struct sd_worker *w, const struct sd_gen *g,
     }
     if ((size_t)(l - w->ls) >= w->nls)
         w->nls = (size_t)(l - w->ls) + 1;
-    l->ev.kind = SD_EV_LISTENER;
-    l->fd = s->fd;
+    l->ev.fd = s->fd;
+    l->ev.mask = EPOLLIN | EPOLLET;
+    l->ev.cb = sd_worker_on_listener;
+    l->w = w;
     l->addr = s->addr;
     l->index = sd_gen_find_listener(g, &s->addr);
     l->paused = SD_PAUSE_NONE;
-    ev.events = EPOLLIN | EPOLLET;
-    ev.data.ptr = &l->ev;
-    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
-        close(l->fd);
-        l->fd = -1;
+    if (sd_loop_add(&w->loop, &l->ev) != 0) {
+        close(l->ev.fd);
+        l->ev.fd = -1;
         return -1;
     }
     w->fds_fixed++;
@@ -250,15 +299,15 @@ static void sd_worker_remove_listener(struct sd_worker *w, struct sd_listener_rt
     struct sd_logline ll;
     uint64_t n = 0;
 
-    for (c = w->conns; c != NULL; c = next) {
+    for (c = sd_conns_first(&w->conns); c != NULL; c = next) {
         next = sd_conn_next(c);
         if (sd_conn_listener(c) == l) {
-            sd_conn_abort(c, "listener_removed");
+            sd_conn_abort(c, SD_R_LISTENER_REMOVED);
             n++;
         }
     }
-    close(l->fd);
-    l->fd = -1;
+    close(l->ev.fd);
+    l->ev.fd = -1;
     l->index = -1;
     l->paused = SD_PAUSE_NONE;
     if (w->fds_fixed > 0)
@@ -323,7 +372,7 @@ static void sd_worker_reload(struct sd_worker *w, uint64_t id, struct sd_files *
     /* Keep the process-level settings the master started with. */
     g->cfg->workers = w->gen->cfg->workers;
     for (i = 0; i < w->nls; i++)
-        if (w->ls[i].fd >= 0 && sd_gen_find_listener(g, &w->ls[i].addr) < 0)
+        if (w->ls[i].ev.fd >= 0 && sd_gen_find_listener(g, &w->ls[i].addr) < 0)
             sd_worker_remove_listener(w, &w->ls[i], g->id);
     for (i = 0; i < nadd; i++) {
         if (sd_worker_add_listener(w, g, &add[i]) != 0) {
@@ -335,20 +384,21 @@ static void sd_worker_reload(struct sd_worker *w, uint64_t id, struct sd_files *
         }
     }
     for (i = 0; i < w->nls; i++)
-        if (w->ls[i].fd >= 0)
+        if (w->ls[i].ev.fd >= 0)
             w->ls[i].index = sd_gen_find_listener(g, &w->ls[i].addr);
     w->max_conns = g->cfg->max_conns;
     w->drain_timeout_ms = g->cfg->drain_timeout_ms;
     sd_worker_set_cap(w);
     sd_gen_unref(w->gen);
     w->gen = g;
+    w->conns.gen = g;
     sd_log_begin(&l, "info", "worker_reloaded");
     sd_log_i64(&l, "worker", w->index);
     sd_log_u64(&l, "generation", g->id);
     sd_log_u64(&l, "listeners_added", nadd);
     sd_log_end(&l);
     if (g->cfg->close_revoked) {
-        for (c = w->conns; c != NULL; c = next) {
+        for (c = sd_conns_first(&w->conns); c != NULL; c = next) {
             next = sd_conn_next(c);
             sd_conn_judge(c, g);
         }
@@ -376,9 +426,9 @@ static void sd_worker_master_gone(struct sd_worker *w, const char *why)
 {
     struct sd_logline l;
 
-    (void)epoll_ctl(w->ep, EPOLL_CTL_DEL, w->ctl, NULL);
-    close(w->ctl);
-    w->ctl = -1;
+    (void)sd_loop_del(&w->loop, &w->ctlev);
+    close(w->ctlev.fd);
+    w->ctlev.fd = -1;
     if (w->fds_fixed > 0)
         w->fds_fixed--;
     sd_log_begin(&l, "warn", "master_gone");
@@ -390,13 +440,15 @@ static void sd_worker_master_gone(struct sd_worker *w, const char *why)
     sd_worker_drain(w, "master_gone");
 }
 
-static void sd_worker_on_control(struct sd_worker *w)
+static void sd_worker_on_control(struct sd_ev *ev, uint32_t events)
 {
+    struct sd_worker *w = (struct sd_worker *)((char *)ev - offsetof(struct sd_worker, ctlev));
     int turn;
 
+    (void)events;
     /* Bounded per wake-up; edge or not, epoll reports the rest again
      * (the control socket is level-triggered). */
-    for (turn = 0; turn < SD_CTL_BATCH && w->ctl >= 0; turn++) {
+    for (turn = 0; turn < SD_CTL_BATCH && w->ctlev.fd >= 0; turn++) {
         struct sd_ctl_msg m;
         struct iovec iov = { &m, sizeof(m) };
         union {
@@ -417,7 +469,7 @@ static void sd_worker_on_control(struct sd_worker *w)
         msg.msg_iovlen = 1;
         msg.msg_control = u.buf;
         msg.msg_controllen = sizeof(u.buf);
-        n = recvmsg(w->ctl, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        n = recvmsg(w->ctlev.fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -477,11 +529,13 @@ static void sd_worker_on_control(struct sd_worker *w)
     }
 }
 
-static void sd_worker_on_signal(struct sd_worker *w)
+static void sd_worker_on_signal(struct sd_ev *ev, uint32_t events)
 {
+    struct sd_worker *w = (struct sd_worker *)((char *)ev - offsetof(struct sd_worker, sigev));
     struct signalfd_siginfo si;
 
-    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+    (void)events;
+    while (read(w->sigev.fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
             sd_worker_drain(w, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 }
@@ -492,16 +546,16 @@ static void sd_worker_tick(struct sd_worker *w)
     size_t i;
 
     sd_log_flush(); /* lines a stalled log reader left queued */
-    if (w->now_ms >= w->expire_sessions_ms) {
+    if (w->loop.now_ms >= w->expire_sessions_ms) {
         for (i = 0; i < w->gen->cfg->nlisteners; i++)
             sd_tls_expire_sessions(w->gen->tls[i]);
-        w->expire_sessions_ms = w->now_ms + SD_SESSION_EXPIRY_MS;
+        w->expire_sessions_ms = w->loop.now_ms + SD_SESSION_EXPIRY_MS;
     }
     sd_worker_resume(w, 1);
-    for (c = w->conns; c != NULL; c = next) {
+    for (c = sd_conns_first(&w->conns); c != NULL; c = next) {
         next = sd_conn_next(c);
-        if (w->draining && w->now_ms >= w->drain_deadline_ms)
-            sd_conn_abort(c, "drain_timeout");
+        if (w->draining && w->loop.now_ms >= w->drain_deadline_ms)
+            sd_conn_abort(c, SD_R_DRAIN_TIMEOUT);
         else
             sd_conn_check_deadline(c);
     }
@@ -511,30 +565,27 @@ static int sd_worker_setup(struct sd_worker *w, const struct sd_listen_sock *soc
                            size_t nsocks)
 {
     const struct sd_config *cfg = w->gen->cfg;
-    struct epoll_event ev;
     sigset_t set;
     size_t i;
     long nfds;
 
-    w->ep = epoll_create1(EPOLL_CLOEXEC);
-    if (w->ep < 0)
+    if (sd_loop_init(&w->loop) != 0)
         return -1;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (w->sigfd < 0)
+    w->sigev.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (w->sigev.fd < 0)
         return -1;
-    w->sigev.kind = SD_EV_SIGNAL;
-    ev.events = EPOLLIN;
-    ev.data.ptr = &w->sigev;
-    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->sigfd, &ev) != 0)
+    w->sigev.mask = EPOLLIN;
+    w->sigev.cb = sd_worker_on_signal;
+    if (sd_loop_add(&w->loop, &w->sigev) != 0)
         return -1;
-    if (w->ctl >= 0) {
-        w->ctlev.kind = SD_EV_CONTROL;
-        ev.events = EPOLLIN;
-        ev.data.ptr = &w->ctlev;
-        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->ctl, &ev) != 0)
+    if (w->ctlev.fd >= 0) {
+        /* Level-triggered: a wake-up handles a bounded batch of messages. */
+        w->ctlev.mask = EPOLLIN;
+        w->ctlev.cb = sd_worker_on_control;
+        if (sd_loop_add(&w->loop, &w->ctlev) != 0)
             return -1;
     }
     /* A fixed table: epoll events point into it, and a reload may add
@@ -543,7 +594,7 @@ static int sd_worker_setup(struct sd_worker *w, const struct sd_listen_sock *soc
     if (w->ls == NULL)
         return -1;
     for (i = 0; i < SD_MAX_LISTENERS; i++) {
-        w->ls[i].fd = -1;
+        w->ls[i].ev.fd = -1;
         w->ls[i].index = -1;
     }
     w->nls = 0;
@@ -567,89 +618,71 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
                   const struct sd_listen_sock *socks, size_t nsocks, int index, int ctl)
 {
     struct sd_worker w;
-    struct epoll_event events[SD_EVENTS];
     int64_t next_tick;
     int rc = 0;
 
     memset(&w, 0, sizeof(w));
-    w.ep = w.sigfd = -1;
+    w.loop.ep = -1;
+    w.sigev.fd = -1;
     w.index = index;
-    w.ctl = ctl;
+    w.ctlev.fd = ctl;
     w.gen = sd_gen_ref(gen);
     w.src = src;
     w.max_conns = gen->cfg->max_conns;
     w.conn_cap = w.max_conns;
     w.drain_timeout_ms = gen->cfg->drain_timeout_ms;
-    w.now_ms = sd_now_ms();
+    w.loop.now_ms = sd_now_ms();
     sd_bufpool_init(&w.pool, SD_POOL_SMALL_MAX, SD_POOL_LARGE_MAX);
+    w.conns.loop = &w.loop;
+    w.conns.pool = &w.pool;
+    w.conns.gen = w.gen;
+    w.conns.on_close = sd_worker_conn_closed;
     if (sd_worker_setup(&w, socks, nsocks) != 0) {
         sd_log_msg("error", "worker", "worker %d: set-up failed: %s", index, strerror(errno));
         rc = 1;
         goto out;
     }
-    next_tick = w.now_ms + SD_TICK_MS;
+    next_tick = w.loop.now_ms + SD_TICK_MS;
     for (;;) {
-        int n, i, timeout;
+        int timeout;
 
-        if (w.draining && w.nconns == 0)
+        if (w.draining && w.conns.n == 0)
             break;
         if (w.reload_broken) {
             rc = 3;
             break;
         }
-        timeout = (int)(next_tick - w.now_ms);
+        timeout = (int)(next_tick - w.loop.now_ms);
         if (timeout < 0)
             timeout = 0;
-        n = epoll_wait(w.ep, events, SD_EVENTS, timeout);
-        w.now_ms = sd_now_ms();
-        if (n < 0 && errno != EINTR) {
+        if (sd_loop_poll(&w.loop, timeout) < 0) {
             sd_log_msg("error", "worker", "epoll_wait: %s", strerror(errno));
             rc = 1;
             break;
         }
-        for (i = 0; i < n; i++) {
-            struct sd_evsrc *ev = events[i].data.ptr;
-            switch (ev->kind) {
-            case SD_EV_LISTENER:
-                if (!w.draining)
-                    sd_worker_accept(&w, (struct sd_listener_rt *)ev);
-                break;
-            case SD_EV_CLIENT:
-            case SD_EV_BACKEND:
-                sd_conn_event(ev, events[i].events);
-                break;
-            case SD_EV_SIGNAL:
-                sd_worker_on_signal(&w);
-                break;
-            case SD_EV_CONTROL:
-                sd_worker_on_control(&w);
-                break;
-            }
-        }
-        if (w.now_ms >= next_tick) {
+        if (w.loop.now_ms >= next_tick) {
             sd_worker_tick(&w);
-            next_tick = w.now_ms + SD_TICK_MS;
+            next_tick = w.loop.now_ms + SD_TICK_MS;
         }
-        sd_conn_reap(&w);
+        sd_conns_reap(&w.conns);
         /* Connections closed in this turn: clients waiting in the kernel
          * queue of a listener paused at the cap are taken now, not on the
          * next tick. */
-        if (w.accept_retry && w.nconns < w.conn_cap)
+        if (w.accept_retry && w.conns.n < w.conn_cap)
             sd_worker_resume(&w, 0);
     }
 out:
-    while (w.conns != NULL)
-        sd_conn_abort(w.conns, "shutdown");
-    sd_conn_reap(&w);
+    while (sd_conns_first(&w.conns) != NULL)
+        sd_conn_abort(sd_conns_first(&w.conns), SD_R_SHUTDOWN);
+    sd_conns_reap(&w.conns);
     sd_worker_stop_accepting(&w);
     sd_bufpool_clear(&w.pool);
     free(w.ls);
     sd_gen_unref(w.gen);
-    if (w.sigfd >= 0)
-        close(w.sigfd);
-    if (w.ep >= 0)
-        close(w.ep);
-    if (w.ctl >= 0)
-        close(w.ctl);
+    if (w.sigev.fd >= 0)
+        close(w.sigev.fd);
+    sd_loop_fini(&w.loop);
+    if (w.ctlev.fd >= 0)
+        close(w.ctlev.fd);
     return rc;
 }

@@ -3,7 +3,8 @@
  *
  * A config comes from command-line flags (one listener) or a YAML file (many
  * listeners); both produce the same struct and go through the same
- * sd_config_validate(), so every rule is enforced in one place.
+ * sd_config_validate(), so every rule is enforced in one place. Both set
+ * each key through the one table of keys (sd/config_keys.h).
  *
  * Client authentication is not configurable: every listener requires and
  * verifies a client certificate at the handshake. There is deliberately no
@@ -139,5 +140,11 @@ void sd_config_admission(const struct sd_listener_conf *l,
 struct sd_files;
 int sd_config_load_yaml(struct sd_config *cfg, const char *path, struct sd_files *files,
                         struct sd_err *err);
+
+/* The same from len bytes held by the caller (at most 1 MiB); `name` is
+ * the file's name in cfg->source and in messages. For the fuzz target and
+ * tests; the gateway reads files only through a snapshot. */
+int sd_config_load_yaml_bytes(struct sd_config *cfg, const char *name, const void *data,
+                              size_t len, struct sd_err *err);
 
 #endif

@@ -25,18 +25,45 @@ struct sd_gen {
     struct sd_tls **tls;     /* [cfg->nlisteners], owned */
 };
 
-/* Where a configuration comes from, kept so a reload can read it again:
- * the `serve` arguments (flags, or --config FILE). */
+struct sd_config_key;
+
+/* One setting the command line made: a key of the table and its value as
+ * text ("true"/"false" for a flag without a value, e.g. --no-watch is
+ * watch = "false"). */
+struct sd_source_setting {
+    const struct sd_config_key *key;
+    char *value; /* owned */
+};
+
+/* Where a configuration comes from, kept so a reload can build it again
+ * without the command-line parser: what `steeldoor serve` was told, as
+ * data. getopt runs once, at start (sd_cli_serve_parse()); the master, and
+ * every worker it forks (a copy of this plain memory), replay it. */
 struct sd_source {
-    int argc;
-    char **argv;
+    char *config;                       /* --config FILE, or NULL: flags only */
+    struct sd_source_setting *settings; /* [cap], in command-line order */
+    size_t nsettings, cap;
 };
 
 struct sd_files;
 
-/* Parses and validates the configuration from src, reading files through
- * the snapshot `files`. Returns a new config, or NULL with err; *usage is
- * set when the error is a usage error. */
+/* Returns an empty source with room for cap settings, or NULL (out of
+ * memory). The caller owns it and frees it with sd_gen_source_free(). */
+struct sd_source *sd_gen_source_new(size_t cap);
+/* Frees src and everything it holds; NULL is fine. */
+void sd_gen_source_free(struct sd_source *src);
+/* Appends (key, a copy of value) to src. Returns 0, or -1 with err (full,
+ * or out of memory). */
+int sd_gen_source_add(struct sd_source *src, const struct sd_config_key *key,
+                      const char *value, struct sd_err *err);
+
+/* Builds and validates the configuration from src with the table's
+ * setters: flags only, the saved settings are replayed onto one listener;
+ * with a config file, the file is loaded (through the snapshot `files`),
+ * then the process-level settings of the command line override it.
+ * Returns a new config, or NULL with err; *usage is set when the error is
+ * in what the user wrote rather than in a value found invalid as a whole
+ * (exit status 2 at start, as for any usage error). */
 struct sd_config *sd_gen_parse(const struct sd_source *src, struct sd_files *files,
                                int *usage, struct sd_err *err);
 

@@ -120,7 +120,10 @@ int sd_pki_check_name(const char *name, struct sd_err *err) SD_MUST_CHECK;
 int sd_pki_check_dns(const char *dns, struct sd_err *err) SD_MUST_CHECK;
 /* IP address: anything inet_pton accepts as IPv4 or IPv6. */
 int sd_pki_check_ip(const char *ip, struct sd_err *err) SD_MUST_CHECK;
-/* URI: "scheme:rest" with printable ASCII and no spaces. */
+/* URI: one that `serve --allow-uri` can name exactly, checked with serve's
+ * own validator (sd_policy_uri_valid without wildcards, sd/policy.h):
+ * scheme://authority/segments, printable ASCII, at most SD_POLICY_MAX_NAME
+ * bytes; no wildcard, empty, '.' or '..' segment, '%', query or fragment. */
 int sd_pki_check_uri(const char *uri, struct sd_err *err) SD_MUST_CHECK;
 /* Subject CN: 1..64 printable ASCII characters. */
 int sd_pki_check_cn(const char *cn, struct sd_err *err) SD_MUST_CHECK;

@@ -71,4 +71,15 @@ struct sd_pp2_info {
  * when it does not fit or a field is longer than a TLV can carry. */
 long sd_pp2_build(const struct sd_pp2_info *in, uint8_t *out, size_t cap);
 
+/* Writes the header for an admitted peer (sd/peer.h): ALPN, authority (the
+ * SNI), TLS version, cipher, signature and key algorithms, the first CN,
+ * every URI and DNS SAN, the certificate's SHA-256, its subject, the
+ * identity that matched and the rule. src is the client, dst the
+ * listener's local address. Returns the length written into out (at most
+ * cap bytes), or -1 when it does not fit, or p has no certificate or one
+ * that is malformed, has no subject text or a subject too long for a TLV. */
+struct sd_peer;
+long sd_pp2_build_peer(const struct sd_peer *p, const struct sockaddr *src,
+                       const struct sockaddr *dst, uint8_t *out, size_t cap);
+
 #endif

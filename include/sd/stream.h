@@ -68,6 +68,11 @@ struct sd_stream {
     enum sd_side side;
     enum sd_reason reason; /* why the last call failed, or SD_R_NONE */
     const char *detail;    /* static text, or NULL */
+    /* Set by write: the last SD_IO_OK write stopped short because the
+     * socket is full, so the caller waits for the next writable edge
+     * instead of paying an EAGAIN system call to learn it. A stream that
+     * cannot tell (TLS: a short write may wait on reading) leaves it 0. */
+    unsigned char write_full;
 };
 
 static inline enum sd_io sd_stream_handshake(struct sd_stream *s)

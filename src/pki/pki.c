@@ -32,6 +32,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "sd/policy.h"
+
 #define SD_PKI_CA_CN      "steeldoor dev CA"
 #define SD_PKI_CURVE      "P-256"
 /* Certificates start five minutes in the past so that a peer whose clock
@@ -41,7 +43,6 @@
 #define SD_PKI_LINE_MAX   512
 #define SD_PKI_CN_MAX     64   /* ub-common-name, RFC 5280 */
 #define SD_PKI_DNS_MAX    253
-#define SD_PKI_URI_MAX    1024
 
 #define SD_PKI_HEX_SIZE   (SD_PKI_SERIAL_HEX_MAX + 1)
 /* Random 128-bit serials never collide in practice; the index is checked
@@ -143,34 +144,25 @@ int sd_pki_check_ip(const char *ip, struct sd_err *err)
     return 0;
 }
 
+/* The certificate's URI must be one that `serve --allow-uri` can name
+ * exactly: the very validator serve applies to a certificate's URI before
+ * any rule may match it (sd_policy_uri_valid without wildcards). Two
+ * validators had drifted apart, and pki issued URIs no rule could admit. */
 int sd_pki_check_uri(const char *uri, struct sd_err *err)
 {
-    size_t i, len;
+    size_t len;
 
     if (uri == NULL || uri[0] == '\0')
         return sd_err_set(err, "URI is empty");
     len = strlen(uri);
-    if (len > SD_PKI_URI_MAX)
+    if (len > SD_POLICY_MAX_NAME)
         return sd_err_set(err, "URI '%.*s...' is longer than %d characters",
-                          16, uri, SD_PKI_URI_MAX);
-    /* RFC 3986 scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" */
-    if (!((uri[0] >= 'A' && uri[0] <= 'Z') || (uri[0] >= 'a' && uri[0] <= 'z')))
-        return sd_err_set(err, "URI '%s' does not start with a scheme", uri);
-    for (i = 1; uri[i] != ':'; i++) {
-        unsigned char c = (unsigned char)uri[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-              (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'))
-            return sd_err_set(err, "URI '%s' does not start with 'scheme:'", uri);
-    }
-    if (uri[i + 1] == '\0')
-        return sd_err_set(err, "URI '%s' is only a scheme", uri);
-    /* The SAN holds an IA5String: ASCII only, and spaces are never valid. */
-    for (; i < len; i++) {
-        unsigned char c = (unsigned char)uri[i];
-        if (c <= 0x20 || c >= 0x7f)
-            return sd_err_set(err, "URI '%s' contains a space, control or "
-                              "non-ASCII character", uri);
-    }
+                          16, uri, SD_POLICY_MAX_NAME);
+    if (!sd_policy_uri_valid(uri, len, 0))
+        return sd_err_set(err, "URI '%s' is not one an allow-uri rule can match "
+                          "(scheme://authority/segments in printable ASCII; no wildcard, "
+                          "no empty, '.' or '..' segments, percent-encoding, query or "
+                          "fragment)", uri);
     return 0;
 }
 

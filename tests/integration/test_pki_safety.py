@@ -486,3 +486,108 @@ def test_symlinked_ca_key_refused(sd_bin, live_ca, tmp_path):
         os.unlink(d / "ca.key")
         shutil.move(str(outside), str(d / "ca.key"))
     _works_again(sd_bin, d, serial_hex(d / "api.crt"))
+
+
+# --------------------------------------------------------------------------
+# issue 12: one URI validator for `pki issue --uri` and `serve --allow-uri`
+# --------------------------------------------------------------------------
+
+# (URI, why it is tricky). Whatever pki puts in a certificate, serve must be
+# able to name exactly in an allow rule, and the other way round.
+TRICKY_URIS = [
+    ("spiffe://example.org/ns/default/sa/api", "a plain SPIFFE ID"),
+    ("spiffe://example.org/a b", "a space"),
+    ("example.org/billing", "no scheme"),
+    ("urn:example:billing", "a scheme without //authority"),
+    ("SPIFFE://example.org/billing", "an uppercase scheme"),
+    ("spiffe://example.org/a/../b", "a '..' segment"),
+    ("spiffe://example.org/a/./b", "a '.' segment"),
+    ("spiffe://example.org/a//b", "an empty segment"),
+    ("spiffe://example.org/a/", "a trailing '/'"),
+    ("spiffe:///a", "an empty authority"),
+    ("spiffe://example.org/%62illing", "a '%' escape"),
+    ("https://example.org/a?x=1", "a query"),
+    ("https://example.org/a#frag", "a fragment"),
+    ("https://user@example.org/a", "userinfo"),
+    ("https://example.org:8443/a", "a port"),
+    ("https://example.org", "no path"),
+    ("spiffe://example.org/" + "a" * 2027, "2048 bytes, the longest"),
+    ("spiffe://example.org/" + "a" * 2028, "2049 bytes, one too many"),
+    ("spiffe://example.org/caf\u00e9", "non-ASCII"),
+    ("spiffe://example.org/*", "a wildcard segment"),
+    ("spiffe://*/a", "a wildcard authority"),
+    ("spiffe://example.org/a\\b", "a backslash"),
+]
+
+
+def _serve_accepts_uri(sd_bin, d, uri):
+    """serve's verdict on `--allow-uri URI`, without starting: the rule is
+    given together with --allow-all, which serve refuses once the rules are
+    parsed ("cannot be combined"); a rule it cannot parse fails before that
+    with a message about the rule. Returns True / False; anything else
+    fails the test."""
+    args = [str(sd_bin), "serve", "--listen", "127.0.0.1:1", "--target", "127.0.0.1:1",
+            "--cert", str(d / "api.crt"), "--key", str(d / "api.key"),
+            "--cacert", str(d / "ca.crt"), "--allow-uri", uri, "--allow-all"]
+    r = run(args, timeout=TIMEOUT)
+    err = r.stderr.decode(errors="replace")
+    _no_sanitizer(r.stderr, "serve --allow-uri")
+    assert r.returncode != 0, "serve started with --allow-uri and --allow-all: %s" % err
+    rule_error = "allow-uri" in err and "cannot be combined" not in err
+    combined = "cannot be combined" in err
+    assert rule_error != combined, "cannot tell serve's verdict on %r from: %s" % (uri, err)
+    return combined
+
+
+def _pki_accepts_uri(sd_bin, d, name, uri):
+    r = pki(sd_bin, "issue", "--dir", d, "--name", name, "--client", "--uri", uri, rc=None)
+    assert r.returncode in (0, 2), "pki issue --uri %r: rc %d: %s" % (
+        uri, r.returncode, r.stderr.decode(errors="replace"))
+    if r.returncode == 2:
+        assert not (d / (name + ".crt")).exists(), "a refused URI left a certificate"
+    return r.returncode == 0
+
+
+def test_pki_and_serve_agree_on_uris(sd_bin, live_ca):
+    """Every tricky URI: pki issues it exactly when serve accepts it as a
+    rule without wildcards (a wildcard is a pattern for serve, never a
+    certificate's URI: no rule could ever match it, so pki refuses it)."""
+    disagree = []
+    for i, (uri, why) in enumerate(TRICKY_URIS):
+        serve_ok = _serve_accepts_uri(sd_bin, live_ca, uri)
+        pki_ok = _pki_accepts_uri(sd_bin, live_ca, "u%d" % i, uri)
+        want = serve_ok and "*" not in uri
+        if pki_ok != want:
+            disagree.append("%s (%s): pki %s, serve %s" % (
+                uri[:60], why, "issues" if pki_ok else "refuses",
+                "accepts" if serve_ok else "refuses"))
+    assert not disagree, "pki issue --uri and serve --allow-uri disagree:\n" + "\n".join(disagree)
+    # the list exercises both sides, and the wildcard case
+    verdicts = [_serve_accepts_uri(sd_bin, live_ca, u) for u, _ in TRICKY_URIS]
+    assert any(verdicts) and not all(verdicts)
+    assert _serve_accepts_uri(sd_bin, live_ca, "spiffe://example.org/*")
+
+
+def test_issued_uri_is_admitted_by_its_rule(sd_bin, live_ca, steeldoor, backends):
+    """A URI pki accepted really admits the client it was issued to, by a
+    rule naming it exactly; a client with another URI is refused."""
+    d = live_ca
+    uris = ["HTTPS://user@example.org:8443/a/b", "spiffe://example.org/" + "l" * 2027]
+    for i, uri in enumerate(uris):
+        assert _pki_accepts_uri(sd_bin, d, "adm%d" % i, uri)
+    pki(sd_bin, "issue", "--dir", d, "--name", "other", "--client", "--uri",
+        "spiffe://example.org/other")
+    be = backends()
+    extra = []
+    for uri in uris:
+        extra += ["--allow-uri", uri]
+    sd = steeldoor(target=be.target, cert=d / "api.crt", key=d / "api.key",
+                   cacert=d / "ca.crt", allow_all=False, extra=extra)
+    ca_crt = d / "ca.crt"
+    for i, uri in enumerate(uris):
+        e = expect_admitted(sd, sdlib.client_ctx(ca_crt, d / ("adm%d.crt" % i),
+                                                 d / ("adm%d.key" % i)), sd.port)
+        if len(uri) < 100:  # a long rule is cut in the log line
+            assert e.get("rule") == "uri:" + uri, e
+    expect_refused(sd, be, sdlib.client_ctx(ca_crt, d / "other.crt", d / "other.key"),
+                   sd.port, "not_authorized")

@@ -8,9 +8,11 @@ the keys Python's ssl module logs (`Forger`): every such test first sends one
 forged application-data record and gets its echo back, so a broken forger
 cannot pass for a refused record.
 
-`test_every_reason_has_a_test` reads the reasons out of the C sources, so a
-reason added later fails the suite until it has a test here (or a place on
-the short allow-list, with the reason why it cannot be produced from outside).
+`test_every_reason_has_a_test` reads the reasons from their one string table
+(src/reason.c), so a reason added later fails the suite until it has a test
+here (or a place on the short allow-list, with the reason why it cannot be
+produced from outside); `test_readme_documents_every_reason` checks that the
+README documents exactly that set.
 """
 import datetime
 import functools
@@ -96,29 +98,36 @@ def check(e, result, reason, detail=None):
 
 
 def _c_reasons():
-    """Reason literals in the sources that write a connection's log line:
-    assignments to a reason, string returns in tls.c (sd_tls_verify_reason,
-    sd_tls_client_fault, sd_tls_conn_judge) and the reason arguments of the
-    sd_conn_* calls that log."""
-    word = re.compile(r'"([a-z][a-z0-9]*(?:_[a-z0-9]+)*)"')
-    calls = re.compile(r'\bsd_conn_(?:finish|fail_errno|refuse|abort|log)\s*\(([^;]*);')
-    assign = re.compile(r'\breason\s*=(?!=)([^;]*);')
-    found = {}
-    for path in sorted((REPO / "src").glob("*.c")):
-        text = path.read_text(errors="replace")
-        text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
-        text = re.sub(r"//[^\n]*", " ", text)
-        if path.name != "tls.c" and not calls.search(text):
-            continue
-        chunks = [m.group(1) for m in calls.finditer(text)] + \
-                 [m.group(1) for m in assign.finditer(text)]
-        if path.name == "tls.c":
-            chunks += re.findall(r'\breturn\s+("[a-z0-9_]+")\s*;', text)
-        for chunk in chunks:
-            for w in word.findall(chunk):
-                if w not in ("ok", "error", "refused"):
-                    found.setdefault(w, set()).add(path.name)
-    return found
+    """The reasons a connection's log line can carry: the one string table
+    in src/reason.c (enum sd_reason, sd/reason.h), whose entries are the
+    only way code names a reason. Returns {reason: {"reason.c"}}."""
+    text = (REPO / "src" / "reason.c").read_text()
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    table = re.search(r"\bsd_reason_names\s*\[[^\]]*\]\s*=\s*\{(.*?)\};", text, flags=re.S)
+    assert table, "src/reason.c: the table sd_reason_names[] = { ... }; was not found"
+    entries = re.findall(r'\[\s*(SD_R_[A-Z0-9_]+)\s*\]\s*=\s*"([a-z][a-z0-9_]*)"', table.group(1))
+    words = [w for _, w in entries]
+    assert len(words) == len(set(words)), "a word appears twice in the table: %s" % sorted(words)
+    return {w: {"reason.c"} for w in words}
+
+
+def _readme_reasons():
+    """The reasons README.md documents: every `word` in the `reason` row
+    of the log field table (its first cell excluded)."""
+    rows = [l for l in (REPO / "README.md").read_text().splitlines()
+            if re.match(r"^\|\s*`reason`\s*\|", l)]
+    assert len(rows) == 1, "README.md should have one `reason` row in its log field table"
+    cells = rows[0].split("|")[2:]
+    return set(re.findall(r"`([a-z][a-z0-9_]*)`", "|".join(cells)))
+
+
+def test_readme_documents_every_reason():
+    table, readme = set(_c_reasons()), _readme_reasons()
+    missing = sorted(table - readme)
+    assert not missing, "reasons the code can log that README.md's `reason` row lacks: %s" % missing
+    extra = sorted(readme - table)
+    assert not extra, "reasons README.md's `reason` row names that src/reason.c lacks: %s" % extra
 
 
 def test_every_reason_has_a_test():

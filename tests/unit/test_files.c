@@ -331,6 +331,91 @@ static void test_swaps_while_loading(void **state)
     assert_true(fifos > 0 && regs > 0);
 }
 
+/* sd_files_each callback: counts entries that still hold bytes. */
+static void count_data(const struct sd_file *f, void *arg)
+{
+    if (f->data != NULL)
+        (*(size_t *)arg)++;
+}
+
+/* The master keeps a snapshot only to notice changes: after
+ * sd_files_drop_data() no file's bytes are left, the fingerprints are those
+ * of before, a change on disk (even one byte, same length) is still seen,
+ * and nothing can be loaded or packed from the snapshot any more. */
+static void test_drop_data_keeps_digests(void **state)
+{
+    struct sd_files *fs = sd_files_new(), *copy;
+    const struct sd_file *f, *key;
+    struct sd_err err;
+    uint64_t a;
+    size_t held = 0;
+    int fd;
+
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/sd_test_files_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(mkdir(p("cas"), 0700), 0);
+    put("k.pem", "-----BEGIN PRIVATE KEY-----AAAA");
+    put("cas/a.pem", "ca-a");
+    assert_int_equal(chmod(p("k.pem"), 0600), 0);
+    assert_int_equal(sd_files_get(fs, p("k.pem"), &key, &err), 0);
+    assert_int_equal(sd_files_get(fs, p("cas"), &f, &err), 0);
+    assert_int_equal(sd_files_get(fs, p("gone"), &f, &err), -1);
+    assert_int_equal(sd_files_has_data(fs), 1);
+    a = sd_files_fingerprint(fs);
+    assert_true(a == sd_files_fingerprint_disk(fs));
+    /* a snapshot packed before the drop still carries the bytes */
+    fd = sd_files_pack(fs, &err);
+    assert_true(fd >= 0);
+
+    sd_files_drop_data(fs);
+    sd_files_each(fs, count_data, &held);
+    assert_int_equal(held, 0);
+    assert_null(key->data);
+    assert_int_equal(key->kind, SD_FILE_REG);
+    assert_int_equal(key->mode, 0600);
+    assert_int_equal(key->len, 31);
+    assert_int_equal(sd_files_has_data(fs), 0);
+    assert_true(a == sd_files_fingerprint(fs));
+    assert_true(a == sd_files_fingerprint_disk(fs));
+    sd_files_drop_data(fs); /* twice is fine */
+    sd_files_drop_data(NULL);
+    assert_true(a == sd_files_fingerprint(fs));
+    /* nothing can be loaded or packed from digests */
+    assert_int_equal(sd_files_get(fs, p("k.pem"), &f, &err), -1);
+    assert_int_equal(sd_files_get(fs, p("new"), &f, &err), -1);
+    assert_int_equal(sd_files_pack(fs, &err), -1);
+
+    /* changes are still detected: one byte, same length */
+    put("k.pem", "-----BEGIN PRIVATE KEY-----AAAB");
+    assert_true(a != sd_files_fingerprint_disk(fs));
+    put("k.pem", "-----BEGIN PRIVATE KEY-----AAAA");
+    assert_true(a == sd_files_fingerprint_disk(fs));
+    put("cas/b.pem", "ca-b"); /* the listing changed */
+    assert_true(a != sd_files_fingerprint_disk(fs));
+    unlink(p("cas/b.pem"));
+    assert_true(a == sd_files_fingerprint_disk(fs));
+    put("gone", "appeared"); /* an error that went away */
+    assert_true(a != sd_files_fingerprint_disk(fs));
+    unlink(p("gone"));
+    assert_true(a == sd_files_fingerprint_disk(fs));
+
+    /* what was packed before the drop is whole, and digests agree */
+    copy = sd_files_unpack(fd, &err);
+    close(fd);
+    assert_non_null(copy);
+    assert_int_equal(sd_files_get(copy, p("k.pem"), &f, &err), 0);
+    assert_memory_equal(f->data, "-----BEGIN PRIVATE KEY-----AAAA", 31);
+    assert_true(f->digest == key->digest);
+    assert_true(sd_files_fingerprint(copy) == a);
+    sd_files_free(copy);
+    sd_files_free(fs);
+    unlink(p("k.pem"));
+    unlink(p("cas/a.pem"));
+    rmdir(p("cas"));
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_fifo_and_special_files_refused_without_blocking),
         cmocka_unit_test(test_read_to_end_of_file_with_cap),
         cmocka_unit_test(test_swaps_while_loading),
+        cmocka_unit_test(test_drop_data_keeps_digests),
     };
     return cmocka_run_group_tests_name("files", tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
  * what pki.c meant to write.
  */
 #include "sd/pki.h"
+#include "sd/policy.h"
 
 #include <dirent.h>
 #include <stdarg.h>
@@ -414,7 +415,32 @@ static void test_issue_bad_input(void **state)
     assert_int_equal(sd_pki_check_dns("*.a.b", NULL), 0);
     assert_int_equal(sd_pki_check_dns("a.*.b", NULL), -1);
     assert_int_equal(sd_pki_check_dns("a..b", NULL), -1);
-    assert_int_equal(sd_pki_check_uri("urn:x", NULL), 0);
+    /* URIs: exactly what serve accepts as a certificate's URI (the same
+     * validator, sd_policy_uri_valid without wildcards) */
+    assert_int_equal(sd_pki_check_uri("spiffe://example.org/ns/a", NULL), 0);
+    assert_int_equal(sd_pki_check_uri("HTTPS://Example.org", NULL), 0);
+    {
+        static const char *const bad[] = {
+            "urn:x", "no scheme", "spiffe://example.org/a b", "spiffe://example.org/../a",
+            "spiffe://example.org/a//b", "spiffe://example.org/a/", "spiffe://example.org/%41",
+            "spiffe://example.org/a?q", "spiffe://example.org/a#f", "spiffe://example.org/*",
+            "spiffe://*/a", "spiffe:///a", "spiffe://example.org/\xc3\xa9", "",
+        };
+        char longest[SD_POLICY_MAX_NAME + 2];
+        size_t j;
+
+        for (j = 0; j < sizeof(bad) / sizeof(bad[0]); j++) {
+            assert_int_equal(sd_pki_check_uri(bad[j], NULL), -1);
+            assert_int_equal(sd_policy_uri_valid(bad[j], strlen(bad[j]), 0), 0);
+        }
+        memcpy(longest, "spiffe://e/", 11);
+        memset(longest + 11, 'a', sizeof(longest) - 12);
+        longest[SD_POLICY_MAX_NAME] = '\0';
+        assert_int_equal(sd_pki_check_uri(longest, NULL), 0);
+        longest[SD_POLICY_MAX_NAME] = 'a';
+        longest[SD_POLICY_MAX_NAME + 1] = '\0';
+        assert_int_equal(sd_pki_check_uri(longest, NULL), -1);
+    }
 }
 
 static void test_issue_mismatched_ca_key(void **state)

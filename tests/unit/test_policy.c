@@ -739,6 +739,60 @@ static void test_identity_sane(void **state)
     sd_policy_free(all);
 }
 
+/* One principal only: at most one SPIFFE ID (scheme in any case) and at
+ * most one CN; other URIs, DNS names and OUs may be many. */
+static void test_identity_unambiguous(void **state)
+{
+    struct sd_name one[1] = { { "spiffe://td/a", 13 } };
+    struct sd_name two[3] = { { "spiffe://td/a", 13 }, { "https://x/", 10 },
+                              { "SPIFFE://td/b", 13 } };
+    struct sd_name other[2] = { { "https://x/", 10 }, { "urn:a", 5 } };
+    struct sd_name cns[2] = { { "a", 1 }, { "b", 1 } };
+    struct sd_identity id;
+
+    (void)state;
+    memset(&id, 0, sizeof(id));
+    assert_int_equal(sd_policy_identity_unambiguous(&id), 1);
+    id.uris = one;
+    id.nuris = 1;
+    assert_int_equal(sd_policy_identity_unambiguous(&id), 1);
+    id.uris = two;
+    id.nuris = 2;
+    assert_int_equal(sd_policy_identity_unambiguous(&id), 1);
+    id.nuris = 3;
+    assert_int_equal(sd_policy_identity_unambiguous(&id), 0);
+    id.uris = other;
+    id.nuris = 2;
+    id.dns = cns;
+    id.ndns = 2;
+    id.ous = cns;
+    id.nous = 2;
+    id.cns = cns;
+    id.ncns = 1;
+    assert_int_equal(sd_policy_identity_unambiguous(&id), 1);
+    id.ncns = 2;
+    assert_int_equal(sd_policy_identity_unambiguous(&id), 0);
+}
+
+/* A SPKI hash present in the identity (the peer extraction always computes
+ * it) changes nothing for rules of other kinds. */
+static void test_spki_present_without_pin(void **state)
+{
+    static const uint8_t spki[SD_SPKI_LEN] = { 1, 2, 3 };
+    struct sd_name cn = { "billing", 7 };
+    struct sd_policy *p = policy1(SD_RULE_CN, "other");
+    struct sd_identity id;
+
+    (void)state;
+    memset(&id, 0, sizeof(id));
+    id.cns = &cn;
+    id.ncns = 1;
+    assert_int_equal(sd_policy_match(p, &id), -1);
+    id.spki_sha256 = spki;
+    assert_int_equal(sd_policy_match(p, &id), -1);
+    sd_policy_free(p);
+}
+
 static void test_nul_never_matches(void **state)
 {
     struct sd_policy *p = sd_policy_new();
@@ -1043,6 +1097,8 @@ int main(void)
         cmocka_unit_test_teardown(test_kinds_never_cross, guards_release),
         cmocka_unit_test_teardown(test_cn_ou, guards_release),
         cmocka_unit_test_teardown(test_identity_sane, guards_release),
+        cmocka_unit_test_teardown(test_identity_unambiguous, guards_release),
+        cmocka_unit_test_teardown(test_spki_present_without_pin, guards_release),
         cmocka_unit_test_teardown(test_nul_never_matches, guards_release),
         cmocka_unit_test_teardown(test_spki_forms, guards_release),
         cmocka_unit_test_teardown(test_spki_rejected, guards_release),

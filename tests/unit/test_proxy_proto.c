@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "sd/peer.h"
 #include "sd/proxy_proto.h"
 
 static uint16_t be16(const uint8_t *p)
@@ -133,11 +134,88 @@ static void test_v6_and_limits(void **state)
     }
 }
 
+/* The header from a verified peer (sd/peer.h), built here by hand: no
+ * OpenSSL is needed to hand an identity on. */
+static void test_from_peer(void **state)
+{
+    struct sockaddr_in src = { .sin_family = AF_INET, .sin_port = htons(40000) };
+    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(8443) };
+    struct sd_name uris[1] = { { "spiffe://td/a", 13 } };
+    struct sd_name cns[1] = { { "billing", 7 } };
+    struct sd_peer_cert pc;
+    struct sd_peer p;
+    uint8_t out[1024];
+    const uint8_t *v, *end;
+    size_t len;
+    long n;
+
+    (void)state;
+    memset(&pc, 0, sizeof(pc));
+    pc.refs = 1;
+    pc.id.uris = uris;
+    pc.id.nuris = 1;
+    pc.id.cns = cns;
+    pc.id.ncns = 1;
+    pc.subject = (struct sd_name){ "CN=billing", 10 };
+    pc.sig_alg = "ecdsa-with-SHA256";
+    pc.key_alg = "EC";
+    memset(pc.cert_sha256, 0xAB, 32);
+    memset(&p, 0, sizeof(p));
+    p.cert = &pc;
+    p.tls_version = "TLSv1.3";
+    p.cipher = "TLS_AES_128_GCM_SHA256";
+    p.sni = (struct sd_name){ "api.internal", 12 };
+    p.authority = p.sni;
+    p.rule = 3;
+    p.rule_text = "uri:spiffe://td/*";
+    p.hit = (struct sd_policy_hit){ 3, SD_RULE_URI, 0 };
+    n = sd_pp2_build_peer(&p, (struct sockaddr *)&src, (struct sockaddr *)&dst, out,
+                          sizeof(out));
+    assert_true(n > 28);
+    end = out + n;
+    v = find_tlv(out + 28, end, SD_PP2_TYPE_SD_IDENTITY, &len);
+    assert_non_null(v);
+    assert_int_equal(len, 13);
+    assert_memory_equal(v, "spiffe://td/a", 13);
+    v = find_tlv(out + 28, end, SD_PP2_TYPE_SD_RULE, &len);
+    assert_non_null(v);
+    assert_memory_equal(v, "uri:spiffe://td/*", len);
+    v = find_tlv(out + 28, end, SD_PP2_TYPE_SD_SUBJECT, &len);
+    assert_non_null(v);
+    assert_memory_equal(v, "CN=billing", len);
+    assert_null(find_tlv(out + 28, end, SD_PP2_TYPE_ALPN, &len));
+
+    /* Not admitted: no identity, no rule. */
+    p.rule = -1;
+    n = sd_pp2_build_peer(&p, (struct sockaddr *)&src, (struct sockaddr *)&dst, out,
+                          sizeof(out));
+    assert_true(n > 28);
+    assert_null(find_tlv(out + 28, out + n, SD_PP2_TYPE_SD_IDENTITY, &len));
+    assert_null(find_tlv(out + 28, out + n, SD_PP2_TYPE_SD_RULE, &len));
+    /* Never handed on: malformed, a cut subject, none, no peer. */
+    pc.flags = SD_PEER_MALFORMED;
+    assert_int_equal(sd_pp2_build_peer(&p, (struct sockaddr *)&src, (struct sockaddr *)&dst,
+                                       out, sizeof(out)), -1);
+    pc.flags = SD_PEER_TRUNCATED;
+    assert_int_equal(sd_pp2_build_peer(&p, (struct sockaddr *)&src, (struct sockaddr *)&dst,
+                                       out, sizeof(out)), -1);
+    pc.flags = 0;
+    pc.subject.s = NULL;
+    assert_int_equal(sd_pp2_build_peer(&p, (struct sockaddr *)&src, (struct sockaddr *)&dst,
+                                       out, sizeof(out)), -1);
+    p.cert = NULL;
+    assert_int_equal(sd_pp2_build_peer(&p, (struct sockaddr *)&src, (struct sockaddr *)&dst,
+                                       out, sizeof(out)), -1);
+    assert_int_equal(sd_pp2_build_peer(NULL, (struct sockaddr *)&src,
+                                       (struct sockaddr *)&dst, out, sizeof(out)), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v4_layout),
         cmocka_unit_test(test_v6_and_limits),
+        cmocka_unit_test(test_from_peer),
     };
     return cmocka_run_group_tests_name("proxy_proto", tests, NULL, NULL);
 }

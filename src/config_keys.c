@@ -1,0 +1,281 @@
+/*
+ * config_keys.c - every configuration key, declared once (see
+ * sd/config_keys.h), and the one function that applies a key's value.
+ *
+ * To add a key: add a row here (and the field it sets to sd/config.h),
+ * document it in docs/config.md (test_config_keys checks), and decide
+ * whether it decides admission (test_admission checks the answer).
+ */
+#include "sd/config_keys.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "sd/config.h"
+
+static int sd_config_key_set_rule(void *obj, const struct sd_config_key *k,
+                                  const union sd_config_value *v, struct sd_err *err)
+{
+    return sd_config_add_rule(obj, k->name, v->s, err);
+}
+
+/* allow-all is a yes/no in YAML (false: no rule) and a bare flag. */
+static int sd_config_key_set_allow_all(void *obj, const struct sd_config_key *k,
+                                       const union sd_config_value *v, struct sd_err *err)
+{
+    return v->b ? sd_config_add_rule(obj, k->name, "", err) : 0;
+}
+
+static int sd_config_key_set_crl(void *obj, const struct sd_config_key *k,
+                                 const union sd_config_value *v, struct sd_err *err)
+{
+    (void)k;
+    return sd_config_add_crl(obj, v->s, err);
+}
+
+/* workers is an int in struct sd_config (0: one per core, filled by
+ * sd_config_validate()). */
+static int sd_config_key_set_workers(void *obj, const struct sd_config_key *k,
+                                     const union sd_config_value *v, struct sd_err *err)
+{
+    struct sd_config *cfg = obj;
+
+    (void)k;
+    (void)err;
+    cfg->workers = (int)v->u;
+    return 0;
+}
+
+/* The master warns louder about a file-descriptor limit below a max-conns
+ * the user asked for than below the default: remember it was given. */
+static int sd_config_key_set_max_conns(void *obj, const struct sd_config_key *k,
+                                       const union sd_config_value *v, struct sd_err *err)
+{
+    struct sd_config *cfg = obj;
+
+    (void)k;
+    (void)err;
+    cfg->max_conns = v->u;
+    cfg->max_conns_set = 1;
+    return 0;
+}
+
+#define BOTH (SD_KEY_FLAG | SD_KEY_YAML)
+#define L_OFF(f) offsetof(struct sd_listener_conf, f)
+#define P_OFF(f) offsetof(struct sd_config, f)
+
+/* In `steeldoor serve --help` order. Defaults are written as a user would
+ * write them; they must equal the SD_DEFAULT_* values sd_config_new() and
+ * sd_config_add_listener() set (test_config_keys checks each by loading it). */
+const struct sd_config_key sd_config_keys[] = {
+    /* ---- Listener */
+    { .name = "listen", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .admission = 1, .offset = L_OFF(listen), .metavar = "ADDR:PORT",
+      .group = SD_GROUP_LISTENER, .help = "address to accept TLS on ([::1]:8443 for IPv6)" },
+    { .name = "target", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .offset = L_OFF(target), .metavar = "ADDR:PORT",
+      .group = SD_GROUP_LISTENER, .help = "the protected service (or unix:/path/to.sock)" },
+    { .name = "cert", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+      .offset = L_OFF(cert), .metavar = "FILE",
+      .group = SD_GROUP_LISTENER, .help = "server certificate chain (PEM)" },
+    { .name = "key", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+      .offset = L_OFF(key), .metavar = "FILE",
+      .group = SD_GROUP_LISTENER, .help = "server private key (PEM, mode 0600)" },
+    { .name = "cacert", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+      .admission = 1, .offset = L_OFF(cacert), .metavar = "FILE|DIR",
+      .group = SD_GROUP_LISTENER,
+      .help = "CA bundle client certificates must chain to (a directory: every PEM file "
+              "in it; several roots)" },
+    /* ---- Who may enter */
+    { .name = "allow-uri", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .list = 1, .admission = 1, .set = sd_config_key_set_rule, .metavar = "PATTERN",
+      .group = SD_GROUP_WHO,
+      .help = "URI SAN, e.g. spiffe://example.org/ns/*/sa/api; '*' is one path "
+              "segment, a final '**' one or more" },
+    { .name = "allow-dns", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .list = 1, .admission = 1, .set = sd_config_key_set_rule, .metavar = "NAME",
+      .group = SD_GROUP_WHO, .help = "DNS SAN, exact, case-insensitive" },
+    { .name = "allow-cn", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .list = 1, .admission = 1, .set = sd_config_key_set_rule, .metavar = "NAME",
+      .group = SD_GROUP_WHO, .help = "subject CN, exact" },
+    { .name = "allow-ou", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .list = 1, .admission = 1, .set = sd_config_key_set_rule, .metavar = "NAME",
+      .group = SD_GROUP_WHO, .help = "subject OU, exact" },
+    { .name = "allow-spki", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .list = 1, .admission = 1, .set = sd_config_key_set_rule, .metavar = "SHA256",
+      .group = SD_GROUP_WHO,
+      .help = "pin: SHA-256 of the client's public key (hex or base64)" },
+    { .name = "allow-all", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_BOOL,
+      .flag_sets = 1, .admission = 1, .set = sd_config_key_set_allow_all, .def = "false",
+      .group = SD_GROUP_WHO, .help = "any client whose certificate verifies (alone only)" },
+    /* ---- Revocation and chains */
+    { .name = "crl", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+      .list = 1, .admission = 1, .set = sd_config_key_set_crl, .metavar = "FILE",
+      .group = SD_GROUP_REVOCATION,
+      .help = "CRL, PEM or DER (repeatable); leaf and intermediates are checked; every CA "
+              "level then needs a CRL" },
+    { .name = "crl-grace", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_SECONDS,
+      .admission = 1, .offset = L_OFF(crl_grace_s), .def = "0", .metavar = "DUR",
+      .group = SD_GROUP_REVOCATION, .help = "accept a CRL this long past nextUpdate" },
+    { .name = "verify-depth", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_UINT,
+      .min = 0, .max = SD_MAX_VERIFY_DEPTH, .admission = 1, .offset = L_OFF(verify_depth),
+      .def = "3", .metavar = "N", .group = SD_GROUP_REVOCATION,
+      .help = "max intermediate CAs in a client chain" },
+    /* ---- Identity to the backend */
+    { .name = "proxy-protocol", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_BOOL, .flag_sets = 1, .offset = L_OFF(proxy_protocol), .def = "false",
+      .group = SD_GROUP_IDENTITY,
+      .help = "start each backend connection with a PROXY v2 header carrying the client "
+              "address and verified identity" },
+    { .name = "name", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .admission = 1, .offset = L_OFF(name), .metavar = "NAME", .group = SD_GROUP_IDENTITY,
+      .help = "listener name in logs (default: the listen address)" },
+    { .name = "handshake-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_DURATION, .offset = L_OFF(handshake_timeout_ms), .def = "10s",
+      .metavar = "DUR", .group = SD_GROUP_IDENTITY, .help = "TLS handshake" },
+    { .name = "connect-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_DURATION, .offset = L_OFF(connect_timeout_ms), .def = "5s",
+      .metavar = "DUR", .group = SD_GROUP_IDENTITY, .help = "backend connect" },
+    { .name = "idle-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_DURATION, .offset = L_OFF(idle_timeout_ms), .def = "5m",
+      .metavar = "DUR", .group = SD_GROUP_IDENTITY, .help = "no bytes either way" },
+    { .name = "session-lifetime", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_DURATION0, .admission = 1, .offset = L_OFF(session_lifetime_ms),
+      .def = "5m", .metavar = "DUR", .group = SD_GROUP_IDENTITY,
+      .help = "a TLS session and those resumed from it live this long after the full "
+              "handshake; 0: none" },
+    /* ---- Process */
+    { .name = "config", .where = SD_KEY_FLAG, .scope = SD_SCOPE_PROCESS,
+      .type = SD_KT_SPECIAL, .metavar = "FILE", .group = SD_GROUP_PROCESS,
+      .help = "YAML file with listeners (see docs/config.md)" },
+    { .name = "listeners", .where = SD_KEY_YAML, .scope = SD_SCOPE_PROCESS,
+      .type = SD_KT_SPECIAL, .group = SD_GROUP_PROCESS,
+      .help = "one mapping per listener, with the listener keys" },
+    { .name = "workers", .where = BOTH, .scope = SD_SCOPE_PROCESS, .type = SD_KT_UINT,
+      .min = 1, .max = SD_MAX_WORKERS, .set = sd_config_key_set_workers, .metavar = "N",
+      .group = SD_GROUP_PROCESS, .help = "worker processes, default one per core" },
+    { .name = "drain-timeout", .where = BOTH, .scope = SD_SCOPE_PROCESS,
+      .type = SD_KT_DURATION, .offset = P_OFF(drain_timeout_ms), .def = "30s",
+      .metavar = "DUR", .group = SD_GROUP_PROCESS,
+      .help = "on SIGTERM, wait this long for connections" },
+    { .name = "max-conns", .where = BOTH, .scope = SD_SCOPE_PROCESS, .type = SD_KT_UINT,
+      .min = 1, .max = 1000000, .set = sd_config_key_set_max_conns, .def = "10000",
+      .metavar = "N", .group = SD_GROUP_PROCESS, .help = "connections per worker" },
+    { .name = "user", .where = BOTH, .scope = SD_SCOPE_PROCESS, .type = SD_KT_STRING,
+      .offset = P_OFF(user), .metavar = "NAME[:GROUP]", .group = SD_GROUP_PROCESS,
+      .help = "after binding, run as this account (start as root): no capabilities, no "
+              "new privileges; reloads read the files as it" },
+    /* ---- Reload */
+    { .name = "watch", .flag = "no-watch", .where = BOTH, .scope = SD_SCOPE_PROCESS,
+      .type = SD_KT_BOOL, .flag_sets = 0, .offset = P_OFF(watch), .def = "true",
+      .group = SD_GROUP_RELOAD, .help = "reload on SIGHUP only, not on file changes" },
+    { .name = "close-revoked", .flag = "keep-revoked-connections", .where = BOTH,
+      .scope = SD_SCOPE_PROCESS, .type = SD_KT_BOOL, .flag_sets = 0,
+      .offset = P_OFF(close_revoked), .def = "true", .group = SD_GROUP_RELOAD,
+      .help = "on reload, keep open connections whose client is no longer admitted "
+              "(default: close them)" },
+    { .name = "expiry-warning", .where = BOTH, .scope = SD_SCOPE_PROCESS,
+      .type = SD_KT_SECONDS, .offset = P_OFF(expiry_warning_s), .def = "7d",
+      .metavar = "DUR", .group = SD_GROUP_RELOAD,
+      .help = "warn about certificates expiring within DUR, at load and every 12 hours" },
+    { .name = "help", .where = SD_KEY_FLAG, .scope = SD_SCOPE_PROCESS,
+      .type = SD_KT_SPECIAL, .group = SD_GROUP_RELOAD, .help = "this text" },
+};
+
+const size_t sd_config_nkeys = sizeof(sd_config_keys) / sizeof(sd_config_keys[0]);
+
+const struct sd_config_key *sd_config_key_yaml(const char *name, enum sd_key_scope scope)
+{
+    size_t i;
+
+    for (i = 0; i < sd_config_nkeys; i++) {
+        const struct sd_config_key *k = &sd_config_keys[i];
+        if ((k->where & SD_KEY_YAML) && k->scope == scope && strcmp(k->name, name) == 0)
+            return k;
+    }
+    return NULL;
+}
+
+const char *sd_config_key_flag_name(const struct sd_config_key *k)
+{
+    return k->flag != NULL ? k->flag : k->name;
+}
+
+const struct sd_config_key *sd_config_key_flag(const char *flag)
+{
+    size_t i;
+
+    for (i = 0; i < sd_config_nkeys; i++) {
+        const struct sd_config_key *k = &sd_config_keys[i];
+        if ((k->where & SD_KEY_FLAG) && strcmp(sd_config_key_flag_name(k), flag) == 0)
+            return k;
+    }
+    return NULL;
+}
+
+/* YAML 1.1's words for yes and no that steeldoor has always taken. */
+static int sd_config_key_bool(const char *what, const char *text, int *out,
+                              struct sd_err *err)
+{
+    if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0) {
+        *out = 1;
+        return 0;
+    }
+    if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0) {
+        *out = 0;
+        return 0;
+    }
+    return sd_err_set(err, "%s: expected true or false", what);
+}
+
+int sd_config_key_apply(const struct sd_config_key *k, struct sd_config *cfg,
+                        struct sd_listener_conf *l, const char *text, const char *what,
+                        struct sd_err *err)
+{
+    union sd_config_value v;
+    void *obj = k->scope == SD_SCOPE_LISTENER ? (void *)l : (void *)cfg;
+    int rc = 0;
+
+    if (obj == NULL)
+        return sd_err_set(err, "%s: not a setting of this object", what);
+    memset(&v, 0, sizeof(v));
+    switch (k->type) {
+    case SD_KT_STRING:
+    case SD_KT_PATH:
+        v.s = text;
+        break;
+    case SD_KT_DURATION:
+        rc = sd_config_parse_duration(what, text, &v.u, err);
+        break;
+    case SD_KT_DURATION0:
+        rc = sd_config_parse_duration_or_zero(what, text, &v.u, err);
+        break;
+    case SD_KT_SECONDS:
+        rc = sd_config_parse_seconds(what, text, &v.u, err);
+        break;
+    case SD_KT_UINT:
+        rc = sd_config_parse_uint(what, text, k->min, k->max, &v.u, err);
+        break;
+    case SD_KT_BOOL:
+        rc = sd_config_key_bool(what, text, &v.b, err);
+        break;
+    case SD_KT_SPECIAL:
+    default:
+        return sd_err_set(err, "%s: cannot be set here", what);
+    }
+    if (rc != 0)
+        return -1;
+    if (k->set != NULL)
+        return k->set(obj, k, &v, err);
+    switch (k->type) {
+    case SD_KT_STRING:
+    case SD_KT_PATH:
+        return sd_config_set_str((char **)(void *)((char *)obj + k->offset), v.s, err);
+    case SD_KT_BOOL:
+        memcpy((char *)obj + k->offset, &v.b, sizeof(v.b));
+        return 0;
+    default:
+        memcpy((char *)obj + k->offset, &v.u, sizeof(v.u));
+        return 0;
+    }
+}

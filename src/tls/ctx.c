@@ -1,0 +1,299 @@
+/*
+ * ctx.c - TLS contexts, server and client (see sd/tls.h).
+ *
+ * Everything security-relevant is set here once per context, before any
+ * worker starts, so a connection cannot end up with weaker settings than its
+ * listener, and no worker repeats file parsing or algorithm set-up. Server
+ * and client contexts share one fixed policy (sd_tls_ctx_policy): there is
+ * no switch to weaken it.
+ */
+#include "tls_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include "sd/files.h"
+#include "sni.h"
+
+/* TLS 1.2 is allowed only with forward secrecy (ECDHE) and AEAD ciphers. */
+#define SD_TLS12_CIPHERS                                                     \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"             \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"             \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define SD_TLS13_CIPHERS                                                     \
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define SD_TLS_GROUPS "X25519:P-256:P-384"
+
+/* Bumped whenever the fixed admission policy in these files changes (EKU,
+ * CA leaves, identity rules), so that no session made under the old one
+ * could ever resume under the new. */
+#define SD_TLS_ADMISSION_POLICY "steeldoor-admission-2"
+
+int sd_tls_init(struct sd_err *err)
+{
+    OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
+    if (sd_tls_bio_init() != 0)
+        return sd_err_openssl(err, "cannot create the socket BIO");
+    return 0;
+}
+
+/* The policy every context has, server or client: versions, ciphers,
+ * groups, security level, options, modes, and the verification callbacks
+ * (peer certificate required, verify depth, purpose). Returns 0, or -1
+ * (OpenSSL's queue says why). */
+static int sd_tls_ctx_policy(struct sd_tls *tls, SSL_CTX *ctx, uint32_t verify_depth)
+{
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_cipher_list(ctx, SD_TLS12_CIPHERS) ||
+        !SSL_CTX_set_ciphersuites(ctx, SD_TLS13_CIPHERS) ||
+        !SSL_CTX_set1_groups_list(ctx, SD_TLS_GROUPS))
+        return -1;
+    SSL_CTX_set_security_level(ctx, 2);
+    /* IGNORE_UNEXPECTED_EOF: a TCP FIN without close_notify is treated as
+     * the peer's half-close, as for a plain TCP proxy; the byte stream is
+     * forwarded as is and the other side sees the FIN. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+                             SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                             SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Read whole socket buffers, not one record header then its body. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS);
+    /* The whole point of steeldoor: no certificate, no handshake. (A
+     * client always gets the server's; FAIL_IF_NO_PEER_CERT is a server
+     * setting.) */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       sd_tls_verify_cb);
+    /* Notes a peer's renegotiation attempt for the log (sd_tls_info_cb). */
+    SSL_CTX_set_info_callback(ctx, sd_tls_info_cb);
+    SSL_CTX_set_verify_depth(ctx, (int)verify_depth);
+    if (!SSL_CTX_set_purpose(ctx, tls->role == SD_TLS_CLIENT ? X509_PURPOSE_SSL_SERVER
+                                                              : X509_PURPOSE_SSL_CLIENT))
+        return -1;
+    return 0;
+}
+
+/* sd_config_admission() feeds the session id context digest. A failed
+ * update makes the final digest fail, which fails the context. */
+static void sd_tls_sid_feed(void *arg, const void *p, size_t n)
+{
+    if (!EVP_DigestUpdate(arg, p, n))
+        EVP_MD_CTX_reset(arg);
+}
+
+/* Runs first on every ClientHello. When the client names a server (SNI),
+ * the connection's session id context becomes a digest of the listener's
+ * context and that name, so a session made under one name never resumes
+ * under another (the CVE-2025-23419 pattern), even on the same listener. */
+int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+    const struct sd_tls *tls = arg;
+    struct sd_tls_conn *c = SSL_get_app_data(ssl);
+    const unsigned char *ext = NULL;
+    size_t len = 0;
+    unsigned char buf[sizeof(tls->sid) + SD_TLS_SNI_MAX], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    struct sd_name name;
+    int usable, ok;
+
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &len))
+        return SSL_CLIENT_HELLO_SUCCESS; /* no SNI: the listener's own context */
+    usable = sd_tls_sni_parse(ext, len, &name);
+    if (usable < 0)
+        return SSL_CLIENT_HELLO_SUCCESS; /* OpenSSL itself rejects a bad extension */
+    /* Keep the name as sent: OpenSSL does not report it on a resumed TLS
+     * 1.2 session, yet the backend must be told the same authority on a
+     * resumed connection as on a full one. A name with a NUL is left out
+     * (OpenSSL refuses it anyway). */
+    if (c != NULL && usable) {
+        free(c->sni);
+        c->sni = strndup(name.s, name.len);
+    }
+    /* One-shot digest of (listener context, lowercased name): no allocation
+     * on this per-handshake path. */
+    memcpy(buf, tls->sid, sizeof(tls->sid));
+    sd_tls_sni_lower(&name, buf + sizeof(tls->sid));
+    ok = EVP_Digest(buf, sizeof(tls->sid) + name.len, md, &mdlen, EVP_sha256(), NULL) &&
+         SSL_set_session_id_context(ssl, md, mdlen > SSL_MAX_SID_CTX_LENGTH
+                                                  ? SSL_MAX_SID_CTX_LENGTH : mdlen);
+    if (!ok) {
+        ERR_clear_error();
+        *al = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR; /* never fall back to a shared context */
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
+                                 struct sd_files *files, struct sd_err *err)
+{
+    struct sd_tls *tls = NULL;
+    SSL_CTX *ctx = NULL;
+    EVP_MD_CTX *sid = NULL;
+    unsigned char sidbuf[EVP_MAX_MD_SIZE];
+    unsigned int sidlen = 0;
+
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_server_method());
+    sid = EVP_MD_CTX_new();
+    tls = calloc(1, sizeof(*tls));
+    if (ctx == NULL || sid == NULL || tls == NULL ||
+        !EVP_DigestInit_ex(sid, EVP_sha256(), NULL)) {
+        sd_err_openssl(err, "listener %s: cannot create TLS context", lc->name);
+        goto fail;
+    }
+    tls->role = SD_TLS_SERVER;
+    if (sd_tls_ctx_policy(tls, ctx, lc->verify_depth) != 0) {
+        sd_err_openssl(err, "listener %s: cannot set TLS parameters", lc->name);
+        goto fail;
+    }
+    SSL_CTX_set_timeout(ctx, lc->session_lifetime_ms > 0
+                                 ? (long)(lc->session_lifetime_ms + 999) / 1000 : 1);
+    SSL_CTX_set_num_tickets(ctx, lc->session_lifetime_ms > 0 ? 1 : 0);
+
+    if (sd_tls_load_identity(ctx, files, lc->cert, lc->key, "server", err) != 0 ||
+        sd_tls_load_cas(ctx, files, lc->cacert, sid, 1, err) != 0)
+        goto fail;
+    tls->crl_grace_s = lc->crl_grace_s;
+    if (sd_tls_load_crls(tls, ctx, files, (const char *const *)lc->crls, lc->ncrls, sid,
+                         err) != 0)
+        goto fail;
+    tls->policy = lc->policy;
+    tls->session_lifetime_s = lc->session_lifetime_ms == 0 ? 0
+                              : (lc->session_lifetime_ms + 999) / 1000;
+    SSL_CTX_set_app_data(ctx, tls);
+    tls->chains = calloc(SD_CHAIN_CACHE_SIZE, sizeof(*tls->chains));
+    /* Always: it also applies every loaded CRL (sd_tls_chain_revoked). */
+    SSL_CTX_set_cert_verify_callback(ctx, sd_tls_cert_verify_cb, tls);
+
+    /* Session id context: a digest of everything that decides admission:
+     * the CA certificates and CRLs (fed above as they were loaded), and
+     * every admission setting of the listener (its identity, allow rules,
+     * CRL grace, chain depth, session lifetime: sd_config_admission()).
+     * OpenSSL refuses to resume a session whose context differs, so a
+     * session resumes only on the listener and under the very settings
+     * that admitted it; a reload that changes any of them ends them all. */
+    sd_config_admission(lc, sd_tls_sid_feed, sid);
+    if (!EVP_DigestUpdate(sid, SD_TLS_ADMISSION_POLICY, sizeof(SD_TLS_ADMISSION_POLICY)) ||
+        !EVP_DigestFinal_ex(sid, sidbuf, &sidlen) ||
+        !SSL_CTX_set_session_id_context(ctx, sidbuf,
+                                        sidlen > SSL_MAX_SID_CTX_LENGTH ? SSL_MAX_SID_CTX_LENGTH : sidlen)) {
+        sd_err_openssl(err, "listener %s: cannot set session id context", lc->name);
+        goto fail;
+    }
+    memcpy(tls->sid, sidbuf, sizeof(tls->sid));
+    SSL_CTX_set_client_hello_cb(ctx, sd_tls_client_hello_cb, tls);
+    tls->ctx = ctx;
+    sd_tls_session_setup(tls);
+    EVP_MD_CTX_free(sid);
+    return tls;
+fail:
+    EVP_MD_CTX_free(sid);
+    if (tls != NULL) {
+        tls->ctx = ctx;
+        sd_tls_free(tls);
+    } else {
+        SSL_CTX_free(ctx);
+    }
+    return NULL;
+}
+
+struct sd_tls *sd_tls_client_new(const struct sd_tls_client_conf *cc, struct sd_files *files,
+                                 struct sd_err *err)
+{
+    struct sd_tls *tls = NULL;
+    SSL_CTX *ctx = NULL;
+    EVP_MD_CTX *sid = NULL;
+
+    ERR_clear_error();
+    if (cc->policy == NULL && (cc->server_name == NULL || cc->server_name[0] == '\0')) {
+        /* Chaining to the CA alone would admit any server it ever certified. */
+        sd_err_set(err, "TLS client: neither a server name nor allow rules: nothing "
+                        "says which server is the right one");
+        return NULL;
+    }
+    ctx = SSL_CTX_new(TLS_client_method());
+    sid = EVP_MD_CTX_new(); /* fed by the loaders; unused by a client */
+    tls = calloc(1, sizeof(*tls));
+    if (ctx == NULL || sid == NULL || tls == NULL ||
+        !EVP_DigestInit_ex(sid, EVP_sha256(), NULL)) {
+        sd_err_openssl(err, "TLS client: cannot create TLS context");
+        goto fail;
+    }
+    tls->role = SD_TLS_CLIENT;
+    tls->policy = cc->policy;
+    tls->crl_grace_s = cc->crl_grace_s;
+    if (cc->server_name != NULL && (tls->server_name = strdup(cc->server_name)) == NULL) {
+        sd_err_set(err, "out of memory");
+        goto fail;
+    }
+    if (sd_tls_ctx_policy(tls, ctx, cc->verify_depth) != 0) {
+        sd_err_openssl(err, "TLS client: cannot set TLS parameters");
+        goto fail;
+    }
+    /* Sessions (resumption towards a backend) are a later step: none. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* Without allow rules the server must carry the name asked for. */
+    if (cc->policy == NULL) {
+        X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx),
+                                        X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (!X509_VERIFY_PARAM_set1_host(SSL_CTX_get0_param(ctx), cc->server_name, 0)) {
+            sd_err_openssl(err, "TLS client: cannot set the server name to check");
+            goto fail;
+        }
+    }
+    /* Our certificate is optional for the building block (a client
+     * context may talk to a server that does not ask); when given, it is
+     * checked as the server's is. */
+    if (cc->cert != NULL &&
+        sd_tls_load_identity(ctx, files, cc->cert, cc->key, "client", err) != 0)
+        goto fail;
+    if (cc->cacert == NULL) {
+        sd_err_set(err, "TLS client: no CA bundle for the server's certificate");
+        goto fail;
+    }
+    /* Only the given CAs: never the system's default trust store. */
+    if (sd_tls_load_cas(ctx, files, cc->cacert, sid, 0, err) != 0 ||
+        sd_tls_load_crls(tls, ctx, files, cc->crls, cc->ncrls, sid, err) != 0)
+        goto fail;
+    SSL_CTX_set_app_data(ctx, tls);
+    SSL_CTX_set_cert_verify_callback(ctx, sd_tls_cert_verify_cb, tls);
+    EVP_MD_CTX_free(sid);
+    tls->ctx = ctx;
+    return tls;
+fail:
+    EVP_MD_CTX_free(sid);
+    if (tls != NULL) {
+        tls->ctx = ctx;
+        sd_tls_free(tls);
+    } else {
+        SSL_CTX_free(ctx);
+    }
+    return NULL;
+}
+
+void sd_tls_free(struct sd_tls *tls)
+{
+    size_t i;
+
+    if (tls == NULL)
+        return;
+    for (i = 0; tls->chains != NULL && i < SD_CHAIN_CACHE_SIZE; i++)
+        sd_tls_chain_entry_clear(&tls->chains[i]);
+    free(tls->chains);
+    for (i = 0; i < tls->ncrls; i++) {
+        X509_CRL_free(tls->crls[i].crl);
+        X509_free(tls->crls[i].signer);
+    }
+    free(tls->crls);
+    free(tls->server_name);
+    SSL_CTX_free(tls->ctx);
+    free(tls);
+}
