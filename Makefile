@@ -73,6 +73,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	$(CC) $(SD_ALL_CPPFLAGS) $(SD_ALL_CFLAGS) $(SD_WCONV) -MMD -MP -o $@ $< $(LIB_OBJS) \
 	  $(SD_ALL_LDFLAGS) $(LDLIBS) -lcmocka -ljansson
 
+# The differential test links Debian's http-parser (libhttp-parser-dev), the
+# oracle it compares the HTTP parsers with; no other binary links it.
+$(BUILD)/tests/test_http_diff: LDLIBS += -lhttp_parser
+
 deps:
 	@scripts/deps.sh test
 
