@@ -791,7 +791,10 @@ def test_rotation_under_load(steeldoor, backends, lab):
                and "after reload" in (e.get("detail") or "") and e.get("subject") == "CN=x"]
     errors = [e for e in conns if e.get("result") == "error" and e not in dropped]
     assert not errors, "conn errors during rotation: %s" % errors[:3]
-    assert len(dropped) <= 1, "more than the one open straggler connection closed: %s" % dropped
+    # The straggler runs one connection at a time, but the server may still
+    # be closing its previous one (echo done, the client gone, the backend's
+    # end not yet forwarded) when the drop comes: at most those two.
+    assert len(dropped) <= 2, "more than the straggler's open connections closed: %s" % dropped
     refused = [e for e in conns if e.get("result") == "refused"]
     assert len(refused) <= sum(1 for r in strag if not r[4]), \
         "server refused more connections (%d) than the straggler saw fail" % len(refused)
