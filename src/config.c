@@ -1,6 +1,8 @@
 /* config.c - configuration defaults, value parsing and validation. */
 #include "sd/config.h"
 
+#include "sd/http_ident.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +73,10 @@ struct sd_listener_conf *sd_config_add_listener(struct sd_config *cfg,
     l->idle_timeout_ms = SD_DEFAULT_IDLE_TIMEOUT_MS;
     l->session_lifetime_ms = SD_DEFAULT_SESSION_LIFETIME_MS;
     l->verify_depth = SD_DEFAULT_VERIFY_DEPTH;
+    l->mode = SD_MODE_TCP;
+    l->http_headers = SD_HTTP_H_DEFAULT;
+    l->backend_idle_timeout_ms = SD_DEFAULT_BACKEND_IDLE_TIMEOUT_MS;
+    l->backend_pool_size = SD_DEFAULT_BACKEND_POOL_SIZE;
     return l;
 }
 

@@ -29,12 +29,19 @@
 /* A TLS session, and every session resumed from it, lives at most this long
  * after the full handshake that verified the client (nginx's default). */
 #define SD_DEFAULT_SESSION_LIFETIME_MS 300000u
+/* Below the usual backend keep-alive timeouts (gunicorn: 2 s; Go, Node:
+ * 5 s): a pooled connection the backend is about to close is not reused. */
+#define SD_DEFAULT_BACKEND_IDLE_TIMEOUT_MS 1500u
+#define SD_DEFAULT_BACKEND_POOL_SIZE 16u
+#define SD_MAX_BACKEND_POOL_SIZE 1024u
 #define SD_DEFAULT_DRAIN_TIMEOUT_MS 30000u
 #define SD_DEFAULT_MAX_CONNS 10000u
 #define SD_DEFAULT_VERIFY_DEPTH 3 /* intermediates between leaf and root */
 #define SD_MAX_VERIFY_DEPTH 16
 #define SD_MAX_CRLS 64
 #define SD_DEFAULT_EXPIRY_WARNING_S (7u * 86400u)
+
+enum sd_listener_mode { SD_MODE_TCP = 0, SD_MODE_HTTP = 1 };
 
 struct sd_listener_conf {
     char *name;      /* for logs; defaults to the listen text */
@@ -53,6 +60,13 @@ struct sd_listener_conf {
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms;
     uint32_t session_lifetime_ms; /* 0: no resumption */
+    /* What the listener speaks to its backend (sd/mode.h): SD_MODE_TCP
+     * (L4, the default) or SD_MODE_HTTP (HTTP/1.1 with identity headers). */
+    uint8_t mode;
+    uint32_t http_headers;           /* HTTP mode: SD_HTTP_H_* (sd/http_ident.h) */
+    uint32_t backend_idle_timeout_ms; /* HTTP mode: idle pooled backend connections */
+    uint32_t backend_pool_size;       /* HTTP mode: idle backend connections kept per
+                                       * target and worker (0: no reuse) */
     struct sd_addr listen_addr; /* filled by sd_config_validate */
     struct sd_addr target_addr; /* filled by sd_config_validate */
 };

@@ -23,9 +23,15 @@
 #include "sd/reason.h"
 #include "sd/stream.h"
 
+struct sd_bufpool;
+struct sd_loop;
+
 struct sd_conn;
 struct sd_gen;
 struct sd_listener_conf;
+
+/* What a mode's run step asks of its connection (see run below). */
+enum sd_mode_run { SD_MODE_GO = 0, SD_MODE_TUNNEL, SD_MODE_DONE, SD_MODE_FAIL };
 
 struct sd_mode_ops {
     const char *name; /* "tcp" */
@@ -40,12 +46,40 @@ struct sd_mode_ops {
      * connected, before any byte is pumped. Returns SD_R_NONE, or the
      * reason to close the connection with *detail (static text or NULL). */
     enum sd_reason (*start)(struct sd_conn *c, const char **detail);
+
+    /* --- optional: a mode that speaks a protocol over the connection
+     * (HTTP) instead of passing bytes through. */
+
+    /* Non-zero: the backend is not connected before start; the mode opens
+     * it itself when it has something to send (sd_conn_backend_open), and
+     * may give it back and open another one later. */
+    int lazy_backend;
+    /* Replaces the two pumps while the connection is PROXYING: one pass,
+     * moving what can move. Sets *progress when anything moved. Returns
+     * SD_MODE_GO to wait for the next event, SD_MODE_TUNNEL to hand the
+     * connection to the two pumps from now on (bytes already read but not
+     * yet sent are queued with sd_conn_queue first: a WebSocket after its
+     * 101), SD_MODE_DONE to close it ("ok"), SD_MODE_FAIL to close it
+     * ("error") with *reason and *detail. */
+    enum sd_mode_run (*run)(struct sd_conn *c, int *progress, enum sd_reason *reason,
+                            const char **detail);
+    /* The connection's deadline passed while PROXYING (not tunnelled):
+     * returns 1 when the mode handled it (it answered, say 408 or 504, and
+     * set a new deadline with sd_conn_set_deadline), 0 to close the
+     * connection with idle_timeout as usual. */
+    int (*timeout)(struct sd_conn *c);
+    /* Releases the mode's per-connection state (sd_conn_mode_state), once,
+     * when the connection is freed; the backend's socket, if still
+     * attached, is then closed by the connection. */
+    void (*fini)(struct sd_conn *c);
 };
 
-/* The mode of a listener (today every listener is "tcp"). */
+
+/* The mode of a listener: sd_mode_http for SD_MODE_HTTP, else sd_mode_tcp. */
 const struct sd_mode_ops *sd_mode_for(const struct sd_listener_conf *lc);
 
 extern const struct sd_mode_ops sd_mode_tcp;
+extern const struct sd_mode_ops sd_mode_http;
 
 /* --- what a mode may use of its connection (conn.c) */
 
@@ -61,5 +95,34 @@ const struct sockaddr *sd_conn_peer_addr(const struct sd_conn *c, socklen_t *len
 struct sd_buf *sd_conn_queue(struct sd_conn *c, enum sd_side to);
 /* Sets the hook that sees the bytes bound for side `to` (NULL: none). */
 void sd_conn_set_hook(struct sd_conn *c, enum sd_side to, sd_pump_hook *hook, void *arg);
+
+/* --- for modes with their own engine (run above) */
+
+/* The mode's per-connection state (NULL until set). */
+void *sd_conn_mode_state(const struct sd_conn *c);
+void sd_conn_set_mode_state(struct sd_conn *c, void *state);
+/* One side's stream and readiness (see sd/pump.h); the backend's stream is
+ * NULL while no backend is attached. */
+struct sd_pump_side *sd_conn_side(struct sd_conn *c, enum sd_side side);
+/* The worker's buffer pool and loop, and the loop's clock. */
+struct sd_bufpool *sd_conn_bufpool(const struct sd_conn *c);
+struct sd_loop *sd_conn_loop(const struct sd_conn *c);
+int64_t sd_conn_now(const struct sd_conn *c);
+/* Sets when sd_mode_ops.timeout is called next (loop clock, ms). */
+void sd_conn_set_deadline(struct sd_conn *c, int64_t when_ms);
+/* Adds to the byte counts of the connection's log line: bytes read from
+ * the client, bytes written to the client. */
+void sd_conn_count(struct sd_conn *c, uint64_t from_client, uint64_t to_client);
+/* Attaches a backend (lazy_backend modes): fd >= 0 is a connected socket
+ * taken from a pool (the connection owns it from now on); fd -1 starts a
+ * connect to the listener's target. Returns SD_R_NONE, or the reason it
+ * failed (backend_connect_failed, fd_limit, out_of_memory) with *detail. */
+enum sd_reason sd_conn_backend_open(struct sd_conn *c, int fd, const char **detail);
+/* Has the attached backend finished its connect and handshake? 1 yes, 0
+ * not yet (wait for an event), -1 failed: *reason and *detail say why. */
+int sd_conn_backend_ready(struct sd_conn *c, enum sd_reason *reason, const char **detail);
+/* Detaches the backend: out of the loop, its stream freed. Returns its fd,
+ * now the caller's (to pool or close), or -1 when none was attached. */
+int sd_conn_backend_release(struct sd_conn *c);
 
 #endif

@@ -76,6 +76,12 @@ struct sd_peer_cert {
     int64_t not_before, not_after; /* Unix seconds; 0 if unreadable */
 };
 
+/* One DER-encoded certificate, as the peer sent it (bytes owned elsewhere). */
+struct sd_der {
+    const uint8_t *p;
+    size_t len;
+};
+
 /* What was verified about one connection's peer. Owned by the connection's
  * stream; valid once its handshake has completed (cert is NULL before, and
  * stays NULL for a plain TCP stream). A refused handshake keeps the refused

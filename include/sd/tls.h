@@ -81,6 +81,19 @@ void sd_tls_free(struct sd_tls *tls);
 struct sd_stream *sd_tls_stream_new(struct sd_tls *tls, int fd, enum sd_side side);
 
 /* Sets the shared session cache used by server contexts built afterwards. */
+/* The DER of the peer's certificates as HTTP mode hands them on (RFC 9440
+ * Client-Cert and Client-Cert-Chain): certs[0] the verified peer's own
+ * certificate, then the intermediates of its verified chain that the trust
+ * store does not hold (what the client sent), leaf's issuer first. A
+ * resumed session gives exactly what its full handshake gave (the
+ * intermediates come from the session's admission record). The bytes are
+ * copied into buf[0, cap); certs[0, max) point into buf. Returns the
+ * number of certificates (>= 1), 0 when s has no verified peer (not TLS, or
+ * before the handshake), or -1 when they do not fit in buf or max. */
+struct sd_der;
+int sd_tls_stream_certs_der(const struct sd_stream *s, uint8_t *buf, size_t cap,
+                            struct sd_der *certs, size_t max);
+
 void sd_tls_set_session_cache(struct sd_sesscache *cache);
 
 /* Drops expired sessions from the context's in-process cache (called from
