@@ -90,6 +90,9 @@ struct sd_conn {
     uint8_t state;     /* enum sd_conn_state */
     uint8_t connected; /* the backend's connect completed */
     uint8_t closed;    /* sockets closed; memory freed by sd_conns_reap() */
+    uint8_t tunnel;    /* a mode with its own engine handed over to the pumps */
+    void *mode_state;  /* the mode's (sd_conn_mode_state) */
+    uint64_t count_in, count_out; /* bytes a mode's engine moved (sd_conn_count) */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -99,8 +102,9 @@ struct sd_conn {
 };
 
 static void sd_conn_free(struct sd_conn *c);
+static enum sd_step sd_conn_start_proxying(struct sd_conn *c);
 
-static int64_t sd_conn_now(const struct sd_conn *c)
+int64_t sd_conn_now(const struct sd_conn *c)
 {
     return c->cs->loop->now_ms;
 }
@@ -125,8 +129,8 @@ static void sd_conn_log(struct sd_conn *c, enum sd_conn_end end, enum sd_reason 
     sd_log_str(&l, "result", result);
     sd_log_str(&l, "reason", sd_reason_str(reason));
     sd_log_str(&l, "detail", detail);
-    sd_log_u64(&l, "bytes_in", c->pump[SD_SIDE_BACKEND].nread);
-    sd_log_u64(&l, "bytes_out", c->pump[SD_SIDE_CLIENT].nwritten);
+    sd_log_u64(&l, "bytes_in", c->pump[SD_SIDE_BACKEND].nread + c->count_in);
+    sd_log_u64(&l, "bytes_out", c->pump[SD_SIDE_CLIENT].nwritten + c->count_out);
     sd_log_i64(&l, "duration_ms", sd_now_ms() - c->start_ms);
     sd_peer_log(verified != NULL ? sd_stream_peer(verified) : NULL, &l);
     sd_log_end(&l);
@@ -172,6 +176,8 @@ static void sd_conn_free(struct sd_conn *c)
     struct sd_conns *cs = c->cs;
     int i;
 
+    if (c->mode->fini != NULL)
+        c->mode->fini(c);
     /* close() also removes the fds from epoll (they are never dup'ed). */
     for (i = SD_SIDE_BACKEND; i >= SD_SIDE_CLIENT; i--) {
         if (c->side[i].ev.fd >= 0)
@@ -287,6 +293,8 @@ static enum sd_step sd_conn_step_handshake(struct sd_conn *c)
         c->state = SD_CONN_CONNECTING;
         if (sd_conn_handshake_done(c, SD_SIDE_CLIENT))
             return SD_STEP_WAIT; /* refused by a configuration newer than its start */
+        if (c->mode->lazy_backend)
+            return sd_conn_start_proxying(c);
         return sd_conn_start_backend(c);
     }
     if (r == SD_IO_ERROR || r == SD_IO_EOF) {
@@ -297,11 +305,30 @@ static enum sd_step sd_conn_step_handshake(struct sd_conn *c)
     return SD_STEP_WAIT;
 }
 
+/* Both sides are ready (or, for a lazy_backend mode, the client's): the
+ * mode starts, then bytes move. */
+static enum sd_step sd_conn_start_proxying(struct sd_conn *c)
+{
+    const char *detail = NULL;
+    enum sd_reason reason;
+
+    c->state = SD_CONN_PROXYING;
+    /* The connect deadline is over: from now on the idle timeout applies,
+     * counted from the handshake until a byte moves (each step with
+     * progress pushes it on). Without this a quiet connection (a pooled
+     * one, say) would be cut at the connect timeout. */
+    if (c->handshake_ms == 0)
+        c->handshake_ms = sd_conn_now(c);
+    c->deadline_ms = c->handshake_ms + c->conf->idle_timeout_ms;
+    reason = c->mode->start(c, &detail);
+    if (reason != SD_R_NONE)
+        return sd_conn_close(c, SD_END_ERROR, reason, detail);
+    return SD_STEP_AGAIN;
+}
+
 static enum sd_step sd_conn_step_connecting(struct sd_conn *c)
 {
     struct sd_conn_side *b = &c->side[SD_SIDE_BACKEND];
-    const char *detail = NULL;
-    enum sd_reason reason;
     enum sd_io r;
 
     if (!c->connected) {
@@ -327,16 +354,7 @@ static enum sd_step sd_conn_step_connecting(struct sd_conn *c)
     }
     if (sd_conn_handshake_done(c, SD_SIDE_BACKEND))
         return SD_STEP_WAIT;
-    c->state = SD_CONN_PROXYING;
-    /* The connect deadline is over: from now on the idle timeout applies,
-     * counted from the handshake until a byte moves (each step with
-     * progress pushes it on). Without this a quiet connection (a pooled
-     * one, say) would be cut at the connect timeout. */
-    c->deadline_ms = c->handshake_ms + c->conf->idle_timeout_ms;
-    reason = c->mode->start(c, &detail);
-    if (reason != SD_R_NONE)
-        return sd_conn_close(c, SD_END_ERROR, reason, detail);
-    return SD_STEP_AGAIN;
+    return sd_conn_start_proxying(c);
 }
 
 static enum sd_step sd_conn_step_proxying(struct sd_conn *c)
@@ -346,6 +364,25 @@ static enum sd_step sd_conn_step_proxying(struct sd_conn *c)
     int progress = 0;
     size_t i;
 
+    if (c->mode->run != NULL && !c->tunnel) {
+        enum sd_reason reason = SD_R_NONE;
+        const char *detail = NULL;
+        switch (c->mode->run(c, &progress, &reason, &detail)) {
+        case SD_MODE_GO:
+            if (!progress)
+                return SD_STEP_WAIT;
+            return SD_STEP_AGAIN; /* the engine manages its own deadlines */
+        case SD_MODE_TUNNEL:
+            c->tunnel = 1;
+            c->deadline_ms = sd_conn_now(c) + c->conf->idle_timeout_ms;
+            return SD_STEP_AGAIN;
+        case SD_MODE_DONE:
+            return sd_conn_close(c, SD_END_OK, SD_R_NONE, NULL);
+        case SD_MODE_FAIL:
+        default:
+            return sd_conn_close(c, SD_END_ERROR, reason, detail);
+        }
+    }
     for (i = 0; i < 2; i++) {
         struct sd_pump *p = &c->pump[order[i]];
         if (sd_pump_run(p, c->cs->pool, &progress) != 0)
@@ -508,6 +545,11 @@ void sd_conn_check_deadline(struct sd_conn *c)
 
     if (sd_conn_now(c) < c->deadline_ms)
         return;
+    if (c->state == SD_CONN_PROXYING && !c->tunnel && c->mode->timeout != NULL &&
+        c->mode->timeout(c)) {
+        sd_conn_run(c); /* it may have queued an answer */
+        return;
+    }
     (void)sd_conn_close(c, st->timeout_end, st->timeout_reason, NULL);
 }
 
@@ -579,4 +621,137 @@ void sd_conn_set_hook(struct sd_conn *c, enum sd_side to, sd_pump_hook *hook, vo
 {
     c->pump[to].hook = hook;
     c->pump[to].hook_arg = arg;
+}
+
+void *sd_conn_mode_state(const struct sd_conn *c)
+{
+    return c->mode_state;
+}
+
+void sd_conn_set_mode_state(struct sd_conn *c, void *state)
+{
+    c->mode_state = state;
+}
+
+struct sd_pump_side *sd_conn_side(struct sd_conn *c, enum sd_side side)
+{
+    return &c->side[side].io;
+}
+
+struct sd_bufpool *sd_conn_bufpool(const struct sd_conn *c)
+{
+    return c->cs->pool;
+}
+
+struct sd_loop *sd_conn_loop(const struct sd_conn *c)
+{
+    return c->cs->loop;
+}
+
+void sd_conn_set_deadline(struct sd_conn *c, int64_t when_ms)
+{
+    c->deadline_ms = when_ms;
+}
+
+void sd_conn_count(struct sd_conn *c, uint64_t from_client, uint64_t to_client)
+{
+    c->count_in += from_client;
+    c->count_out += to_client;
+}
+
+enum sd_reason sd_conn_backend_open(struct sd_conn *c, int fd, const char **detail)
+{
+    struct sd_conn_side *b = &c->side[SD_SIDE_BACKEND];
+    int pooled = fd >= 0;
+
+    *detail = NULL;
+    if (b->ev.fd >= 0) {
+        if (pooled)
+            close(fd);
+        *detail = "a backend is already attached";
+        return SD_R_BACKEND_CONNECT_FAILED;
+    }
+    if (!pooled && (fd = sd_net_connect(&c->conf->target_addr)) < 0) {
+        int e = errno;
+        *detail = e != 0 ? strerror(e) : NULL;
+        return e == EMFILE || e == ENFILE ? SD_R_FD_LIMIT : SD_R_BACKEND_CONNECT_FAILED;
+    }
+    memset(&b->io, 0, sizeof(b->io));
+    b->io.rd_want = SD_WANT_READ;
+    b->io.wr_want = SD_WANT_WRITE;
+    b->io.hs_want = SD_WANT_WRITE;
+    b->io.s = c->mode->stream(c->gen, c->index, SD_SIDE_BACKEND, fd);
+    if (b->io.s == NULL) {
+        close(fd);
+        return SD_R_OUT_OF_MEMORY;
+    }
+    b->ev.fd = fd;
+    if (sd_loop_add(c->cs->loop, &b->ev) != 0) {
+        int e = errno;
+        (void)sd_conn_backend_release(c);
+        close(fd);
+        *detail = e != 0 ? strerror(e) : NULL;
+        return SD_R_BACKEND_CONNECT_FAILED;
+    }
+    /* A pooled socket is connected and, idle, writable now: the request
+     * goes out at once rather than after the edge the add reports. */
+    c->connected = (uint8_t)pooled;
+    b->io.wr = (uint8_t)pooled;
+    return SD_R_NONE;
+}
+
+int sd_conn_backend_ready(struct sd_conn *c, enum sd_reason *reason, const char **detail)
+{
+    struct sd_conn_side *b = &c->side[SD_SIDE_BACKEND];
+    enum sd_io r;
+
+    if (b->ev.fd < 0 || b->io.s == NULL) {
+        *reason = SD_R_BACKEND_CONNECT_FAILED;
+        *detail = "no backend attached";
+        return -1;
+    }
+    if (!c->connected) {
+        int e;
+        if (!b->io.wr)
+            return 0;
+        e = b->io.hup ? sd_net_connect_result(b->ev.fd) : 0;
+        if (e != 0) {
+            *reason = SD_R_BACKEND_CONNECT_FAILED;
+            *detail = strerror(e);
+            return -1;
+        }
+        c->connected = 1;
+    }
+    if (!sd_pump_side_ready(&b->io, b->io.hs_want))
+        return 0;
+    r = sd_stream_handshake(b->io.s);
+    if (r == SD_IO_ERROR || r == SD_IO_EOF) {
+        *reason = b->io.s->reason;
+        *detail = b->io.s->detail;
+        return -1;
+    }
+    if (r != SD_IO_OK) {
+        sd_pump_side_blocked(&b->io, r, &b->io.hs_want);
+        return 0;
+    }
+    return 1;
+}
+
+int sd_conn_backend_release(struct sd_conn *c)
+{
+    struct sd_conn_side *b = &c->side[SD_SIDE_BACKEND];
+    int fd = b->ev.fd;
+
+    if (fd < 0)
+        return -1;
+    (void)sd_loop_del(c->cs->loop, &b->ev);
+    sd_stream_free(b->io.s);
+    b->io.s = NULL;
+    b->ev.fd = -1;
+    c->connected = 0;
+    memset(&b->io, 0, sizeof(b->io));
+    b->io.rd_want = SD_WANT_READ;
+    b->io.wr_want = SD_WANT_WRITE;
+    b->io.hs_want = SD_WANT_WRITE;
+    return fd;
 }

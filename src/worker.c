@@ -24,6 +24,7 @@
 #include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/log.h"
+#include "sd/mode.h"
 #include "sd/net.h"
 
 #define SD_TICK_MS 250
@@ -552,6 +553,7 @@ static void sd_worker_tick(struct sd_worker *w)
         w->expire_sessions_ms = w->loop.now_ms + SD_SESSION_EXPIRY_MS;
     }
     sd_worker_resume(w, 1);
+    sd_mode_http_tick(w->loop.now_ms);
     for (c = sd_conns_first(&w->conns); c != NULL; c = next) {
         next = sd_conn_next(c);
         if (w->draining && w->loop.now_ms >= w->drain_deadline_ms)

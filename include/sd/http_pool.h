@@ -29,19 +29,24 @@ struct sd_http_pool;
  * NULL when out of memory. */
 struct sd_http_pool *sd_http_pool_new(struct sd_loop *loop);
 
-/* Closes every idle connection and frees the pool. NULL is fine. */
+/* Closes every idle connection and frees the pool. NULL is fine. Not from
+ * a loop callback: an event of the same batch may still point into it. */
 void sd_http_pool_free(struct sd_http_pool *p);
 
 /* Parks fd, a connected, idle, non-blocking socket to target, not in any
- * epoll set. The pool owns fd from now on: it closes it at once when max
- * is 0 or nothing can hold it, and otherwise after idle_ms of idleness
- * (or earlier, see above). now_ms is the loop's clock. */
+ * epoll set (and not already parked). The pool owns fd from now on: it
+ * closes it at once when max is 0 or the loop cannot watch it, and
+ * otherwise after idle_ms of idleness (or earlier, see above). Parking
+ * past max for target closes target's oldest, past SD_HTTP_POOL_MAX the
+ * pool's oldest. target is copied. now_ms is the loop's clock. */
 void sd_http_pool_put(struct sd_http_pool *p, const struct sd_addr *target, int fd,
                       uint32_t max, uint32_t idle_ms, int64_t now_ms);
 
 /* Takes the most recently parked live connection to target (removed from
  * the pool's epoll watch; the caller owns the fd), or returns -1 when
- * there is none. Connections past their idle time are closed on the way. */
+ * there is none. Connections past their idle time, and those the backend
+ * closed or wrote to since the loop last looked (seen with a MSG_PEEK that
+ * consumes nothing), are closed on the way. */
 int sd_http_pool_get(struct sd_http_pool *p, const struct sd_addr *target, int64_t now_ms);
 
 /* Closes the connections idle past their time (the worker's tick). */

@@ -17,6 +17,7 @@
 #ifndef SD_MODE_H
 #define SD_MODE_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "sd/pump.h"
@@ -80,6 +81,10 @@ const struct sd_mode_ops *sd_mode_for(const struct sd_listener_conf *lc);
 
 extern const struct sd_mode_ops sd_mode_tcp;
 extern const struct sd_mode_ops sd_mode_http;
+
+/* The worker's tick: HTTP mode closes pooled backend connections idle past
+ * their time. */
+void sd_mode_http_tick(int64_t now_ms);
 
 /* --- what a mode may use of its connection (conn.c) */
 
