@@ -114,6 +114,7 @@ struct sd_http {
     uint64_t qbytes;       /* request body bytes forwarded */
     uint64_t sbytes;       /* response bytes queued for the client */
     int64_t start_ms;
+    int64_t head_ms;       /* when the first byte of the awaited head came */
     uint64_t nrequests;
     /* the identity headers, built at the first request (the same for every
      * request of the connection) */
@@ -248,8 +249,10 @@ static void sd_http_log_request(struct sd_http *h)
     if (who != NULL)
         sd_log_strn_bounded(&l, "identity", who->s, who->len, 512);
     /* What the client wrote, last and bounded. */
-    sd_log_str_bounded(&l, "method", h->method, 32);
-    sd_log_strn_bounded(&l, "path", h->path, h->pathlen, SD_HTTP_LOG_PATH_MAX);
+    if (h->method[0] != '\0') {
+        sd_log_str_bounded(&l, "method", h->method, 32);
+        sd_log_strn_bounded(&l, "path", h->path, h->pathlen, SD_HTTP_LOG_PATH_MAX);
+    }
     if (h->path_cut)
         sd_log_bool(&l, "path_truncated", 1);
     sd_log_end(&l);
@@ -845,6 +848,10 @@ static int sd_http_response_head(struct sd_http *h, const struct sd_http_resp *s
               f[i].name.len == 17 && sd_http_token_eq(f[i].name, "transfer-encoding")) &&
             !(s->status == 101 && f[i].name.len == 7 && sd_http_token_eq(f[i].name, "upgrade")))
             continue;
+        if (f[i].name.len == 14 && sd_http_token_eq(f[i].name, "content-length") &&
+            h->sframing != SD_HTTP_RESP_BODY_LENGTH && h->sframing != SD_HTTP_RESP_BODY_NONE)
+            continue; /* a length beside chunked (or a close) is not the framing: never
+                       * hand a client two answers to "where does this end" */
         for (j = 0; j < ntok && !drop; j++)
             drop = sd_http_name_eq_loose(tokens[j], f[i].name) &&
                    !(f[i].name.len == 14 && sd_http_token_eq(f[i].name, "content-length"));
@@ -1147,7 +1154,12 @@ static enum sd_mode_run sd_http_tunnel(struct sd_http *h, enum sd_reason *reason
         memcpy(to_backend->data + to_backend->w, h->cin->data + h->cin->r, nc);
         to_backend->w += (uint32_t)nc;
     }
-    sd_conn_count(h->c, 0, 0);
+    /* The pumps take over: this engine's buffers are not needed any more. */
+    sd_bufpool_put(sd_conn_bufpool(h->c), h->cin);
+    sd_bufpool_put(sd_conn_bufpool(h->c), h->bin);
+    sd_bufpool_put(sd_conn_bufpool(h->c), h->bout);
+    sd_bufpool_put(sd_conn_bufpool(h->c), h->cout);
+    h->cin = h->bin = h->bout = h->cout = NULL;
     return SD_MODE_TUNNEL;
 oom:
     *reason = SD_R_OUT_OF_MEMORY;
@@ -1167,10 +1179,14 @@ static enum sd_mode_run sd_http_run(struct sd_conn *c, int *progress, enum sd_re
     while (moved && rounds++ < 64) {
         moved = 0;
         /* 1. The client's bytes, when a request head or body is awaited. */
-        if (!h->closing && h->qstate != SD_HQ_DONE && !h->tunnel &&
-            sd_http_read(h, SD_SIDE_CLIENT, &h->cin, &h->client_eof, &moved, &in, reason,
-                         detail) != 0)
-            goto fail;
+        if (!h->closing && h->qstate != SD_HQ_DONE && !h->tunnel) {
+            size_t before = sd_buf_len(h->cin);
+            if (sd_http_read(h, SD_SIDE_CLIENT, &h->cin, &h->client_eof, &moved, &in, reason,
+                             detail) != 0)
+                goto fail;
+            if (before == 0 && sd_buf_len(h->cin) > 0 && h->qstate == SD_HQ_HEAD)
+                h->head_ms = sd_conn_now(c);
+        }
         /* 2. The next request, once the previous exchange is over. */
         if (!h->closing && h->qstate == SD_HQ_HEAD && h->sstate == SD_HS_NONE) {
             if (sd_http_next_request(h))
@@ -1296,6 +1312,10 @@ static enum sd_mode_run sd_http_run(struct sd_conn *c, int *progress, enum sd_re
         /* The connect timeout while a new backend connects, else idle. */
         if (bs->s != NULL && !h->backend_ready)
             ;
+        else if (h->qstate == SD_HQ_HEAD && h->sstate == SD_HS_NONE && sd_buf_len(h->cin) > 0)
+            /* A head must arrive whole within the idle timeout of its first
+             * byte: trickling it byte by byte does not push the deadline. */
+            sd_conn_set_deadline(c, h->head_ms + lc->idle_timeout_ms);
         else
             sd_conn_set_deadline(c, sd_conn_now(c) + lc->idle_timeout_ms);
     }
@@ -1326,7 +1346,7 @@ static int sd_http_timeout(struct sd_conn *c)
         if (sd_buf_len(h->cin) == 0)
             return 0;
         h->nrequests++;
-        h->start_ms = sd_conn_now(c);
+        h->start_ms = h->head_ms;
         h->id[0] = '\0';
         sd_http_answer(h, 408, "http_request_timeout");
         return 1;
