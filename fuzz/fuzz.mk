@@ -10,7 +10,7 @@ FUZZ_CC      ?= clang
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS    ?=
-FUZZ_NAMES   := policy peer sni yaml log pp2 http_resp http_req http_chunked
+FUZZ_NAMES   := policy peer sni yaml log pp2 http_resp http_req http_chunked http_ident
 FUZZ_RUN     ?= $(FUZZ_NAMES)
 # The project's warnings (sd_* in the Makefile), -Wconversion included;
 # no _FORTIFY_SOURCE (ASan checks every access itself).
@@ -36,6 +36,7 @@ FUZZ_MAXLEN_yaml   := 16384
 FUZZ_MAXLEN_log    := 12000
 FUZZ_MAXLEN_pp2    := 8192
 FUZZ_MAXLEN_http_req := 40000
+FUZZ_MAXLEN_http_ident := 16384
 FUZZ_MAXLEN_http_resp := 40000
 
 .PHONY: fuzz fuzz-deps fuzz-run fuzz-clean

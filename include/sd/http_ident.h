@@ -76,7 +76,14 @@ void sd_http_ident_format_set(uint32_t set, char *out, size_t size);
  * commonly trust (X-Forwarded-Host, X-Forwarded-Port, X-Forwarded-Prefix,
  * X-Forwarded-Ssl, X-Forwarded-Scheme, X-Real-IP, X-Client-Cert,
  * X-SSL-Client-Cert, X-SSL-Client-* , SSL-Client-Cert, X-Client-Verify,
- * X-Client-DN). Fast: called for every field of every request. */
+ * X-Client-DN, and the client-certificate headers of other proxies:
+ * nginx's X-SSL-Cert, Traefik's X-Forwarded-Tls-Client-Cert(-Info),
+ * Azure's X-ARR-ClientCert, AWS ALB's X-Amzn-Mtls-*). A prefix match
+ * returns the prefix with a '*' ("X-Steeldoor-*"), except for the names
+ * listed in full (X-Steeldoor-Request-Id, X-SSL-Client-Cert). Bytes are
+ * compared as they are: a name with any other byte (a trailing space) is
+ * not reserved, and is not a token either (the request parser refuses
+ * it). Fast: called for every field of every request. */
 const char *sd_http_ident_reserved(struct sd_name name);
 
 /* What the headers are built from. */
@@ -92,10 +99,16 @@ struct sd_http_ident {
 /* Writes the selected headers as "Name: value\r\n" lines into out[0, cap),
  * not NUL-terminated, without the request id (the caller adds it per
  * request). Returns the number of bytes written (0 when set is empty), or
- * -1 when they do not fit in cap. Every value is built only from
- * in->peer, in->certs and in->client; a byte that cannot appear in a
- * field value (a CTL in a certificate name) is escaped, never copied raw,
- * so no certificate can inject a header line. */
+ * -1 when they do not fit in cap (nothing is ever written at or past
+ * out + cap; out[0, cap) then holds a partial result to discard). Every
+ * value is built only from in->peer, in->certs and in->client; a byte that
+ * cannot appear in a field value (a CTL in a certificate name) is escaped,
+ * never copied raw, so no certificate can inject a header line. A line
+ * with nothing to say is left out, never written empty: Client-Cert when
+ * ncerts is 0, Client-Cert-Chain when ncerts <= 1, XFCC when peer or
+ * peer->cert is NULL, X-Forwarded-For when the address is neither IPv4
+ * nor IPv6 (Forwarded then says for=unknown). in and all it points to are
+ * borrowed. */
 long sd_http_ident_build(const struct sd_http_ident *in, char *out, size_t cap);
 
 #endif
