@@ -74,8 +74,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	  $(SD_ALL_LDFLAGS) $(LDLIBS) -lcmocka -ljansson
 
 # The differential test links Debian's http-parser (libhttp-parser-dev), the
-# oracle it compares the HTTP parsers with; no other binary links it.
+# oracle it compares the HTTP parsers with (responses, requests); nothing
+# else links it.
 $(BUILD)/tests/test_http_diff: LDLIBS += -lhttp_parser
+$(BUILD)/tests/test_http_req_diff: LDLIBS += -lhttp_parser
 
 deps:
 	@scripts/deps.sh test

@@ -524,6 +524,13 @@ long sd_http_req_parse(const char *buf, size_t len, struct sd_http_req *req,
     } else if (st.ncl > 0) {
         req->framing = SD_HTTP_BODY_LENGTH;
     }
+    /* CONNECT has no content (RFC 9110 section 9.3.6): a backend takes the
+     * bytes after its head for the tunnel, so reading a body there and then
+     * a next request would be a second reading of the same bytes. Only a
+     * Content-Length of 0 reads the same both ways. */
+    if (req->form == SD_HTTP_TARGET_AUTHORITY && req->framing != SD_HTTP_BODY_NONE &&
+        !(req->framing == SD_HTTP_BODY_LENGTH && req->content_length == 0))
+        return fail(req, req->framing == SD_HTTP_BODY_CHUNKED ? SD_HTTP_E_TE_INVALID : SD_HTTP_E_CL_INVALID);
     if (req->minor == 1 && !req->has_host)
         return fail(req, SD_HTTP_E_HOST_MISSING);
     req->keep_alive = req->minor == 1 ? !st.conn_close : (st.conn_ka && !st.conn_close);

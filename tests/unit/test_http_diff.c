@@ -30,7 +30,8 @@
  * does, for a 1xx other than 101) and 2 for a 2xx to CONNECT; its framing
  * is then read the way http_parser.c decides it at the end of the head.
  *
- * Requests: the request parser (sd/http_req.h) is not covered here yet.
+ * Requests: the request parser (sd/http_req.h) and the chunked decoder are
+ * compared with the same oracle in test_http_req_diff.c.
  * Deterministic: fixed seed, fixed count; bounded: about a second. */
 #include <setjmp.h>
 #include <stdarg.h>
