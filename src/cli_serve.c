@@ -24,9 +24,10 @@ static const char sd_serve_usage_head[] =
     "       steeldoor serve --config FILE [--workers N] [--drain-timeout DUR] [--max-conns N]\n"
     "                       [--user NAME[:GROUP]]\n"
     "\n"
-    "Terminates TLS 1.3/1.2 and forwards the bytes to the target. Every connection\n"
-    "must present a client certificate that chains to --cacert; there is no way to\n"
-    "make it optional and no plaintext listener.\n"
+    "Terminates TLS 1.3/1.2 and forwards the bytes to the target (with --http, the\n"
+    "HTTP requests, each with the client's verified identity in headers). Every\n"
+    "connection must present a client certificate that chains to --cacert; there is\n"
+    "no way to make it optional and no plaintext listener.\n"
     "\n";
 
 /* The titles of the key groups, in enum sd_key_group order. */
@@ -36,6 +37,7 @@ static const char *const sd_serve_groups[SD_GROUP_COUNT_] = {
                       "steeldoor refuses\nto start):"),
     [SD_GROUP_REVOCATION] = "Revocation and chains:",
     [SD_GROUP_IDENTITY] = "Identity to the backend:",
+    [SD_GROUP_HTTP] = "HTTP mode (the other flags of this group need --http):",
     [SD_GROUP_PROCESS] = "Process:",
     [SD_GROUP_RELOAD] = "Reload (SIGHUP, or automatically when a file changes):",
 };
@@ -202,7 +204,14 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_source *src, struct sd_e
                 goto out;
             continue;
         }
-        value = k->metavar != NULL ? optarg : (k->flag_sets ? "true" : "false");
+        /* A switch sets its one value: --http is mode: http, --no-watch is
+         * watch: false. */
+        if (k->metavar != NULL)
+            value = optarg;
+        else if (k->flag_value != NULL)
+            value = k->flag_value;
+        else
+            value = k->flag_sets ? "true" : "false";
         snprintf(what, sizeof(what), "--%s", sd_config_key_flag_name(k));
         if (sd_config_key_apply(k, scratch, l, value, what, err) != 0 ||
             sd_gen_source_add(src, k, value, err) != 0)

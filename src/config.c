@@ -1,6 +1,7 @@
 /* config.c - configuration defaults, value parsing and validation. */
 #include "sd/config.h"
 
+#include "sd/config_keys.h"
 #include "sd/http_ident.h"
 
 #include <errno.h>
@@ -11,6 +12,11 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+const char *sd_config_mode_name(unsigned mode)
+{
+    return mode == SD_MODE_TCP ? "tcp" : mode == SD_MODE_HTTP ? "http" : "?";
+}
 
 struct sd_config *sd_config_new(void)
 {
@@ -240,8 +246,34 @@ int sd_config_refuse_weakening(const char *name, struct sd_err *err)
     return 0;
 }
 
+/* A setting of HTTP mode on a tcp listener would do nothing: refused, so
+ * that nobody believes a tcp listener sets identity headers. from_flags
+ * says how to name the key and the switch in the message. */
+static int sd_config_validate_mode(const struct sd_listener_conf *l, const char *where,
+                                   int from_flags, struct sd_err *err)
+{
+    size_t i;
+
+    if (l->mode == SD_MODE_HTTP)
+        return 0;
+    if (l->mode != SD_MODE_TCP)
+        return sd_err_set(err, "%s: unknown mode %u", where, (unsigned)l->mode);
+    for (i = 0; i < sd_config_nkeys; i++) {
+        const struct sd_config_key *k = &sd_config_keys[i];
+
+        if ((k->http_only & l->http_given) == 0)
+            continue;
+        if (from_flags)
+            return sd_err_set(err, "%s: --%s needs --http (it is a setting of HTTP mode; "
+                              "this listener passes bytes through)", where, k->name);
+        return sd_err_set(err, "%s: %s needs mode: http (it is a setting of HTTP mode; "
+                          "this listener passes bytes through)", where, k->name);
+    }
+    return 0;
+}
+
 static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
-                                       struct sd_err *err)
+                                       int from_flags, struct sd_err *err)
 {
     struct sd_err sub;
     char where[64];
@@ -260,6 +292,8 @@ static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
                           "(--cacert); client certificates are always required", where);
     if (sd_policy_check(l->policy, &sub) != 0)
         return sd_err_set(err, "%s: %s", where, sub.msg);
+    if (sd_config_validate_mode(l, where, from_flags, err) != 0)
+        return -1;
     if (sd_addr_parse(l->listen, 0, &l->listen_addr, &sub) != 0)
         return sd_err_set(err, "%s: listen: %s", where, sub.msg);
     if (sd_addr_parse(l->target, 1, &l->target_addr, &sub) != 0)
@@ -278,7 +312,7 @@ int sd_config_validate(struct sd_config *cfg, struct sd_err *err)
         goto fail;
     }
     for (i = 0; i < cfg->nlisteners; i++)
-        if (sd_config_validate_listener(&cfg->listeners[i], i, err) != 0)
+        if (sd_config_validate_listener(&cfg->listeners[i], i, cfg->source == NULL, err) != 0)
             goto fail;
     for (i = 0; i < cfg->nlisteners; i++) {
         for (j = i + 1; j < cfg->nlisteners; j++) {
@@ -334,8 +368,8 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * fields left out. This assertion fails the build until that is done
      * (and tests/unit/test_admission.c enumerates every config key). */
 #if UINTPTR_MAX == UINT64_MAX /* the layout below is LP64's */
-    _Static_assert(sizeof(struct sd_listener_conf) == 1136 &&
-                       offsetof(struct sd_listener_conf, listen_addr) == 608,
+    _Static_assert(sizeof(struct sd_listener_conf) == 1152 &&
+                       offsetof(struct sd_listener_conf, listen_addr) == 624,
                    "sd_listener_conf changed: decide in sd_config_admission() whether "
                    "the new field affects admission, then update this size");
 #endif
@@ -350,8 +384,12 @@ void sd_config_admission(const struct sd_listener_conf *l,
     sd_config_feed_u32(feed, arg, "verify-depth", l->verify_depth);
     sd_config_feed_u32(feed, arg, "session-lifetime", l->session_lifetime_ms);
     /* Left out: target, cert, key (the server's side), proxy_protocol,
-     * handshake/connect/idle timeouts, and the parsed addresses (derived
-     * from listen and target). */
+     * handshake/connect/idle timeouts, the parsed addresses (derived from
+     * listen and target), and HTTP mode's settings (mode, http_given,
+     * http_headers, backend idle timeout and pool size): they change what
+     * the backend is told about an admitted client, never who is admitted.
+     * A session made while the listener was in one mode resumes in the
+     * other with the identity its full handshake verified. */
 }
 
 int sd_config_parse_duration_or_zero(const char *what, const char *text, uint32_t *ms,

@@ -12,35 +12,76 @@
 #include <string.h>
 
 #include "sd/config.h"
+#include "sd/http_ident.h"
 
 static int sd_config_key_set_rule(void *obj, const struct sd_config_key *k,
-                                  const union sd_config_value *v, struct sd_err *err)
+                                  const union sd_config_value *v, const char *what,
+                                  struct sd_err *err)
 {
+    (void)what; /* the rule's own message names its kind */
     return sd_config_add_rule(obj, k->name, v->s, err);
 }
 
 /* allow-all is a yes/no in YAML (false: no rule) and a bare flag. */
 static int sd_config_key_set_allow_all(void *obj, const struct sd_config_key *k,
-                                       const union sd_config_value *v, struct sd_err *err)
+                                       const union sd_config_value *v, const char *what,
+                                       struct sd_err *err)
 {
+    (void)what;
     return v->b ? sd_config_add_rule(obj, k->name, "", err) : 0;
 }
 
 static int sd_config_key_set_crl(void *obj, const struct sd_config_key *k,
-                                 const union sd_config_value *v, struct sd_err *err)
+                                 const union sd_config_value *v, const char *what,
+                                 struct sd_err *err)
 {
     (void)k;
+    (void)what;
     return sd_config_add_crl(obj, v->s, err);
+}
+
+/* mode: tcp (L4, the default) or http. */
+static int sd_config_key_set_mode(void *obj, const struct sd_config_key *k,
+                                  const union sd_config_value *v, const char *what,
+                                  struct sd_err *err)
+{
+    struct sd_listener_conf *l = obj;
+
+    (void)k;
+    if (strcmp(v->s, "tcp") == 0)
+        l->mode = SD_MODE_TCP;
+    else if (strcmp(v->s, "http") == 0)
+        l->mode = SD_MODE_HTTP;
+    else
+        return sd_err_set(err, "%s: '%s' is not a mode (valid: tcp, http)", what, v->s);
+    return 0;
+}
+
+/* http-headers: the set of identity headers, parsed by their module. */
+static int sd_config_key_set_http_headers(void *obj, const struct sd_config_key *k,
+                                          const union sd_config_value *v, const char *what,
+                                          struct sd_err *err)
+{
+    struct sd_listener_conf *l = obj;
+    uint32_t set = 0;
+
+    (void)k;
+    if (sd_http_ident_parse_set(v->s, &set, err) != 0)
+        return sd_err_prefix(err, what);
+    l->http_headers = set;
+    return 0;
 }
 
 /* workers is an int in struct sd_config (0: one per core, filled by
  * sd_config_validate()). */
 static int sd_config_key_set_workers(void *obj, const struct sd_config_key *k,
-                                     const union sd_config_value *v, struct sd_err *err)
+                                     const union sd_config_value *v, const char *what,
+                                     struct sd_err *err)
 {
     struct sd_config *cfg = obj;
 
     (void)k;
+    (void)what;
     (void)err;
     cfg->workers = (int)v->u;
     return 0;
@@ -49,11 +90,13 @@ static int sd_config_key_set_workers(void *obj, const struct sd_config_key *k,
 /* The master warns louder about a file-descriptor limit below a max-conns
  * the user asked for than below the default: remember it was given. */
 static int sd_config_key_set_max_conns(void *obj, const struct sd_config_key *k,
-                                       const union sd_config_value *v, struct sd_err *err)
+                                       const union sd_config_value *v, const char *what,
+                                       struct sd_err *err)
 {
     struct sd_config *cfg = obj;
 
     (void)k;
+    (void)what;
     (void)err;
     cfg->max_conns = v->u;
     cfg->max_conns_set = 1;
@@ -144,6 +187,30 @@ const struct sd_config_key sd_config_keys[] = {
       .def = "5m", .metavar = "DUR", .group = SD_GROUP_IDENTITY,
       .help = "a TLS session and those resumed from it live this long after the full "
               "handshake; 0: none" },
+    /* ---- HTTP mode */
+    { .name = "mode", .flag = "http", .flag_value = "http", .where = BOTH,
+      .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING, .set = sd_config_key_set_mode,
+      .def = "tcp", .group = SD_GROUP_HTTP,
+      .help = "speak HTTP/1.1 to the target (YAML: mode: http): every request carries the "
+              "verified identity in headers no client can forge; see docs/http.md" },
+    { .name = "http-headers", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_STRING, .words = 1, .http_only = 1u << 0,
+      .set = sd_config_key_set_http_headers, .def = "rfc9440", .metavar = "LIST",
+      .group = SD_GROUP_HTTP,
+      .help = "identity headers to set, comma-separated: client-cert, client-cert-chain, "
+              "rfc9440 (both), xfcc, forwarded, x-forwarded-for, x-forwarded-proto, "
+              "x-forwarded (both), or none" },
+    { .name = "backend-idle-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_DURATION, .http_only = 1u << 1,
+      .offset = L_OFF(backend_idle_timeout_ms), .def = "1.5s", .metavar = "DUR",
+      .group = SD_GROUP_HTTP,
+      .help = "close a pooled backend connection idle this long; keep it below the "
+              "backend's keep-alive timeout" },
+    { .name = "backend-pool-size", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_UINT, .min = 0, .max = SD_MAX_BACKEND_POOL_SIZE, .http_only = 1u << 2,
+      .offset = L_OFF(backend_pool_size), .def = "16", .metavar = "N",
+      .group = SD_GROUP_HTTP,
+      .help = "idle backend connections kept for reuse, per worker and target; 0: none" },
     /* ---- Process */
     { .name = "config", .where = SD_KEY_FLAG, .scope = SD_SCOPE_PROCESS,
       .type = SD_KT_SPECIAL, .metavar = "FILE", .group = SD_GROUP_PROCESS,
@@ -265,17 +332,26 @@ int sd_config_key_apply(const struct sd_config_key *k, struct sd_config *cfg,
     }
     if (rc != 0)
         return -1;
-    if (k->set != NULL)
-        return k->set(obj, k, &v, err);
-    switch (k->type) {
-    case SD_KT_STRING:
-    case SD_KT_PATH:
-        return sd_config_set_str((char **)(void *)((char *)obj + k->offset), v.s, err);
-    case SD_KT_BOOL:
-        memcpy((char *)obj + k->offset, &v.b, sizeof(v.b));
-        return 0;
-    default:
-        memcpy((char *)obj + k->offset, &v.u, sizeof(v.u));
-        return 0;
+    if (k->set != NULL) {
+        rc = k->set(obj, k, &v, what, err);
+    } else {
+        switch (k->type) {
+        case SD_KT_STRING:
+        case SD_KT_PATH:
+            rc = sd_config_set_str((char **)(void *)((char *)obj + k->offset), v.s, err);
+            break;
+        case SD_KT_BOOL:
+            memcpy((char *)obj + k->offset, &v.b, sizeof(v.b));
+            break;
+        default:
+            memcpy((char *)obj + k->offset, &v.u, sizeof(v.u));
+            break;
+        }
     }
+    /* Remembered whatever the value, so that sd_config_validate() can
+     * refuse an HTTP setting on a tcp listener even when it repeats the
+     * default: it was written, so someone expects it to do something. */
+    if (rc == 0 && k->http_only != 0 && k->scope == SD_SCOPE_LISTENER)
+        ((struct sd_listener_conf *)obj)->http_given |= k->http_only;
+    return rc;
 }

@@ -117,6 +117,38 @@ static int sd_yaml_each(struct sd_yaml *y, yaml_node_t *vn, const struct sd_conf
     return 0;
 }
 
+/* A key whose value is a comma-separated list of words (http-headers) may
+ * also be written as a YAML list of words: joined with commas into
+ * out[0, cap), the one value its setter parses. An empty list is the word
+ * "none". Refuses entries that are not plain words, or a list too long. */
+static int sd_yaml_words(struct sd_yaml *y, yaml_node_t *vn, const char *k, char *out,
+                         size_t cap, struct sd_err *err)
+{
+    yaml_node_item_t *it;
+    size_t n = 0;
+
+    for (it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
+        const char *w = sd_yaml_scalar(yaml_document_get_node(y->doc, *it));
+        size_t wl;
+
+        if (w == NULL || w[0] == '\0' || strchr(w, ',') != NULL)
+            return sd_err_set(err, "'%s' must be a string or a list of words", k);
+        wl = strlen(w);
+        if (n + (n > 0) + wl + 1 > cap)
+            return sd_err_set(err, "'%s': the list is too long", k);
+        if (n > 0)
+            out[n++] = ',';
+        memcpy(out + n, w, wl);
+        n += wl;
+    }
+    if (n == 0 && cap > 4) {
+        memcpy(out, "none", 4);
+        n = 4;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
 static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
                             struct sd_config *cfg, struct sd_err *err)
 {
@@ -161,6 +193,13 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
         if (key == NULL && strncmp(k, "allow-", 6) == 0) {
             sd_err_set(err, "unknown allow rule '%s'", k);
             return sd_err_prefix(err, where);
+        }
+        if (key != NULL && key->words && vn != NULL && vn->type == YAML_SEQUENCE_NODE) {
+            char words[512];
+            if (sd_yaml_words(y, vn, k, words, sizeof(words), err) != 0 ||
+                sd_config_key_apply(key, cfg, l, words, k, err) != 0)
+                return sd_err_prefix(err, where);
+            continue;
         }
         if (v == NULL)
             return sd_err_set(err, "%s: '%s' must have a single value", where, k);

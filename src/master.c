@@ -429,6 +429,7 @@ static void sd_master_log_listening(const struct sd_master *m, const struct sd_l
     sd_log_u64(&l, "allow_rules", sd_policy_count(lc->policy));
     sd_log_u64(&l, "crls", lc->ncrls);
     sd_log_bool(&l, "proxy_protocol", lc->proxy_protocol);
+    sd_log_str(&l, "mode", sd_config_mode_name(lc->mode));
     sd_log_i64(&l, "workers", m->nworkers);
     sd_log_bool(&l, "watch", m->watch.fd >= 0);
     sd_log_end(&l);

@@ -63,6 +63,10 @@ struct sd_listener_conf {
     /* What the listener speaks to its backend (sd/mode.h): SD_MODE_TCP
      * (L4, the default) or SD_MODE_HTTP (HTTP/1.1 with identity headers). */
     uint8_t mode;
+    /* Which HTTP-only keys were given (the bits of the table's http_only):
+     * sd_config_validate() refuses them on a tcp listener, even when given
+     * with their default value, so no setting is silently ignored. */
+    uint8_t http_given;
     uint32_t http_headers;           /* HTTP mode: SD_HTTP_H_* (sd/http_ident.h) */
     uint32_t backend_idle_timeout_ms; /* HTTP mode: idle pooled backend connections */
     uint32_t backend_pool_size;       /* HTTP mode: idle backend connections kept per
@@ -84,6 +88,10 @@ struct sd_config {
     uint32_t expiry_warning_s; /* warn about certificates expiring within this */
     char *user;                /* NAME[:GROUP] to run as after binding, or NULL */
 };
+
+/* "tcp" or "http": the word a listener's mode is written as (static);
+ * "?" for a value that is neither. */
+const char *sd_config_mode_name(unsigned mode);
 
 /* Returns a config with defaults and no listener; NULL on allocation failure.
  * The caller owns it and frees it with sd_config_free(). */

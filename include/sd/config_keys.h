@@ -53,6 +53,7 @@ enum sd_key_group {
     SD_GROUP_WHO,
     SD_GROUP_REVOCATION,
     SD_GROUP_IDENTITY,
+    SD_GROUP_HTTP,
     SD_GROUP_PROCESS,
     SD_GROUP_RELOAD,
     SD_GROUP_COUNT_,
@@ -67,16 +68,21 @@ union sd_config_value {
 
 struct sd_config_key;
 
-/* Stores v into obj (the listener or the config, by the key's scope).
- * Returns 0, or -1 with err. */
+/* Stores v into obj (the listener or the config, by the key's scope);
+ * `what` names the setting in messages ("mode", "--http"). Returns 0, or
+ * -1 with err. */
 typedef int (*sd_config_setter)(void *obj, const struct sd_config_key *k,
-                                const union sd_config_value *v, struct sd_err *err);
+                                const union sd_config_value *v, const char *what,
+                                struct sd_err *err);
 
 struct sd_config_key {
     const char *name;      /* YAML key; also the flag unless `flag` is set */
     const char *flag;      /* the flag's spelling when it differs, or NULL: for a
                             * bool whose flag turns it off (--no-watch is
-                            * watch: false) */
+                            * watch: false), or a switch that sets one value
+                            * of another type (--http is mode: http) */
+    const char *flag_value; /* with flag, for a key that is not a bool: the
+                            * value the switch sets (text, as in YAML) */
     unsigned where;        /* SD_KEY_FLAG | SD_KEY_YAML */
     enum sd_key_scope scope;
     enum sd_key_type type;
@@ -86,6 +92,11 @@ struct sd_config_key {
                             * as a string or a list of strings */
     int admission;         /* changes who is admitted: part of a session's id
                             * context (sd_config_admission()) */
+    int words;             /* a comma-separated list of words in one value; in
+                            * YAML also a list of words (joined with commas) */
+    uint8_t http_only;     /* non-zero: a setting of HTTP mode only, refused on
+                            * a tcp listener; this key's own bit of
+                            * sd_listener_conf.http_given */
     size_t offset;         /* where the value is stored, when set is NULL */
     sd_config_setter set;  /* or the function that stores it */
     const char *def;       /* default as written in a config, or NULL: none,

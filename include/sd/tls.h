@@ -80,7 +80,6 @@ void sd_tls_free(struct sd_tls *tls);
  * against another server context (after a reload). */
 struct sd_stream *sd_tls_stream_new(struct sd_tls *tls, int fd, enum sd_side side);
 
-/* Sets the shared session cache used by server contexts built afterwards. */
 /* The DER of the peer's certificates as HTTP mode hands them on (RFC 9440
  * Client-Cert and Client-Cert-Chain): certs[0] the verified peer's own
  * certificate, then the intermediates of its verified chain that the trust
@@ -94,6 +93,7 @@ struct sd_der;
 int sd_tls_stream_certs_der(const struct sd_stream *s, uint8_t *buf, size_t cap,
                             struct sd_der *certs, size_t max);
 
+/* Sets the shared session cache used by server contexts built afterwards. */
 void sd_tls_set_session_cache(struct sd_sesscache *cache);
 
 /* Drops expired sessions from the context's in-process cache (called from

@@ -1192,8 +1192,14 @@ static enum sd_mode_run sd_http_run(struct sd_conn *c, int *progress, enum sd_re
             if (sd_http_next_request(h))
                 moved = 1;
             else if (h->client_eof) {
-                if (sd_buf_len(h->cout) == 0)
-                    return SD_MODE_DONE; /* the client is done (a partial head is dropped) */
+                if (sd_buf_len(h->cout) == 0) {
+                    /* The client is done (a partial head is dropped). Our
+                     * close_notify too: without it OpenSSL drops the
+                     * session, which then never resumes. */
+                    sd_conn_count(c, in, out);
+                    (void)sd_stream_shutdown(sd_conn_stream(c, SD_SIDE_CLIENT));
+                    return SD_MODE_DONE;
+                }
             } else if (h->cin != NULL && sd_buf_room(h->cin) == 0) {
                 /* A head longer than a large buffer: cannot be (the parser
                  * refuses over 32 KiB), but never spin. */

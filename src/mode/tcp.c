@@ -61,9 +61,3 @@ const struct sd_mode_ops sd_mode_tcp = {
     .stream = sd_mode_tcp_stream,
     .start = sd_mode_tcp_start,
 };
-
-const struct sd_mode_ops *sd_mode_for(const struct sd_listener_conf *lc)
-{
-    (void)lc; /* a `mode` key comes with the HTTP mode */
-    return &sd_mode_tcp;
-}

@@ -130,6 +130,37 @@ int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
+/* ALPN on an HTTP mode listener: "http/1.1" when the client offers it,
+ * wherever it stands in the client's list (steeldoor speaks nothing else).
+ * A client that offers ALPN without it (h2 only, say) gets no ALPN at all
+ * rather than a fatal no_application_protocol alert: a client that
+ * prefers h2 (curl, browsers) then falls back to HTTP/1.1, and the
+ * handshake never fails over ALPN. tcp listeners install no callback: no
+ * protocol is chosen, as before. */
+static int sd_tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                                 const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char http11[] = "http/1.1";
+    unsigned int i = 0;
+
+    (void)ssl;
+    (void)arg;
+    /* in is the client's list as sent: (length byte, name)..., which
+     * OpenSSL has checked to be well formed; bounds are checked anyway. */
+    while (i < inlen) {
+        unsigned int n = in[i];
+        if (n == 0 || n > inlen - i - 1)
+            break;
+        if (n == sizeof(http11) - 1 && memcmp(in + i + 1, http11, n) == 0) {
+            *out = in + i + 1;
+            *outlen = (unsigned char)n;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + n;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
                                  struct sd_files *files, struct sd_err *err)
 {
@@ -189,6 +220,8 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     }
     memcpy(tls->sid, sidbuf, sizeof(tls->sid));
     SSL_CTX_set_client_hello_cb(ctx, sd_tls_client_hello_cb, tls);
+    if (lc->mode == SD_MODE_HTTP)
+        SSL_CTX_set_alpn_select_cb(ctx, sd_tls_alpn_select_cb, NULL);
     tls->ctx = ctx;
     sd_tls_session_setup(tls);
     EVP_MD_CTX_free(sid);

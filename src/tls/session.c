@@ -88,7 +88,8 @@ int sd_tls_adm_get(SSL_SESSION *sess, struct sd_tls_adm *a)
     return 0;
 }
 
-/* Does the trust store of ctx hold a certificate identical to x? */
+/* Does the trust store of ctx hold a certificate identical to x? (X509_cmp
+ * compares the SHA-1 of the DER first, then the DER itself.) */
 static int sd_tls_store_has(const SSL_CTX *ctx, X509 *x)
 {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -102,36 +103,57 @@ static int sd_tls_store_has(const SSL_CTX *ctx, X509 *x)
     return found;
 }
 
+int sd_tls_chain_der(const SSL *ssl, unsigned char *out, size_t cap, size_t *len)
+{
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    size_t n = 0;
+    int i, rc = 0;
+
+    *len = 0;
+    if (chain == NULL)
+        chain = SSL_get_peer_cert_chain(ssl); /* chain cache hit: as presented */
+    for (i = 0; peer != NULL && chain != NULL && i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        unsigned char *p = out + n;
+        int dl;
+
+        if (X509_cmp(x, peer) == 0 || sd_tls_store_has(SSL_get_SSL_CTX(ssl), x))
+            continue;
+        dl = i2d_X509(x, NULL);
+        if (dl <= 0 || (size_t)dl > cap - n) {
+            rc = -1;
+            break;
+        }
+        if (i2d_X509(x, &p) != dl) {
+            rc = -1;
+            break;
+        }
+        n += (size_t)dl;
+    }
+    ERR_clear_error();
+    *len = n;
+    return rc;
+}
+
 /* Records the admission of this full handshake in sess. Returns 1 on
- * success. A chain too large to record is cut short: a later judgement of
- * the connection then fails closed. */
+ * success, 0 when the record cannot be made: then the session is never
+ * resumed (sd_tls_new_session_cb). A chain too large to record makes no
+ * record rather than a cut one, so that a resumed connection is judged
+ * after a reload, and hands its identity on (sd_tls_stream_certs_der),
+ * from the very certificates its full handshake had. */
 static int sd_tls_adm_set(SSL *ssl, SSL_SESSION *sess, const struct sd_tls_conn *c)
 {
     unsigned char buf[SD_TLS_ADM_MAX];
-    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
-    X509 *peer = SSL_get0_peer_certificate(ssl);
-    size_t n = SD_TLS_ADM_HEAD;
-    int i, len;
+    size_t n = 0;
 
-    if (chain == NULL)
-        chain = SSL_get_peer_cert_chain(ssl); /* chain cache hit: as presented */
     buf[0] = 'S';
     buf[1] = 1;
     sd_tls_put64(buf + 2, c->auth_time);
     sd_tls_put64(buf + 10, c->not_after);
-    for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
-        X509 *x = sk_X509_value(chain, i);
-        unsigned char *p = buf + n;
-        if (peer == NULL || X509_cmp(x, peer) == 0 || sd_tls_store_has(SSL_get_SSL_CTX(ssl), x))
-            continue;
-        len = i2d_X509(x, NULL);
-        if (len <= 0 || n + (size_t)len > sizeof(buf))
-            break;
-        i2d_X509(x, &p);
-        n += (size_t)len;
-    }
-    ERR_clear_error();
-    return SSL_SESSION_set1_ticket_appdata(sess, buf, n);
+    if (sd_tls_chain_der(ssl, buf + SD_TLS_ADM_HEAD, sizeof(buf) - SD_TLS_ADM_HEAD, &n) != 0)
+        return 0;
+    return SSL_SESSION_set1_ticket_appdata(sess, buf, SD_TLS_ADM_HEAD + n);
 }
 
 /* The second from which a session made under tls is no longer resumable:

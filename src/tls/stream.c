@@ -8,9 +8,11 @@
 #include "tls_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/asn1.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -480,6 +482,79 @@ static const struct sd_stream_ops sd_tls_stream_ops = {
     .judge = sd_tls_stream_judge,
     .free = sd_tls_stream_free,
 };
+
+/* ------------------------------------------------ certificates as DER */
+
+/* The length of the DER element (a certificate: a SEQUENCE) at the start
+ * of p[0, n), header included, or 0 when it is not one whole element. */
+static size_t sd_tls_der_len(const unsigned char *p, size_t n)
+{
+    const unsigned char *q = p;
+    long len = 0;
+    int tag = 0, cls = 0;
+
+    if (n == 0 || n > (size_t)LONG_MAX ||
+        (ASN1_get_object(&q, &len, &tag, &cls, (long)n) & 0x80) != 0 ||
+        tag != V_ASN1_SEQUENCE || cls != V_ASN1_UNIVERSAL || len < 0 ||
+        (size_t)len > n - (size_t)(q - p)) {
+        ERR_clear_error();
+        return 0;
+    }
+    return (size_t)(q - p) + (size_t)len;
+}
+
+int sd_tls_stream_certs_der(const struct sd_stream *s, uint8_t *buf, size_t cap,
+                            struct sd_der *certs, size_t max)
+{
+    const struct sd_tls_conn *c;
+    X509 *leaf;
+    struct sd_tls_adm a;
+    unsigned char *p = buf;
+    size_t leaflen, chainlen = 0, off, k;
+    int dl;
+
+    if (s == NULL || s->ops != &sd_tls_stream_ops)
+        return 0; /* not TLS: nobody verified */
+    c = (const struct sd_tls_conn *)s;
+    leaf = SSL_get0_peer_certificate(c->ssl);
+    /* Verified means: the handshake finished, and on a server the allow
+     * rules admitted the client (a resumed session is judged again after
+     * OpenSSL's handshake; a refused one keeps rule -1). */
+    if (leaf == NULL || !SSL_is_init_finished(c->ssl) ||
+        (SSL_is_server(c->ssl) && c->peer.rule < 0))
+        return 0;
+    if (max == 0)
+        return -1;
+    dl = i2d_X509(leaf, NULL);
+    if (dl <= 0 || (size_t)dl > cap || i2d_X509(leaf, &p) != dl) {
+        ERR_clear_error();
+        return -1;
+    }
+    leaflen = (size_t)dl;
+    if (SSL_session_reused(c->ssl)) {
+        /* OpenSSL keeps no chain in a resumed session; the admission
+         * record has what the full handshake's chain gave (same filter). */
+        if (sd_tls_adm_get(SSL_get_session(c->ssl), &a) != 0)
+            return -1;
+        if (a.chainlen > cap - leaflen)
+            return -1;
+        memcpy(buf + leaflen, a.chain, a.chainlen);
+        chainlen = a.chainlen;
+    } else if (sd_tls_chain_der(c->ssl, buf + leaflen, cap - leaflen, &chainlen) != 0) {
+        return -1;
+    }
+    certs[0].p = buf;
+    certs[0].len = leaflen;
+    for (k = 1, off = leaflen; off < leaflen + chainlen; k++) {
+        size_t n = sd_tls_der_len(buf + off, leaflen + chainlen - off);
+        if (n == 0 || k >= max)
+            return -1;
+        certs[k].p = buf + off;
+        certs[k].len = n;
+        off += n;
+    }
+    return k > INT_MAX ? -1 : (int)k;
+}
 
 /* A TLS stream with tls's settings over bio (NULL: the socket BIO over
  * fd); the SSL takes bio. Accept or connect state by the context's role. */

@@ -5,7 +5,8 @@
  * an OpenSSL type.
  *
  * The files, one job each:
- *   ctx.c      the fixed policy; server and client contexts; session id context
+ *   ctx.c      the fixed policy; server and client contexts; session id context;
+ *              ALPN (HTTP mode)
  *   load.c     server/client certificate and key, CA bundle or directory, CRLs,
  *              CRL freshness, expiry warnings
  *   verify.c   verify callbacks, CA-leaf and EKU rules, allow rules, chain cache,
@@ -13,7 +14,8 @@
  *   session.c  admission record, session callbacks, shared cache, deadlines
  *   bio.c      the socket BIO (read-dry, MSG_MORE)
  *   sni.c      the server_name extension parser (pure, fuzzed)
- *   stream.c   the TLS stream: handshake, read, write, shutdown, error mapping
+ *   stream.c   the TLS stream: handshake, read, write, shutdown, error mapping;
+ *              the peer's certificates as DER (HTTP mode)
  *   compat.c   certificate swaps inside OpenSSL's stacks, version-guarded
  *   peer.c     certificate -> struct sd_peer_cert (the peer extraction)
  */
@@ -147,6 +149,16 @@ int64_t sd_tls_auth_now(void);
 
 /* session.c */
 int sd_tls_adm_get(SSL_SESSION *sess, struct sd_tls_adm *a);
+/* The intermediates of ssl's peer: the certificates of its verified chain
+ * (on a chain cache hit, where OpenSSL builds none, of the chain as the
+ * peer presented it) other than the peer's own certificate and those the
+ * trust store holds, in chain order (the leaf's issuer first), as
+ * concatenated DER into out[0, cap); *len is set to the bytes written.
+ * What a session's admission record keeps and what HTTP mode hands on as
+ * Client-Cert-Chain: one function, so a resumed connection gives the same
+ * bytes as its full handshake did. Returns 0, or -1 when they do not all
+ * fit (*len then covers the whole certificates that did). */
+int sd_tls_chain_der(const SSL *ssl, unsigned char *out, size_t cap, size_t *len);
 void sd_tls_session_setup(struct sd_tls *tls);
 int sd_tls_resumed_admitted(struct sd_tls_conn *c, const struct sd_tls *tls);
 

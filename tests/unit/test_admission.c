@@ -30,6 +30,8 @@ static const struct {
     { "allow-uri", "spiffe://example.org/other" },
     { "allow-dns", "other.example.org" },
     { "allow-spki", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" },
+    { "mode", "http" },
+    { "http-headers", "xfcc,forwarded" },
 };
 
 /* A value of k (YAML text) other than the baseline's and the default. */

@@ -13,6 +13,7 @@
 
 #include "sd/config.h"
 #include "sd/files.h"
+#include "sd/http_ident.h"
 
 static char *write_tmp(const char *text)
 {
@@ -290,6 +291,106 @@ static void test_yaml_refuses_weakening(void **state)
     }
 }
 
+/* HTTP mode in the file: mode: http, its settings (http-headers as a
+ * string or a list of words), their defaults; on a tcp listener the
+ * settings are refused, never ignored; an unknown mode names the valid
+ * ones. */
+static void test_yaml_http_mode(void **state)
+{
+    static const char http[] =
+        "listeners:\n"
+        "  - name: h\n"
+        "    listen: 127.0.0.1:8443\n"
+        "    target: 127.0.0.1:8080\n"
+        "    cert: s.crt\n"
+        "    key: s.key\n"
+        "    cacert: ca.crt\n"
+        "    allow-all: true\n"
+        "    mode: http\n"
+        "    http-headers: [rfc9440, xfcc, x-forwarded-for]\n"
+        "    backend-idle-timeout: 800ms\n"
+        "    backend-pool-size: 0\n"
+        "    proxy-protocol: true\n"
+        "  - name: d\n"
+        "    listen: 127.0.0.1:8444\n"
+        "    target: 127.0.0.1:8080\n"
+        "    cert: s.crt\n"
+        "    key: s.key\n"
+        "    cacert: ca.crt\n"
+        "    allow-all: true\n"
+        "    http-headers: 'xfcc , forwarded'\n"
+        "    mode: http\n"
+        "  - name: t\n"
+        "    listen: 127.0.0.1:8445\n"
+        "    target: 127.0.0.1:8080\n"
+        "    cert: s.crt\n"
+        "    key: s.key\n"
+        "    cacert: ca.crt\n"
+        "    allow-all: true\n"
+        "    mode: tcp\n";
+#define TCP_LISTENER                                                         \
+    "listeners:\n  - name: t\n    listen: 127.0.0.1:1\n    target: 127.0.0.1:2\n"     \
+    "    cert: a\n    key: b\n    cacert: c\n    allow-all: true\n"
+    struct sd_config *cfg;
+    struct sd_err err;
+    const struct sd_listener_conf *l;
+
+    (void)state;
+    if (load(http, &cfg, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(cfg->nlisteners, 3);
+    l = &cfg->listeners[0];
+    assert_int_equal(l->mode, SD_MODE_HTTP);
+    assert_int_equal(l->http_headers, SD_HTTP_H_CLIENT_CERT | SD_HTTP_H_CLIENT_CERT_CHAIN |
+                                          SD_HTTP_H_XFCC | SD_HTTP_H_XFF);
+    assert_int_equal(l->backend_idle_timeout_ms, 800);
+    assert_int_equal(l->backend_pool_size, 0);
+    assert_int_equal(l->proxy_protocol, 1); /* allowed: then no pooling */
+    /* the order of keys does not matter: validation decides */
+    l = &cfg->listeners[1];
+    assert_int_equal(l->mode, SD_MODE_HTTP);
+    assert_int_equal(l->http_headers, SD_HTTP_H_XFCC | SD_HTTP_H_FORWARDED);
+    assert_int_equal(l->backend_idle_timeout_ms, SD_DEFAULT_BACKEND_IDLE_TIMEOUT_MS);
+    assert_int_equal(l->backend_pool_size, SD_DEFAULT_BACKEND_POOL_SIZE);
+    l = &cfg->listeners[2];
+    assert_int_equal(l->mode, SD_MODE_TCP);
+    assert_int_equal(l->http_headers, SD_HTTP_H_DEFAULT);
+    assert_string_equal(sd_config_mode_name(cfg->listeners[0].mode), "http");
+    assert_string_equal(sd_config_mode_name(cfg->listeners[2].mode), "tcp");
+    sd_config_free(cfg);
+
+    /* an empty list is none */
+    if (load(TCP_LISTENER "    mode: http\n    http-headers: []\n", &cfg, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(cfg->listeners[0].http_headers, 0);
+    sd_config_free(cfg);
+
+    expect_error(TCP_LISTENER "    mode: h2\n", "mode: 'h2' is not a mode (valid: tcp, http)");
+    expect_error(TCP_LISTENER "    mode: [http]\n", "'mode' must have a single value");
+    expect_error(TCP_LISTENER "    http-headers: xfcc\n",
+                 "listener t: http-headers needs mode: http");
+    expect_error(TCP_LISTENER "    mode: tcp\n    http-headers: rfc9440\n",
+                 "http-headers needs mode: http");
+    expect_error(TCP_LISTENER "    backend-pool-size: 16\n",
+                 "backend-pool-size needs mode: http");
+    expect_error(TCP_LISTENER "    backend-idle-timeout: 1.5s\n",
+                 "backend-idle-timeout needs mode: http");
+    expect_error(TCP_LISTENER "    mode: http\n    http-headers: [xfcc, bogus]\n",
+                 "http-headers: unknown HTTP header 'bogus'");
+    expect_error(TCP_LISTENER "    mode: http\n    http-headers: [xfcc, [a]]\n",
+                 "'http-headers' must be a string or a list of words");
+    expect_error(TCP_LISTENER "    mode: http\n    http-headers: ['xfcc,forwarded']\n",
+                 "'http-headers' must be a string or a list of words");
+    expect_error(TCP_LISTENER "    mode: http\n    http-headers: none,xfcc\n",
+                 "none cannot be combined");
+    expect_error(TCP_LISTENER "    mode: http\n    backend-pool-size: 1025\n",
+                 "backend-pool-size: '1025' must be a whole number from 0 to 1024");
+    expect_error(TCP_LISTENER "    mode: http\n    backend-idle-timeout: 0\n",
+                 "backend-idle-timeout: '0' is out of range");
+    expect_error(TCP_LISTENER "    mode: http\n    mode: tcp\n", "key 'mode' is given twice");
+#undef TCP_LISTENER
+}
+
 static void test_durations(void **state)
 {
     uint32_t ms = 0;
@@ -345,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_yaml_duplicates),
         cmocka_unit_test(test_yaml_not_duplicates),
         cmocka_unit_test(test_yaml_refuses_weakening),
+        cmocka_unit_test(test_yaml_http_mode),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_uints),
         cmocka_unit_test(test_free_null),

@@ -19,6 +19,7 @@
 #include "sd/config_keys.h"
 #include "sd/files.h"
 #include "sd/gen.h"
+#include "sd/http_ident.h"
 
 /* ------------------------------------------------------------ the table */
 
@@ -37,9 +38,13 @@ static void test_table_is_consistent(void **state)
         assert_true(k->group < SD_GROUP_COUNT_);
         if (k->list) /* a list is added to, never stored at an offset */
             assert_non_null(k->set);
-        if (k->flag != NULL) /* a second spelling is a switch's */
-            assert_int_equal(k->type, SD_KT_BOOL);
-        if (k->type == SD_KT_BOOL) /* a switch takes no value on the command line */
+        /* a second spelling is a switch's: a bool's, or one that sets a
+         * value of another type (--http is mode: http) */
+        if (k->flag != NULL)
+            assert_true(k->type == SD_KT_BOOL || k->flag_value != NULL);
+        if (k->flag_value != NULL)
+            assert_non_null(k->flag);
+        if (k->type == SD_KT_BOOL || k->flag_value != NULL) /* a switch takes no value */
             assert_null(k->metavar);
         else if ((k->where & SD_KEY_FLAG) && strcmp(k->name, "help") != 0)
             if (k->metavar == NULL)
@@ -54,6 +59,18 @@ static void test_table_is_consistent(void **state)
                 fail_msg("flag --%s is declared twice", sd_config_key_flag_name(k));
         }
     }
+    /* each HTTP-only key has its own bit of sd_listener_conf.http_given */
+    for (i = 0; i < sd_config_nkeys; i++) {
+        const struct sd_config_key *k = &sd_config_keys[i];
+        if (k->http_only == 0)
+            continue;
+        assert_int_equal(k->scope, SD_SCOPE_LISTENER);
+        assert_int_equal(k->http_only & (k->http_only - 1), 0);
+        for (j = i + 1; j < sd_config_nkeys; j++)
+            assert_int_equal(k->http_only & sd_config_keys[j].http_only, 0);
+    }
+    assert_ptr_equal(sd_config_key_flag("http"), sd_config_key_yaml("mode", SD_SCOPE_LISTENER));
+    assert_null(sd_config_key_flag("mode"));
     assert_non_null(sd_config_key_flag("no-watch"));
     assert_ptr_equal(sd_config_key_flag("no-watch"), sd_config_key_yaml("watch", SD_SCOPE_PROCESS));
     assert_null(sd_config_key_flag("watch"));
@@ -95,6 +112,10 @@ static void test_defaults_are_the_defaults(void **state)
             assert_int_equal(set->max_conns, fresh->max_conns);
         } else if (strcmp(k->name, "allow-all") == 0) {
             assert_null(set->listeners[0].policy);
+        } else if (strcmp(k->name, "mode") == 0) {
+            assert_int_equal(set->listeners[0].mode, fresh->listeners[0].mode);
+        } else if (strcmp(k->name, "http-headers") == 0) {
+            assert_int_equal(set->listeners[0].http_headers, fresh->listeners[0].http_headers);
         } else {
             fail_msg("%s has a default and a setter this test does not know", k->name);
         }
@@ -124,6 +145,8 @@ static void test_flags_replayed_without_getopt(void **state)
         "--connect-timeout", "3s", "--idle-timeout", "4s", "--session-lifetime", "0",
         "--workers", "2", "--drain-timeout", "9s", "--max-conns", "77", "--no-watch",
         "--keep-revoked-connections", "--expiry-warning", "1d", "--user", "nobody",
+        "--http", "--http-headers", "xfcc, x-forwarded", "--backend-idle-timeout", "700ms",
+        "--backend-pool-size", "0",
     };
     int argc = (int)(sizeof(argv) / sizeof(argv[0]));
     struct sd_source *src;
@@ -139,7 +162,7 @@ static void test_flags_replayed_without_getopt(void **state)
         fail_msg("%s", err.msg);
     assert_null(src->config);
     /* every flag was saved, in order, with its value as text */
-    assert_int_equal(src->nsettings, 24);
+    assert_int_equal(src->nsettings, 28);
     assert_string_equal(src->settings[0].key->name, "listen");
     assert_string_equal(src->settings[0].value, "127.0.0.1:8443");
     /* twice: at start, and again as a reload (and every worker) does */
@@ -172,6 +195,10 @@ static void test_flags_replayed_without_getopt(void **state)
         assert_int_equal(cfg->close_revoked, 0);
         assert_int_equal(cfg->expiry_warning_s, 86400);
         assert_string_equal(cfg->user, "nobody");
+        assert_int_equal(l->mode, SD_MODE_HTTP);
+        assert_int_equal(l->http_headers, SD_HTTP_H_XFCC | SD_HTTP_H_XFF | SD_HTTP_H_XFP);
+        assert_int_equal(l->backend_idle_timeout_ms, 700);
+        assert_int_equal(l->backend_pool_size, 0);
         assert_null(cfg->source);
         sd_config_free(cfg);
     }
@@ -269,6 +296,84 @@ static void test_flag_errors(void **state)
     sd_gen_source_free(src);
 }
 
+/* The flags of HTTP mode: --http is mode: http; its settings are refused
+ * by validation without it, naming the flag and the switch, also when
+ * they repeat the default (written, so expected to do something). */
+static void test_http_flags(void **state)
+{
+    static const char *const base[] = {
+        "serve", "--listen", "127.0.0.1:8443", "--target", "127.0.0.1:8080", "--cert", "s.crt",
+        "--key", "s.key", "--cacert", "ca.pem", "--allow-all",
+    };
+    static const struct {
+        const char *a, *b, *c, *want; /* extra flags; NULL want: accepted */
+    } cases[] = {
+        { "--http", NULL, NULL, NULL },
+        { "--http-headers", "xfcc", NULL, "--http-headers needs --http" },
+        { "--http-headers", "rfc9440", NULL, "--http-headers needs --http" },
+        { "--backend-pool-size", "16", NULL, "--backend-pool-size needs --http" },
+        { "--backend-idle-timeout", "1s", NULL, "--backend-idle-timeout needs --http" },
+        { "--backend-pool-size", "4", "--http", NULL },
+        { "--proxy-protocol", "--http", NULL, NULL },
+    };
+    struct sd_files *files = sd_files_new();
+    size_t i, j;
+
+    (void)state;
+    assert_non_null(files);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *argv[16];
+        int argc = 0, usage;
+        struct sd_source *src;
+        struct sd_config *cfg;
+        struct sd_err err;
+
+        for (j = 0; j < sizeof(base) / sizeof(base[0]); j++)
+            argv[argc++] = (char *)(uintptr_t)base[j];
+        if (cases[i].a != NULL)
+            argv[argc++] = (char *)(uintptr_t)cases[i].a;
+        if (cases[i].b != NULL)
+            argv[argc++] = (char *)(uintptr_t)cases[i].b;
+        if (cases[i].c != NULL)
+            argv[argc++] = (char *)(uintptr_t)cases[i].c;
+        if (parse(argv, argc, &src, &err) != 0)
+            fail_msg("case %zu: %s", i, err.msg);
+        cfg = sd_gen_parse(src, files, &usage, &err);
+        if (cases[i].want == NULL) {
+            if (cfg == NULL)
+                fail_msg("case %zu: %s", i, err.msg);
+            assert_int_equal(cfg->listeners[0].mode, SD_MODE_HTTP);
+        } else {
+            assert_null(cfg);
+            if (strstr(err.msg, cases[i].want) == NULL)
+                fail_msg("case %zu: '%s' does not say '%s'", i, err.msg, cases[i].want);
+        }
+        sd_config_free(cfg);
+        sd_gen_source_free(src);
+    }
+    sd_files_free(files);
+}
+
+static void test_http_flag_errors(void **state)
+{
+    char *twice[] = { "serve", "--http", "--http" };
+    char *value[] = { "serve", "--http=yes" };
+    char *bad_set[] = { "serve", "--http", "--http-headers", "client-cert,bogus" };
+    char *pool[] = { "serve", "--backend-pool-size", "1025" };
+    char *idle[] = { "serve", "--backend-idle-timeout", "0" };
+    char *mode[] = { "serve", "--mode", "http" };
+
+    (void)state;
+    expect_usage_error(twice, 3, "--http is given more than once");
+    expect_usage_error(value, 2, "--http=yes");
+    expect_usage_error(bad_set, 4, "--http-headers: unknown HTTP header 'bogus'");
+    expect_usage_error(bad_set, 4, "xfcc");
+    expect_usage_error(pool, 3, "--backend-pool-size: '1025' must be a whole number from 0 "
+                                "to 1024");
+    expect_usage_error(idle, 3, "--backend-idle-timeout: '0' is out of range");
+    expect_usage_error(mode, 3, "unknown option --mode");
+}
+
 /* Every flag of the table is known to getopt, with or without a value as
  * the table says. */
 static void test_every_flag_parses(void **state)
@@ -298,6 +403,8 @@ static void test_every_flag_parses(void **state)
             argv[2] = "spiffe://example.org/a";
         else if (strcmp(k->name, "allow-spki") == 0)
             argv[2] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        else if (strcmp(k->name, "http-headers") == 0)
+            argv[2] = "xfcc";
         if (k->metavar != NULL)
             argc = 3;
         rc = parse(argv, argc, &src, &err);
@@ -515,6 +622,8 @@ int main(void)
         cmocka_unit_test(test_flags_replayed_without_getopt),
         cmocka_unit_test(test_config_file_with_process_overrides),
         cmocka_unit_test(test_flag_errors),
+        cmocka_unit_test(test_http_flags),
+        cmocka_unit_test(test_http_flag_errors),
         cmocka_unit_test(test_every_flag_parses),
         cmocka_unit_test(test_help_lists_every_flag),
         cmocka_unit_test(test_doc_documents_every_key),

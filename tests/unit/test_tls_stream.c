@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -52,10 +53,13 @@ struct kc {
 
 static char dir[64];
 static struct kc ca, ca2, srv, srv_wrong_name, srv_other_ca, srv_no_eku, cli, cli_other_ca,
-    cli_expired, cli_no_eku, cli_ca, cli_other_uri;
+    cli_expired, cli_no_eku, cli_ca, cli_other_uri, inter, cli_inter;
 static struct sd_config *cfg;
 static struct sd_files *files;
 static struct sd_tls *server_tls, *client_tls, *client_rules_tls;
+/* An HTTP mode listener with resumption (5 minutes) and allow-all: ALPN,
+ * and the certificates handed on for full and resumed handshakes. */
+static struct sd_tls *http_tls;
 static struct sd_policy *server_rules;
 
 static EVP_PKEY *mk_key(void)
@@ -182,6 +186,8 @@ static int setup(void **state)
     cli_no_eku = mk_cert(&ca, "billing", "URI:" URI_CLIENT, 0, EKU_SERVER, -3600, 86400);
     cli_ca = mk_cert(&ca, "billing", "URI:" URI_CLIENT, 1, EKU_CLIENT, -3600, 86400);
     cli_other_uri = mk_cert(&ca, "other", "URI:" URI_OTHER, 0, EKU_CLIENT, -3600, 86400);
+    inter = mk_cert(&ca, "intermediate CA", NULL, 1, EKU_NONE, -3600, 86400);
+    cli_inter = mk_cert(&inter, "billing", "URI:" URI_CLIENT, 0, EKU_CLIENT, -3600, 86400);
     write_pem("ca", &ca, 0);
     write_pem("server", &srv, 1);
     write_pem("client", &cli, 1);
@@ -201,6 +207,18 @@ static int setup(void **state)
     server_tls = sd_tls_server_new(lc, files, &err);
     if (server_tls == NULL)
         fail_msg("server context: %s", err.msg);
+
+    lc = sd_config_add_listener(cfg, &err);
+    assert_non_null(lc);
+    assert_int_equal(sd_config_set_str(&lc->name, "http", &err), 0);
+    assert_int_equal(sd_config_set_str(&lc->cert, path_of("server.crt"), &err), 0);
+    assert_int_equal(sd_config_set_str(&lc->key, path_of("server.key"), &err), 0);
+    assert_int_equal(sd_config_set_str(&lc->cacert, path_of("ca.crt"), &err), 0);
+    assert_int_equal(sd_config_add_rule(lc, "allow-all", "", &err), 0);
+    lc->mode = SD_MODE_HTTP;
+    http_tls = sd_tls_server_new(lc, files, &err);
+    if (http_tls == NULL)
+        fail_msg("HTTP mode server context: %s", err.msg);
 
     memset(&cc, 0, sizeof(cc));
     cc.cert = path_of("client.crt");
@@ -231,6 +249,7 @@ static int teardown(void **state)
 
     (void)state;
     sd_tls_free(server_tls);
+    sd_tls_free(http_tls);
     sd_tls_free(client_tls);
     sd_tls_free(client_rules_tls);
     sd_policy_free(server_rules);
@@ -248,6 +267,8 @@ static int teardown(void **state)
     kc_free(&cli_no_eku);
     kc_free(&cli_ca);
     kc_free(&cli_other_uri);
+    kc_free(&inter);
+    kc_free(&cli_inter);
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         unlink(path_of(names[i]));
     rmdir(dir);
@@ -648,6 +669,335 @@ static void test_client_conf_needs_name_or_rules(void **state)
     assert_non_null(strstr(err.msg, "server name"));
 }
 
+/* ------------------------------------ a plain OpenSSL client: resumption */
+
+/* The session a raw client got last (its new-session callback keeps it). */
+static SSL_SESSION *raw_session;
+
+static int raw_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    SSL_SESSION_free(raw_session);
+    raw_session = sess;
+    return 1; /* the reference is ours */
+}
+
+/* A client context of OpenSSL's own, as curl's: it keeps the sessions the
+ * server gives it, may be limited to one TLS version (0: any), and does
+ * not check the server (not what these tests are about). */
+static SSL_CTX *raw_ctx(int version)
+{
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+
+    assert_non_null(c);
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(c, raw_new_session);
+    if (version != 0) {
+        assert_true(SSL_CTX_set_min_proto_version(c, version));
+        assert_true(SSL_CTX_set_max_proto_version(c, version));
+    }
+    return c;
+}
+
+/* What a raw client presents and asks for. */
+struct raw_opts {
+    const struct kc *cert;        /* leaf and key */
+    const struct kc *chain[2];    /* sent after the leaf, NULL-terminated */
+    SSL_SESSION *resume;          /* offered for resumption, or NULL */
+    const unsigned char *alpn;    /* wire-format ALPN list, or NULL */
+    unsigned int alpnlen;
+};
+
+/* Handshakes a raw client (ctx, o) with a steeldoor server stream of stls
+ * over a memory BIO pair. Returns the server's result; *srv_s and *kp
+ * are the two ends (the caller frees both), after the client has read
+ * what the server sent after its handshake (TLS 1.3 tickets). */
+static enum sd_io raw_handshake(struct sd_tls *stls, SSL_CTX *ctx, const struct raw_opts *o,
+                                struct sd_stream **srv_s, SSL **kp)
+{
+    BIO *a = NULL, *b = NULL;
+    enum sd_io sr = SD_IO_WANT_READ;
+    int cr = 0, i;
+    unsigned char byte;
+    size_t n;
+
+    assert_int_equal(BIO_new_bio_pair(&a, 0, &b, 0), 1);
+    *srv_s = sd_tls_stream_new_bio(stls, a, SD_SIDE_CLIENT);
+    assert_non_null(*srv_s);
+    *kp = SSL_new(ctx);
+    assert_non_null(*kp);
+    SSL_set_bio(*kp, b, b);
+    SSL_set_connect_state(*kp);
+    assert_int_equal(SSL_use_certificate(*kp, o->cert->x), 1);
+    assert_int_equal(SSL_use_PrivateKey(*kp, o->cert->k), 1);
+    for (i = 0; i < 2 && o->chain[i] != NULL; i++)
+        assert_int_equal(SSL_add1_chain_cert(*kp, o->chain[i]->x), 1);
+    if (o->resume != NULL)
+        assert_int_equal(SSL_set_session(*kp, o->resume), 1);
+    if (o->alpn != NULL)
+        assert_int_equal(SSL_set_alpn_protos(*kp, o->alpn, o->alpnlen), 0);
+    for (i = 0; i < 200; i++) {
+        if (cr != 1) {
+            cr = SSL_do_handshake(*kp);
+            if (cr != 1 && SSL_get_error(*kp, cr) != SSL_ERROR_WANT_READ)
+                break;
+        }
+        if (sr == SD_IO_WANT_READ || sr == SD_IO_WANT_WRITE) {
+            sd_stream_readable(*srv_s, 0);
+            sr = sd_stream_handshake(*srv_s);
+        }
+        if (cr == 1 && sr != SD_IO_WANT_READ && sr != SD_IO_WANT_WRITE)
+            break;
+    }
+    /* The client takes the server's session ticket with its first read. */
+    for (i = 0; i < 4 && cr == 1; i++)
+        (void)SSL_read_ex(*kp, &byte, 1, &n);
+    ERR_clear_error();
+    return sr;
+}
+
+/* Closes both ends cleanly (close_notify both ways): OpenSSL forgets the
+ * session of a connection freed without it. */
+static void raw_close(struct sd_stream *s, SSL *k)
+{
+    assert_int_equal(sd_stream_shutdown(s), SD_IO_OK);
+    (void)SSL_shutdown(k);
+    ERR_clear_error();
+    sd_stream_free(s);
+    SSL_free(k);
+}
+
+/* The certificates s hands on, as (length, DER)... in out; returns their
+ * number (the function's result). */
+static int certs_of(const struct sd_stream *s, unsigned char *out, size_t *outlen)
+{
+    static uint8_t buf[32768];
+    struct sd_der certs[8];
+    int n = sd_tls_stream_certs_der(s, buf, sizeof(buf), certs, 8), i;
+
+    *outlen = 0;
+    for (i = 0; i < n; i++) {
+        uint32_t l = (uint32_t)certs[i].len;
+        memcpy(out + *outlen, &l, sizeof(l));
+        memcpy(out + *outlen + sizeof(l), certs[i].p, certs[i].len);
+        *outlen += sizeof(l) + certs[i].len;
+        /* every pointer is into buf, in order */
+        assert_true(certs[i].p >= buf && certs[i].p + certs[i].len <= buf + sizeof(buf));
+    }
+    return n;
+}
+
+static void assert_der_is(const struct sd_der *d, X509 *x)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+
+    assert_true(len > 0);
+    assert_int_equal(d->len, (size_t)len);
+    assert_memory_equal(d->p, der, (size_t)len);
+    OPENSSL_free(der);
+}
+
+/* Full handshakes (chain cache miss, then hit) and a resumed one hand on
+ * byte-identical certificates: the leaf, then the intermediate the client
+ * sent; a root it also sent is left out (the trust store holds it). TLS
+ * 1.3 and 1.2. */
+static void test_certs_der_full_and_resumed(void **state)
+{
+    static const int versions[] = { TLS1_3_VERSION, TLS1_2_VERSION };
+    static unsigned char first[40000], again[40000];
+    size_t firstlen, againlen, v, r;
+
+    (void)state;
+    for (v = 0; v < sizeof(versions) / sizeof(versions[0]); v++) {
+        for (r = 0; r < 2; r++) { /* r = 1: the client sends its root too */
+            struct raw_opts o = { .cert = &cli_inter, .chain = { &inter, r ? &ca : NULL } };
+            SSL_CTX *ctx = raw_ctx(versions[v]);
+            struct sd_stream *s;
+            SSL *k;
+            uint8_t buf[32768];
+            struct sd_der certs[4];
+            int n, round;
+
+            SSL_SESSION_free(raw_session);
+            raw_session = NULL;
+            for (round = 0; round < 3; round++) {
+                /* 0: full, chain cache miss (or hit, after the first
+                 * version: the same chain); 1: full again, a hit; 2: resumed */
+                o.resume = round == 2 ? raw_session : NULL;
+                assert_int_equal(raw_handshake(http_tls, ctx, &o, &s, &k), SD_IO_OK);
+                assert_int_equal(sd_stream_peer(s)->resumed, round == 2);
+                /* the second full handshake is a chain cache hit: OpenSSL
+                 * built no chain, the presented one is filtered instead */
+                if (round == 1)
+                    assert_null(SSL_get0_verified_chain(ssl_of(s)));
+                if (round == 0 && v == 0)
+                    assert_non_null(SSL_get0_verified_chain(ssl_of(s)));
+                if (round == 0) {
+                    n = certs_of(s, first, &firstlen);
+                    assert_int_equal(n, 2);
+                    n = sd_tls_stream_certs_der(s, buf, sizeof(buf), certs, 4);
+                    assert_int_equal(n, 2);
+                    assert_der_is(&certs[0], cli_inter.x);
+                    assert_der_is(&certs[1], inter.x);
+                    /* too small a buffer, or too few slots: -1, never cut */
+                    assert_int_equal(sd_tls_stream_certs_der(s, buf, certs[0].len, certs, 4),
+                                     -1);
+                    assert_int_equal(sd_tls_stream_certs_der(s, buf, certs[0].len - 1, certs,
+                                                             4), -1);
+                    assert_int_equal(sd_tls_stream_certs_der(s, buf, sizeof(buf), certs, 1), -1);
+                    assert_int_equal(sd_tls_stream_certs_der(s, buf, sizeof(buf), certs, 0), -1);
+                } else {
+                    n = certs_of(s, again, &againlen);
+                    assert_int_equal(n, 2);
+                    assert_int_equal(againlen, firstlen);
+                    assert_memory_equal(again, first, firstlen);
+                }
+                if (round < 2)
+                    assert_non_null(raw_session);
+                raw_close(s, k);
+            }
+            SSL_CTX_free(ctx);
+        }
+    }
+    SSL_SESSION_free(raw_session);
+    raw_session = NULL;
+}
+
+/* Intermediates too large for a session's admission record (8 KiB): the
+ * full handshake hands them all on, and the session is never resumed
+ * (rather than resumed with a cut chain, which would hand on less). */
+static void test_certs_der_chain_too_large_to_resume(void **state)
+{
+    static char comment[9000];
+    struct kc big, leaf;
+    struct raw_opts o = { .cert = NULL };
+    SSL_CTX *ctx = raw_ctx(TLS1_3_VERSION);
+    struct sd_stream *s;
+    SSL *k;
+    static uint8_t buf[32768];
+    struct sd_der certs[4];
+    int round;
+
+    (void)state;
+    memset(comment, 'c', sizeof(comment) - 1);
+    big = mk_cert(&ca, "big intermediate CA", NULL, 1, EKU_NONE, -3600, 86400);
+    /* re-signed with a large comment extension */
+    add_ext(big.x, ca.x, NID_netscape_comment, comment);
+    assert_true(X509_sign(big.x, ca.k, EVP_sha256()) > 0);
+    leaf = mk_cert(&big, "billing", "URI:" URI_CLIENT, 0, EKU_CLIENT, -3600, 86400);
+    o.cert = &leaf;
+    o.chain[0] = &big;
+    SSL_SESSION_free(raw_session);
+    raw_session = NULL;
+    for (round = 0; round < 2; round++) {
+        o.resume = round == 1 ? raw_session : NULL;
+        assert_int_equal(raw_handshake(http_tls, ctx, &o, &s, &k), SD_IO_OK);
+        assert_int_equal(sd_stream_peer(s)->resumed, 0);
+        assert_int_equal(sd_tls_stream_certs_der(s, buf, sizeof(buf), certs, 4), 2);
+        assert_der_is(&certs[0], leaf.x);
+        assert_der_is(&certs[1], big.x);
+        assert_true(certs[1].len > 8192);
+        raw_close(s, k);
+    }
+    SSL_SESSION_free(raw_session);
+    raw_session = NULL;
+    SSL_CTX_free(ctx);
+    kc_free(&big);
+    kc_free(&leaf);
+}
+
+/* A client certificate straight from the root: only the leaf; before the
+ * handshake, for a refused client and for a TCP stream: nothing. */
+static void test_certs_der_leaf_only_and_none(void **state)
+{
+    struct raw_opts o = { .cert = &cli };
+    struct raw_opts refused = { .cert = &cli_other_ca };
+    SSL_CTX *ctx = raw_ctx(0);
+    struct sd_stream *s, *t;
+    SSL *k;
+    uint8_t buf[8192];
+    struct sd_der certs[4];
+
+    (void)state;
+    assert_int_equal(raw_handshake(http_tls, ctx, &o, &s, &k), SD_IO_OK);
+    assert_int_equal(sd_tls_stream_certs_der(s, buf, sizeof(buf), certs, 4), 1);
+    assert_der_is(&certs[0], cli.x);
+    assert_int_equal(sd_tls_stream_certs_der(s, buf, sizeof(buf), certs, 1), 1);
+    sd_stream_free(s);
+    SSL_free(k);
+    assert_int_equal(raw_handshake(http_tls, ctx, &refused, &s, &k), SD_IO_ERROR);
+    assert_int_equal(sd_tls_stream_certs_der(s, buf, sizeof(buf), certs, 4), 0);
+    sd_stream_free(s);
+    SSL_free(k);
+    s = sd_tls_stream_new_bio(http_tls, BIO_new(BIO_s_mem()), SD_SIDE_CLIENT);
+    assert_non_null(s);
+    assert_int_equal(sd_tls_stream_certs_der(s, buf, sizeof(buf), certs, 4), 0);
+    sd_stream_free(s);
+    t = sd_stream_tcp_new(-1, SD_SIDE_BACKEND);
+    assert_non_null(t);
+    assert_int_equal(sd_tls_stream_certs_der(t, buf, sizeof(buf), certs, 4), 0);
+    sd_stream_free(t);
+    assert_int_equal(sd_tls_stream_certs_der(NULL, buf, sizeof(buf), certs, 4), 0);
+    SSL_CTX_free(ctx);
+    SSL_SESSION_free(raw_session);
+    raw_session = NULL;
+}
+
+/* ALPN: an HTTP mode listener picks http/1.1 wherever the client lists it,
+ * and answers a client that does not offer it without ALPN (no alert); a
+ * tcp listener never picks a protocol. */
+static void test_alpn(void **state)
+{
+    static const unsigned char h2_h1[] = "\x02h2\x08http/1.1";
+    static const unsigned char h1_h2[] = "\x08http/1.1\x02h2";
+    static const unsigned char h2[] = "\x02h2";
+    static const struct {
+        int http;
+        const unsigned char *alpn;
+        unsigned int len;
+        const char *want; /* NULL: no protocol */
+    } cases[] = {
+        { 1, h2_h1, sizeof(h2_h1) - 1, "http/1.1" },
+        { 1, h1_h2, sizeof(h1_h2) - 1, "http/1.1" },
+        { 1, h2, sizeof(h2) - 1, NULL },
+        { 1, NULL, 0, NULL },
+        { 0, h2_h1, sizeof(h2_h1) - 1, NULL },
+    };
+    SSL_CTX *ctx = raw_ctx(0);
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct raw_opts o = { .cert = &cli, .alpn = cases[i].alpn, .alpnlen = cases[i].len };
+        const unsigned char *sel = NULL;
+        unsigned int sellen = 0;
+        const struct sd_peer *p;
+        struct sd_stream *s;
+        SSL *k;
+
+        assert_int_equal(raw_handshake(cases[i].http ? http_tls : server_tls, ctx, &o, &s, &k),
+                         SD_IO_OK);
+        SSL_get0_alpn_selected(k, &sel, &sellen);
+        p = sd_stream_peer(s);
+        if (cases[i].want == NULL) {
+            assert_int_equal(sellen, 0);
+            assert_int_equal(p->alpn.len, 0);
+        } else {
+            assert_int_equal(sellen, strlen(cases[i].want));
+            assert_memory_equal(sel, cases[i].want, sellen);
+            assert_int_equal(p->alpn.len, strlen(cases[i].want));
+            assert_memory_equal(p->alpn.s, cases[i].want, p->alpn.len);
+        }
+        sd_stream_free(s);
+        SSL_free(k);
+    }
+    SSL_CTX_free(ctx);
+    SSL_SESSION_free(raw_session);
+    raw_session = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -665,6 +1015,10 @@ int main(void)
         cmocka_unit_test(test_client_refuses_no_server_eku),
         cmocka_unit_test(test_client_rules),
         cmocka_unit_test(test_client_conf_needs_name_or_rules),
+        cmocka_unit_test(test_certs_der_full_and_resumed),
+        cmocka_unit_test(test_certs_der_leaf_only_and_none),
+        cmocka_unit_test(test_certs_der_chain_too_large_to_resume),
+        cmocka_unit_test(test_alpn),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
