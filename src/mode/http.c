@@ -534,6 +534,20 @@ static size_t sd_http_connection_tokens(const struct sd_http_field *f, size_t nf
     return n;
 }
 
+/* Does the request ask to upgrade to WebSocket, and only to it? */
+static int sd_http_upgrade_websocket(const struct sd_http_field *f, size_t nf)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < nf; i++) {
+        if (!(f[i].name.len == 7 && sd_http_token_eq(f[i].name, "upgrade")))
+            continue;
+        if (n++ > 0 || !(f[i].value.len == 9 && sd_http_token_eq(f[i].value, "websocket")))
+            return 0;
+    }
+    return n == 1;
+}
+
 /* Builds the identity headers once per connection. Returns 0, or -1
  * having answered the client (431 when they cannot fit, 500 otherwise). */
 static int sd_http_ident(struct sd_http *h)
@@ -635,7 +649,13 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
     for (j = 0; j < ntok; j++)
         if (sd_http_token_eq(tokens[j], "upgrade") && tokens[j].len == 7)
             upgrade_token = 1;
-    h->upgrade = (uint8_t)(q->upgrade && upgrade_token && q->framing == SD_HTTP_BODY_NONE);
+    /* Only a WebSocket upgrade becomes a tunnel: its frames are not HTTP
+     * requests. An upgrade to another HTTP (h2c) would carry requests that
+     * steeldoor never sees, without identity headers and with whatever the
+     * client puts in them: its Upgrade field is dropped like any other
+     * hop-by-hop field, and the request is served as plain HTTP/1.1. */
+    h->upgrade = (uint8_t)(q->upgrade && upgrade_token && q->framing == SD_HTTP_BODY_NONE &&
+                           sd_http_upgrade_websocket(f, nf));
     h->client_keep = (uint8_t)q->keep_alive;
     h->qframing = q->framing;
     h->qleft = q->framing == SD_HTTP_BODY_LENGTH ? q->content_length : 0;
@@ -852,6 +872,8 @@ static int sd_http_response_head(struct sd_http *h, const struct sd_http_resp *s
             h->sframing != SD_HTTP_RESP_BODY_LENGTH && h->sframing != SD_HTTP_RESP_BODY_NONE)
             continue; /* a length beside chunked (or a close) is not the framing: never
                        * hand a client two answers to "where does this end" */
+        if (s->status == 101 && f[i].name.len == 7 && sd_http_token_eq(f[i].name, "upgrade"))
+            ntok = 0; /* "Connection: Upgrade" names the field the 101 must keep */
         for (j = 0; j < ntok && !drop; j++)
             drop = sd_http_name_eq_loose(tokens[j], f[i].name) &&
                    !(f[i].name.len == 14 && sd_http_token_eq(f[i].name, "content-length"));
@@ -1201,9 +1223,16 @@ static enum sd_mode_run sd_http_run(struct sd_conn *c, int *progress, enum sd_re
                     return SD_MODE_DONE;
                 }
             } else if (h->cin != NULL && sd_buf_room(h->cin) == 0) {
-                /* A head longer than a large buffer: cannot be (the parser
-                 * refuses over 32 KiB), but never spin. */
-                sd_http_answer(h, 431, "http_head_too_large");
+                if (h->cin->cap == SD_BUF_SMALL) {
+                    /* A head longer than a small buffer (up to 32 KiB). */
+                    h->cin = sd_bufpool_grow(sd_conn_bufpool(c), h->cin);
+                    if (h->cin->cap == SD_BUF_SMALL)
+                        sd_http_answer(h, 503, "out_of_memory");
+                } else {
+                    /* Cannot be (the parser refuses a head over 32 KiB),
+                     * but never spin. */
+                    sd_http_answer(h, 431, "http_head_too_large");
+                }
                 moved = 1;
             }
         }
