@@ -570,6 +570,14 @@ void sd_conn_judge(struct sd_conn *c, struct sd_gen *now)
                         "open connection closed after reload: client no longer admitted");
 }
 
+void sd_conn_drain(struct sd_conn *c)
+{
+    if (c->closed || c->state != SD_CONN_PROXYING || c->tunnel || c->mode->drain == NULL)
+        return;
+    c->mode->drain(c);
+    sd_conn_run(c);
+}
+
 void sd_conn_abort(struct sd_conn *c, enum sd_reason reason)
 {
     (void)sd_conn_close(c, sd_conn_states[c->state].abort_end, reason, NULL);

@@ -204,6 +204,7 @@ static void sd_worker_stop_accepting(struct sd_worker *w)
 /* Drains: no new connections, open ones finish or meet the drain timeout. */
 static void sd_worker_drain(struct sd_worker *w, const char *why)
 {
+    struct sd_conn *c, *next;
     struct sd_logline l;
 
     if (w->draining)
@@ -217,6 +218,10 @@ static void sd_worker_drain(struct sd_worker *w, const char *why)
     sd_log_u64(&l, "open_connections", w->conns.n);
     sd_log_u64(&l, "drain_timeout_ms", w->drain_timeout_ms);
     sd_log_end(&l);
+    for (c = sd_conns_first(&w->conns); c != NULL; c = next) {
+        next = sd_conn_next(c);
+        sd_conn_drain(c); /* freed after this batch of events, by the loop */
+    }
 }
 
 /* The slot serving addr, or NULL. */

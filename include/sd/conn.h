@@ -57,6 +57,11 @@ void sd_conn_judge(struct sd_conn *c, struct sd_gen *now);
  * reason (listener_removed, drain_timeout, shutdown). */
 void sd_conn_abort(struct sd_conn *c, enum sd_reason reason);
 
+/* The worker started draining: a connection whose mode knows where one
+ * exchange ends (HTTP) ends at the next such point instead of waiting for
+ * the client to leave; others are left to end by themselves. */
+void sd_conn_drain(struct sd_conn *c);
+
 /* Iteration over the open connections: first, then next (a closed
  * connection's next stays valid until sd_conns_reap). */
 static inline struct sd_conn *sd_conns_first(const struct sd_conns *cs)

@@ -73,6 +73,9 @@ struct sd_mode_ops {
      * when the connection is freed; the backend's socket, if still
      * attached, is then closed by the connection. */
     void (*fini)(struct sd_conn *c);
+    /* The worker is draining (shutdown, restart): end the connection as
+     * soon as it is between two exchanges (now, if it already is). */
+    void (*drain)(struct sd_conn *c);
 };
 
 

@@ -96,6 +96,7 @@ struct sd_http {
     uint8_t backend_ready; /* the attached backend's connect completed */
     uint8_t ident_built;
     uint8_t own;           /* the current answer is steeldoor's own */
+    uint8_t draining;      /* the worker drains: no request after this one */
     enum sd_http_framing qframing;
     uint64_t qleft;
     struct sd_http_chunked qchunk;
@@ -954,6 +955,8 @@ static int sd_http_response(struct sd_http *h, int *progress, const char **why)
     }
     h->status = s.status;
     h->sframing = s.framing;
+    if (h->draining)
+        h->client_keep = 0; /* "Connection: close": the client goes elsewhere */
     h->sleft = s.content_length;
     h->backend_keep = (uint8_t)(s.keep_alive && h->qstate == SD_HQ_DONE);
     if (s.framing == SD_HTTP_RESP_BODY_CLOSE || h->qstate != SD_HQ_DONE)
@@ -1436,6 +1439,17 @@ static void sd_http_fini(struct sd_conn *c)
     sd_conn_set_mode_state(c, NULL);
 }
 
+static void sd_http_drain(struct sd_conn *c)
+{
+    struct sd_http *h = sd_conn_mode_state(c);
+
+    if (h == NULL)
+        return;
+    h->draining = 1;
+    if (h->qstate == SD_HQ_HEAD && h->sstate == SD_HS_NONE && sd_buf_len(h->cin) == 0)
+        h->closing = 1; /* between exchanges: close now */
+}
+
 static struct sd_stream *sd_http_stream(struct sd_gen *gen, int index, enum sd_side side, int fd)
 {
     if (side == SD_SIDE_CLIENT)
@@ -1457,6 +1471,7 @@ const struct sd_mode_ops sd_mode_http = {
     .run = sd_http_run,
     .timeout = sd_http_timeout,
     .fini = sd_http_fini,
+    .drain = sd_http_drain,
 };
 
 void sd_mode_http_tick(int64_t now_ms)
