@@ -1146,6 +1146,8 @@ static void sd_http_exchange_done(struct sd_http *h)
         sd_http_log_request(h);
     if (!reuse || !h->client_keep)
         sd_http_backend_drop(h, reuse);
+    else
+        h->pooled = 1; /* kept for the next request: a reused connection from now on */
     if (!h->client_keep)
         h->closing = 1;
     h->qstate = SD_HQ_HEAD;
@@ -1329,6 +1331,14 @@ static enum sd_mode_run sd_http_run(struct sd_conn *c, int *progress, enum sd_re
         if (h->tunnel && sd_buf_len(h->cout) == 0) {
             sd_conn_count(c, in, out);
             return sd_http_tunnel(h, reason);
+        }
+        if (!h->own && h->qstate == SD_HQ_BODY && h->sstate == SD_HS_DONE && !h->tunnel) {
+            /* The backend answered before the whole body (a 413, say): the
+             * rest of the body has nowhere to go, and where it ends is no
+             * reason to keep either connection. */
+            h->backend_keep = 0;
+            h->client_keep = 0;
+            h->qstate = SD_HQ_DONE;
         }
         if (!h->own && h->qstate == SD_HQ_DONE && h->sstate == SD_HS_DONE && !h->tunnel) {
             sd_http_exchange_done(h);
