@@ -11,6 +11,10 @@
  * Commands run one after another on a connection; the client waits for the
  * answer to one before it sends the next. Fixed sizes keep both sides free
  * of parsing, so what is measured is the proxy in between.
+ *
+ * The `http` phase speaks HTTP/1.1 instead (backend --http, loadgen --mode
+ * http): "GET / HTTP/1.1" with a Host header and no body, answered with
+ * "HTTP/1.1 200 OK" and a Content-Length of BENCH_HTTP_BODY bytes.
  */
 #ifndef BENCH_H
 #define BENCH_H
@@ -23,6 +27,8 @@
 #define BENCH_CMD_REQUEST 'Q'
 #define BENCH_CMD_DOWNLOAD 'D'
 #define BENCH_CMD_UPLOAD 'U'
+
+#define BENCH_HTTP_BODY 64 /* bytes of the body of the backend's HTTP answer */
 
 static inline void bench_put_u64(unsigned char *p, uint64_t v)
 {

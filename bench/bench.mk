@@ -1,9 +1,11 @@
 # bench/bench.mk - `make bench`: steeldoor against nginx, HAProxy and stunnel
-# (Debian's packages, one worker each, the same mTLS setup) on loopback.
+# (Debian's packages, one worker each, the same mTLS setup) on loopback; in
+# the http phase, steeldoor's HTTP mode against nginx's and HAProxy's.
 # Included from the Makefile; not part of `make test`. See docs/benchmarks.md.
 #   make bench                     the whole comparison (~8 minutes)
 #   make bench BENCH_ARGS='--runs 1 --servers steeldoor,nginx'
-#   make bench-build               only build bench/loadgen and bench/backend
+#   make bench BENCH_ARGS='--phases http'   only the HTTP keep-alive phase
+#   make bench-build               only build bench/loadgen, backend and tlsfloor
 
 BENCH_OUT    := $(BUILD)/bench
 BENCH_BINS   := $(BENCH_OUT)/loadgen $(BENCH_OUT)/backend $(BENCH_OUT)/tlsfloor

@@ -26,6 +26,13 @@
  *              (one send of all the records), then waiting for the backend's
  *              acknowledgement. What a proxy then spends per record is what
  *              a client of tiny records costs it. --count counts records.
+ *   http       --conns persistent connections (ALPN http/1.1), each sending
+ *              "GET / HTTP/1.1" (Host: the --servername) and reading the
+ *              whole response (its Content-Length) before the next, in a
+ *              loop, to a proxy in HTTP mode in front of `backend --http`.
+ *              Every response must be a 200: any other status is an error,
+ *              reported with the response's first bytes. --count counts
+ *              requests (all connections together).
  *
  * A phase ends when --count operations were started or --time seconds have
  * passed, whichever comes first; operations in flight then finish and are
@@ -51,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -61,10 +69,19 @@
 #define LG_OP_TIMEOUT_NS (10ull * 1000000000ull)
 #define LG_CLOSE_TIMEOUT_NS (2ull * 1000000000ull)
 #define LG_MAX_SAMPLES (20u * 1000u * 1000u)
+#define LG_HTTP_HEAD (32 * 1024) /* most bytes of an HTTP response head */
 
-enum lg_mode { MODE_FULL, MODE_RESUMED, MODE_KEEPALIVE, MODE_BULK, MODE_IDLE, MODE_TINY };
-static const char *const lg_mode_names[] = {"full",      "resumed", "keepalive",
-                                            "bulk",      "idle",    "tiny"};
+enum lg_mode {
+    MODE_FULL,
+    MODE_RESUMED,
+    MODE_KEEPALIVE,
+    MODE_BULK,
+    MODE_IDLE,
+    MODE_TINY,
+    MODE_HTTP
+};
+static const char *const lg_mode_names[] = {"full", "resumed", "keepalive", "bulk",
+                                            "idle", "tiny",    "http"};
 
 enum lg_state {
     C_FREE,      /* slot unused */
@@ -75,6 +92,7 @@ enum lg_state {
     C_DOWN,      /* reading a download */
     C_UP,        /* writing an upload */
     C_TINY,      /* sending an upload made of one-byte records */
+    C_HTTP_RECV, /* http: reading a response (head, then body) */
     C_PARKED,    /* connected, nothing to do until told */
     C_SHUTDOWN,  /* close_notify sent, waiting for the peer's close */
 };
@@ -93,6 +111,9 @@ struct lg_conn {
     SSL_SESSION *sess;   /* resumed: the ticket this slot offers next */
     unsigned char *wire; /* tiny: the encrypted records of the current burst */
     size_t wire_len, wire_off, wire_cap;
+    char *http;          /* http: the response head being read (LG_HTTP_HEAD) */
+    size_t http_len;     /* bytes in http[] */
+    bool http_head_done; /* the head is parsed; c->remaining is the body left */
     bool in_phase;       /* started during the measured phase */
     bool dead_noted;
 };
@@ -122,6 +143,10 @@ static bool lg_measuring;
 static uint64_t lg_phase_start, lg_phase_deadline;
 static uint64_t lg_started, lg_done, lg_bytes, lg_resumed_n, lg_connected;
 static uint64_t lg_err_connect, lg_err_handshake, lg_err_io, lg_err_timeout, lg_err_closed;
+static uint64_t lg_err_status; /* http: responses that were not a well-formed 200 */
+static int lg_verbose_status = 3;
+static char lg_http_req[512];
+static size_t lg_http_req_len;
 static uint64_t lg_close_unclean, lg_close_no_notify, lg_tickets;
 static uint32_t *lg_lat;     /* latency samples, microseconds */
 static size_t lg_nlat, lg_caplat;
@@ -305,6 +330,13 @@ static void lg_start_conn(struct lg_conn *c)
 
 static void lg_begin_cmd(struct lg_conn *c, int cmd, uint64_t len)
 {
+    if (lg_mode == MODE_HTTP) { /* every operation is one GET */
+        c->off = 0;
+        c->t_op = lg_now();
+        c->deadline = c->t_op + LG_OP_TIMEOUT_NS;
+        lg_set_state(c, C_SEND);
+        return;
+    }
     memset(c->cmd, 0, sizeof(c->cmd));
     c->cmd[0] = (unsigned char)cmd;
     bench_put_u64(c->cmd + 8, len);
@@ -334,7 +366,7 @@ static void lg_next_op(struct lg_conn *c)
         lg_set_state(c, C_PARKED);
         return;
     }
-    if (lg_mode == MODE_KEEPALIVE) {
+    if (lg_mode == MODE_KEEPALIVE || lg_mode == MODE_HTTP) {
         lg_started++;
         lg_begin_cmd(c, BENCH_CMD_REQUEST, 0);
     } else if (lg_mode == MODE_BULK) {
@@ -402,7 +434,7 @@ static void lg_op_done(struct lg_conn *c)
         return;
     }
     if (!first && lg_measuring && c->in_phase) {
-        if (lg_mode == MODE_KEEPALIVE) {
+        if (lg_mode == MODE_KEEPALIVE || lg_mode == MODE_HTTP) {
             lg_done++;
             lg_sample(&lg_lat, &lg_nlat, &lg_caplat, now - c->t_op);
         } else if (lg_mode == MODE_BULK) {
@@ -462,6 +494,115 @@ out:
     return rc;
 }
 
+/* http: reports a response that is not what it must be, with its first
+ * bytes (printable, the rest escaped), for the first few. */
+static void lg_http_bad(struct lg_conn *c, const char *why)
+{
+    lg_err_status++;
+    if (lg_verbose_status > 0) {
+        lg_verbose_status--;
+        char shown[400];
+        size_t o = 0;
+        for (size_t i = 0; i < c->http_len && i < 200 && o + 5 < sizeof(shown); i++) {
+            unsigned char ch = (unsigned char)c->http[i];
+            if (ch == '\r')
+                o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\r");
+            else if (ch == '\n')
+                o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\n");
+            else if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+                o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x", ch);
+            else
+                shown[o++] = (char)ch;
+        }
+        shown[o] = '\0';
+        fprintf(stderr, "loadgen: http: %s; the response began: \"%s\"%s\n", why, shown,
+                c->http_len > 200 ? "..." : "");
+    }
+    lg_drop(c);
+}
+
+/* http: the value of the first header `name` (lower case, with its colon)
+ * in head[0, len), spaces trimmed; NULL when there is none. */
+static const char *lg_http_field(const char *head, size_t len, const char *name, size_t *vlen)
+{
+    size_t nlen = strlen(name);
+    const char *end = head + len;
+    const char *p = memchr(head, '\n', len); /* after the status line */
+    while (p && p + 1 < end) {
+        const char *line = p + 1;
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol)
+            return NULL;
+        if ((size_t)(eol - line) > nlen && strncasecmp(line, name, nlen) == 0) {
+            const char *v = line + nlen, *e = eol;
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
+            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            *vlen = (size_t)(e - v);
+            return v;
+        }
+        p = eol;
+    }
+    return NULL;
+}
+
+/* http: parses the response head in c->http once it is complete. Returns 1
+ * when it was (c->remaining then holds the body bytes still to read), 0
+ * when more bytes are needed, -1 when the response is not a 200 with a
+ * Content-Length (the connection is dropped and counted). */
+static int lg_http_parse_head(struct lg_conn *c)
+{
+    const char *h = c->http;
+    const char *end = c->http_len >= 4 ? memmem(h, c->http_len, "\r\n\r\n", 4) : NULL;
+    if (!end) {
+        if (c->http_len == LG_HTTP_HEAD) {
+            lg_http_bad(c, "response head over 32 KiB");
+            return -1;
+        }
+        return 0;
+    }
+    size_t head_len = (size_t)(end - h) + 4;
+    if (head_len < 12 || memcmp(h, "HTTP/1.", 7) != 0 || h[8] != ' ') {
+        lg_http_bad(c, "not an HTTP/1.x response");
+        return -1;
+    }
+    if (memcmp(h + 9, "200", 3) != 0 || (head_len > 12 && h[12] != ' ' && h[12] != '\r')) {
+        char why[64];
+        snprintf(why, sizeof(why), "status %.3s, not 200", h + 9);
+        lg_http_bad(c, why);
+        return -1;
+    }
+    size_t vlen;
+    if (lg_http_field(h, head_len, "transfer-encoding:", &vlen)) {
+        lg_http_bad(c, "a Transfer-Encoding response (this load generator reads Content-Length)");
+        return -1;
+    }
+    const char *v = lg_http_field(h, head_len, "content-length:", &vlen);
+    uint64_t cl = 0;
+    if (!v || vlen == 0 || vlen > 12) {
+        lg_http_bad(c, "no usable Content-Length");
+        return -1;
+    }
+    for (size_t i = 0; i < vlen; i++) {
+        if (v[i] < '0' || v[i] > '9') {
+            lg_http_bad(c, "a malformed Content-Length");
+            return -1;
+        }
+        cl = cl * 10 + (uint64_t)(v[i] - '0');
+    }
+    uint64_t have = c->http_len - head_len;
+    if (have > cl) {
+        lg_http_bad(c, "more bytes than the response's Content-Length");
+        return -1;
+    }
+    c->remaining = cl - have;
+    c->http_head_done = true;
+    if (lg_measuring && c->in_phase)
+        lg_bytes += cl;
+    return 1;
+}
+
 /* Drives one connection until it would block. */
 static void lg_drive(struct lg_conn *c, uint32_t events)
 {
@@ -502,6 +643,25 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
             lg_fail(c, &lg_err_handshake, "handshake", e);
             return;
         case C_SEND:
+            if (lg_mode == MODE_HTTP) {
+                r = SSL_write(c->ssl, lg_http_req + c->off, (int)(lg_http_req_len - c->off));
+                if (r <= 0) {
+                    e = SSL_get_error(c->ssl, r);
+                    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                        return;
+                    lg_fail(c, &lg_err_io, "write", e);
+                    return;
+                }
+                c->off += (size_t)r;
+                if (c->off < lg_http_req_len)
+                    break;
+                if (!c->http && !(c->http = malloc(LG_HTTP_HEAD)))
+                    lg_die("out of memory");
+                c->http_len = 0;
+                c->http_head_done = false;
+                lg_set_state(c, C_HTTP_RECV);
+                break;
+            }
             r = SSL_write(c->ssl, c->cmd + c->off, (int)(sizeof(c->cmd) - c->off));
             if (r <= 0) {
                 e = SSL_get_error(c->ssl, r);
@@ -538,6 +698,32 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
             c->off += (size_t)r;
             if (c->off == c->want)
                 lg_op_done(c);
+            break;
+        case C_HTTP_RECV:
+            if (c->http_head_done && c->remaining == 0) {
+                lg_op_done(c);
+                break;
+            }
+            if (c->http_head_done)
+                r = SSL_read(c->ssl, lg_scratch,
+                             c->remaining < sizeof(lg_scratch) ? (int)c->remaining
+                                                               : (int)sizeof(lg_scratch));
+            else
+                r = SSL_read(c->ssl, c->http + c->http_len, (int)(LG_HTTP_HEAD - c->http_len));
+            if (r <= 0) {
+                e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                    return;
+                lg_fail(c, &lg_err_io, c->t_op == c->t_conn ? "first read" : "read", e);
+                return;
+            }
+            if (c->http_head_done) {
+                c->remaining -= (uint64_t)r;
+                break;
+            }
+            c->http_len += (size_t)r;
+            if (lg_http_parse_head(c) < 0)
+                return; /* dropped; a persistent connection is not replaced */
             break;
         case C_DOWN:
             if (c->remaining == 0) {
@@ -710,9 +896,9 @@ static void lg_usage(FILE *f)
 {
     fprintf(f,
             "usage: loadgen --connect IPV4:PORT --cert FILE --key FILE --cacert FILE\n"
-            "               --mode full|resumed|keepalive|bulk|idle|tiny [options]\n"
+            "               --mode full|resumed|keepalive|bulk|idle|tiny|http [options]\n"
             "  --conns N          concurrent connections (default 16)\n"
-            "  --count N          full/resumed: connections; keepalive: requests;\n"
+            "  --count N          full/resumed: connections; keepalive, http: requests;\n"
             "                     bulk: bytes (K/M/G suffixes); idle: unused (default 1000)\n"
             "  --time SEC         phase time limit (default 5)\n"
             "  --bulk-dir down|up bulk direction (default down: backend to client)\n"
@@ -720,8 +906,8 @@ static void lg_usage(FILE *f)
             "  --tiny N           tiny: one-byte records per burst (default 1024);\n"
             "                     --count then counts records\n"
             "  --min-resumed F    resumed: fail below this fraction (default 0.9)\n"
-            "  --servername NAME  SNI and the name the server certificate must carry\n"
-            "                     (default localhost)\n"
+            "  --servername NAME  SNI, the name the server certificate must carry, and\n"
+            "                     the Host of http requests (default localhost)\n"
             "  --ciphersuites S   TLS 1.3 suites offered (default TLS_AES_128_GCM_SHA256)\n"
             "  --groups G         key exchange groups offered (default X25519)\n"
             "  --src-rotate N     loopback: source addresses 127.0.0.1..N (default 64)\n"
@@ -850,21 +1036,33 @@ static void lg_setup_ctx(void)
                                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(lg_ctx, lg_on_new_session);
     SSL_CTX_set_mode(lg_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (lg_mode == MODE_HTTP) {
+        static const unsigned char alpn[] = "\x08http/1.1";
+        if (SSL_CTX_set_alpn_protos(lg_ctx, alpn, sizeof(alpn) - 1) != 0)
+            lg_die("cannot set ALPN");
+        int n = snprintf(lg_http_req, sizeof(lg_http_req),
+                         "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", lg_servername);
+        if (n < 0 || (size_t)n >= sizeof(lg_http_req))
+            lg_die("--servername too long");
+        lg_http_req_len = (size_t)n;
+    }
 }
 
 static void lg_print_result(void)
 {
     double elapsed = (double)(lg_now() - lg_phase_start) / 1e9;
-    qsort(lg_lat, lg_nlat, sizeof(*lg_lat), lg_cmp_u32);
-    qsort(lg_hs_lat, lg_nhs, sizeof(*lg_hs_lat), lg_cmp_u32);
-    uint64_t errors =
-        lg_err_connect + lg_err_handshake + lg_err_io + lg_err_timeout + lg_err_closed;
+    if (lg_nlat) /* (qsort wants an array, even of nothing) */
+        qsort(lg_lat, lg_nlat, sizeof(*lg_lat), lg_cmp_u32);
+    if (lg_nhs)
+        qsort(lg_hs_lat, lg_nhs, sizeof(*lg_hs_lat), lg_cmp_u32);
+    uint64_t errors = lg_err_connect + lg_err_handshake + lg_err_io + lg_err_timeout +
+                      lg_err_closed + lg_err_status;
     double resumed_frac = lg_done ? (double)lg_resumed_n / (double)lg_done : 0;
     printf("{\"mode\":\"%s\",\"conns\":%d,\"ops\":%llu,\"elapsed_s\":%.4f,\"ops_per_s\":%.1f,"
            "\"p50_us\":%.0f,\"p99_us\":%.0f,\"handshake_p50_us\":%.0f,\"handshake_p99_us\":%.0f,"
            "\"bytes\":%llu,\"gib_per_s\":%.4f,\"resumed\":%llu,\"resumed_fraction\":%.4f,"
            "\"connected\":%llu,\"errors\":%llu,\"err_connect\":%llu,\"err_handshake\":%llu,"
-           "\"err_io\":%llu,\"err_timeout\":%llu,\"err_peer_closed\":%llu,"
+           "\"err_io\":%llu,\"err_timeout\":%llu,\"err_peer_closed\":%llu,\"err_status\":%llu,"
            "\"unclean_close\":%llu,\"close_without_notify\":%llu,\"tickets\":%llu,"
            "\"tls_version\":\"%s\",\"cipher\":\"%s\",\"group\":\"%s\"}\n",
            lg_mode_names[lg_mode], lg_nconns, (unsigned long long)lg_done, elapsed,
@@ -876,7 +1074,7 @@ static void lg_print_result(void)
            (unsigned long long)errors, (unsigned long long)lg_err_connect,
            (unsigned long long)lg_err_handshake, (unsigned long long)lg_err_io,
            (unsigned long long)lg_err_timeout, (unsigned long long)lg_err_closed,
-           (unsigned long long)lg_close_unclean,
+           (unsigned long long)lg_err_status, (unsigned long long)lg_close_unclean,
            (unsigned long long)lg_close_no_notify, (unsigned long long)lg_tickets,
            lg_tls_version, lg_tls_cipher, lg_tls_group);
     fflush(stdout);
@@ -915,7 +1113,8 @@ int main(int argc, char **argv)
             have += lg_conns[i].sess != NULL;
         if (have == 0)
             lg_die("resumed: the server gave no resumable session (no TLS 1.3 ticket)");
-    } else if (lg_mode == MODE_KEEPALIVE || lg_mode == MODE_BULK || lg_mode == MODE_TINY) {
+    } else if (lg_mode == MODE_KEEPALIVE || lg_mode == MODE_BULK || lg_mode == MODE_TINY ||
+               lg_mode == MODE_HTTP) {
         for (int i = 0; i < lg_nconns; i++)
             lg_start_conn(&lg_conns[i]);
         lg_loop(setup_limit);
@@ -927,6 +1126,7 @@ int main(int argc, char **argv)
     }
     lg_connected = 0;
     lg_err_connect = lg_err_handshake = lg_err_io = lg_err_timeout = lg_err_closed = 0;
+    lg_err_status = 0;
     lg_close_unclean = lg_close_no_notify = 0;
 
     if (lg_sync) {
@@ -951,6 +1151,7 @@ int main(int argc, char **argv)
     case MODE_KEEPALIVE:
     case MODE_BULK:
     case MODE_TINY:
+    case MODE_HTTP:
         for (int i = 0; i < lg_nconns; i++) {
             if (lg_conns[i].st == C_PARKED) {
                 lg_conns[i].in_phase = true;
@@ -997,6 +1198,7 @@ int main(int argc, char **argv)
             lg_drop(&lg_conns[i]);
         SSL_SESSION_free(lg_conns[i].sess);
         free(lg_conns[i].wire);
+        free(lg_conns[i].http);
     }
     free(lg_conns);
     free(lg_lat);

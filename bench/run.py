@@ -13,6 +13,13 @@ cost never counts. Each figure is the median over the runs, and is also
 given as a ratio to nginx's (and, in the JSON, to HAProxy's; the CPU per
 one-byte record of the `tiny` phase is printed as a ratio to HAProxy's too).
 
+The `http` phase runs against a second instance of each server, configured
+for HTTP/1.1 (steeldoor `serve --http`, nginx's http module, HAProxy's
+`mode http`) in front of `backend --http`, each setting the client
+certificate in a request header; stunnel has no HTTP mode and is left out of
+that phase (not applicable). Its CPU per request is also given as a ratio to
+the best of nginx and HAProxy.
+
 Every server runs from a temporary configuration in a temporary directory,
 on free loopback ports, in the foreground, as a child of this script; no
 system service is touched. A server whose program is missing is skipped
@@ -54,8 +61,18 @@ PHASES = {
     # bursts of 1024 one-byte TLS records (one send each), 8 connections
     "tiny": ["--mode", "tiny", "--conns", "8", "--count", "1G", "--tiny", "1024",
              "--time", "2.5"],
+    # HTTP/1.1 keep-alive through each server's HTTP mode: 8 connections, GET
+    # after GET (about 5000 each), every response read in full and checked
+    "http": ["--mode", "http", "--conns", "8", "--count", "40000", "--time", "2.5"],
 }
-PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "bulk", "tiny")
+PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "bulk", "tiny", "http")
+# Phases run against the server's HTTP-mode instance (the others against
+# its L4 one), in front of `backend --http`.
+HTTP_PHASES = ("http",)
+# The goal for steeldoor's CPU per HTTP request, as a ratio to the best
+# peer's (issue 13).
+HTTP_PEERS = ("nginx", "haproxy")
+HTTP_GOAL = 0.80
 # Figures also given as a ratio to this server (the issue of tiny records
 # was measured against HAProxy).
 SECOND_BASELINE = "haproxy"
@@ -67,6 +84,7 @@ FIGURES = (
     ("keepalive_cpu_us", "CPU per keep-alive request", "us", "keepalive", 1),
     ("bulk_cpu_s_per_gib", "CPU per GiB of bulk", "s", "bulk", 2),
     ("tiny_cpu_ns_per_record", "CPU per one-byte record", "ns", "tiny", 0),
+    ("http_cpu_us", "CPU per HTTP request", "us", "http", 1),
     ("idle_rss_kib_per_conn", "RSS per idle connection", "KiB", "idle", 1),
     ("full_p50_ms", "full: latency p50", "ms", "full", 1),
     ("full_p99_ms", "full: latency p99", "ms", "full", 1),
@@ -74,9 +92,12 @@ FIGURES = (
     ("resumed_p99_ms", "resumed: latency p99", "ms", "resumed", 1),
     ("keepalive_p50_us", "keep-alive: latency p50", "us", "keepalive", 0),
     ("keepalive_p99_us", "keep-alive: latency p99", "us", "keepalive", 0),
+    ("http_p50_us", "http: latency p50", "us", "http", 0),
+    ("http_p99_us", "http: latency p99", "us", "http", 0),
     ("full_per_s", "full handshakes/s", "/s", "full", 0),
     ("resumed_per_s", "resumed handshakes/s", "/s", "resumed", 0),
     ("keepalive_per_s", "keep-alive requests/s", "/s", "keepalive", 0),
+    ("http_per_s", "HTTP requests/s", "/s", "http", 0),
     ("bulk_gib_per_s", "bulk throughput", "GiB/s", "bulk", 2),
     ("tiny_records_per_s", "one-byte records/s", "/s", "tiny", 0),
     ("tiny_p50_us", "tiny: latency p50 of a 1024-record burst", "us", "tiny", 0),
@@ -186,6 +207,8 @@ class Server:
     """One server under test: its configuration and its process."""
 
     name = "?"
+    # None when it has an HTTP mode (the `http` phase), else why not.
+    no_http = None
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -193,6 +216,7 @@ class Server:
         self.port = None
         self.dir = None
         self.logfile = None
+        self.http = False  # this instance is the HTTP-mode one
         self.skip = (0, 0)  # byte range of the log written during the no-cert probe
 
     def missing(self):
@@ -205,9 +229,20 @@ class Server:
     def command(self):
         raise NotImplementedError
 
-    def start(self, run):
+    def backend_port(self):
+        return self.ctx.http_backend_port if self.http else self.ctx.backend_port
+
+    def probe_args(self):
+        """One complete exchange through the server (load-generator args)."""
+        if self.http:
+            return ["--mode", "http", "--count", "1", "--conns", "1", "--time", "5"]
+        return ["--mode", "full", "--count", "1", "--conns", "1", "--time", "5"]
+
+    def start(self, run, http=False):
+        self.http = http
         self.port = free_port()
-        self.dir = os.path.join(self.ctx.tmp, "%s-%d" % (self.name, run))
+        self.dir = os.path.join(self.ctx.tmp, "%s-%d%s" % (self.name, run,
+                                                           "-http" if http else ""))
         os.makedirs(self.dir)
         cmd = self.command()
         self.logfile = os.path.join(self.dir, "server.log")
@@ -222,9 +257,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise BenchError("exited with status %s at start; see %s" % (
                     self.proc.returncode, self.logfile))
-            r = subprocess.run(self.ctx.loadgen_cmd(self.port) + ["--mode", "full", "--count",
-                               "1", "--conns", "1", "--time", "5"], capture_output=True,
-                               text=True)
+            r = subprocess.run(self.ctx.loadgen_cmd(self.port) + self.probe_args(),
+                               capture_output=True, text=True)
             if r.returncode == 0:
                 break
             if time.monotonic() > deadline:
@@ -233,8 +267,7 @@ class Server:
         # The configuration must really be mutual TLS: no certificate, no entry.
         # What the server logs about this refusal is expected: skipped later.
         before = self._log_size()
-        r = subprocess.run(self.ctx.loadgen_cmd(self.port) + [
-            "--mode", "full", "--count", "1", "--conns", "1", "--time", "5",
+        r = subprocess.run(self.ctx.loadgen_cmd(self.port) + self.probe_args() + [
             "--no-client-cert"], capture_output=True, text=True)
         if r.returncode == 0:
             raise BenchError("a client WITHOUT a certificate got a response through it: "
@@ -292,6 +325,8 @@ class Nginx(Server):
             return "nginx is not installed (Debian: nginx-light)"
         self.load_module = ""
         v = subprocess.run([self.bin, "-V"], capture_output=True, text=True).stderr
+        if not self.ctx.l4:
+            return None  # only the http phase: no stream module needed
         if "--with-stream=dynamic" in v or "--with-stream " not in v + " ":
             if not os.path.exists(NGINX_STREAM_MODULE):
                 return ("nginx has no stream module (Debian: libnginx-mod-stream), needed "
@@ -305,6 +340,66 @@ class Nginx(Server):
 
     def command(self):
         conf = os.path.join(self.dir, "nginx.conf")
+        if self.http:
+            self.write_http_conf(conf)
+        else:
+            self.write_stream_conf(conf)
+        return [self.bin, "-p", self.dir + "/", "-e", self.dir + "/error.log", "-c", conf,
+                "-g", "daemon off;"]
+
+    def write_http_conf(self, conf):
+        """The http phase: HTTP/1.1 to an upstream with kept-alive
+        connections, the client certificate (PEM, URL-escaped: nginx's own
+        form) in a request header. Temporary files in the run's directory;
+        no per-request or per-connection limit below the phase's."""
+        p, d = self.pki, self.dir
+        with open(conf, "w") as f:
+            f.write(f"""\
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+worker_rlimit_nofile 16384;
+events {{
+    worker_connections 8192;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    upstream backend {{
+        server 127.0.0.1:{self.backend_port()};
+        keepalive 32;
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+    }}
+    server {{
+        listen 127.0.0.1:{self.port} ssl backlog=4096;
+        server_name localhost;
+        ssl_certificate {p}/server.crt;
+        ssl_certificate_key {p}/server.key;
+        ssl_client_certificate {p}/ca.crt;
+        ssl_verify_client on;
+        ssl_verify_depth 3;
+        ssl_protocols TLSv1.3;
+        ssl_ecdh_curve X25519:P-256:P-384;
+        ssl_session_tickets on;
+        ssl_session_timeout 5m;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Client-Cert $ssl_client_escaped_cert;
+        }}
+    }}
+}}
+""")
+
+    def write_stream_conf(self, conf):
         p = self.pki
         with open(conf, "w") as f:
             f.write(self.load_module + f"""\
@@ -331,8 +426,6 @@ stream {{
     }}
 }}
 """)
-        return [self.bin, "-p", self.dir + "/", "-e", self.dir + "/error.log", "-c", conf,
-                "-g", "daemon off;"]
 
     def log_path(self):
         return os.path.join(self.dir, "error.log")
@@ -364,6 +457,31 @@ class Haproxy(Server):
         conf = os.path.join(self.dir, "haproxy.cfg")
         tls = ("ssl crt %s ca-file %s/ca.crt verify required ssl-min-ver TLSv1.3 "
                "curves X25519:P-256:P-384" % (pem, p))
+        if self.http:
+            # The http phase: the client certificate's DER as an RFC 9440
+            # sf-binary (:base64:) in a request header; idle backend
+            # connections shared by all clients, as nginx's upstream
+            # keepalive and steeldoor's pool do.
+            with open(conf, "w") as f:
+                f.write(f"""\
+global
+    nbthread 1
+    maxconn 8192
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 5m
+    timeout server 5m
+    timeout http-keep-alive 5m
+    http-reuse always
+frontend bench
+    bind 127.0.0.1:{self.port} {tls} alpn http/1.1
+    http-request set-header Client-Cert :%[ssl_c_der,base64]:
+    default_backend backend
+backend backend
+    server backend 127.0.0.1:{self.backend_port()}
+""")
+            return [self.bin, "-f", conf, "-db"]
         with open(conf, "w") as f:
             f.write(f"""\
 global
@@ -388,6 +506,7 @@ backend backend
 
 class Stunnel(Server):
     name = "stunnel"
+    no_http = "stunnel has no HTTP mode"
 
     def missing(self):
         self.bin = which("stunnel4") or which("stunnel")
@@ -446,14 +565,18 @@ class Steeldoor(Server):
 
     def command(self):
         p = self.pki
+        # The http phase: the same, plus --http (default identity headers:
+        # RFC 9440 Client-Cert, and Client-Cert-Chain when the client sends
+        # intermediates).
         return [self.bin, "serve", "--listen", "127.0.0.1:%d" % self.port,
-                "--target", "127.0.0.1:%d" % self.ctx.backend_port,
+                "--target", "127.0.0.1:%d" % self.backend_port(),
                 "--cert", p + "/server.crt", "--key", p + "/server.key",
-                "--cacert", p + "/ca.crt", "--allow-all", "--workers", "1", "--name", "bench"]
+                "--cacert", p + "/ca.crt", "--allow-all", "--workers", "1",
+                "--name", "bench"] + (["--http"] if self.http else [])
 
     def log_notes(self):
         """Per-connection results and worker events from its JSON log."""
-        results, reasons, events, resumed, bad = {}, {}, {}, 0, 0
+        results, reasons, events, resumed, bad, statuses = {}, {}, {}, 0, 0, {}
         try:
             lines = _log_lines(self.logfile, self.skip)
         except OSError:
@@ -465,6 +588,9 @@ class Steeldoor(Server):
                 bad += 1
                 continue
             ev = rec.get("event")
+            st = rec.get("status")
+            if isinstance(st, int) and ev != "conn":  # HTTP mode: a request's line
+                statuses[st] = statuses.get(st, 0) + 1
             if ev == "conn":
                 r = rec.get("result", "?")
                 results[r] = results.get(r, 0) + 1
@@ -486,8 +612,15 @@ class Steeldoor(Server):
             notes.append("%s x%d%s" % (k, n, " (a worker died)" if k == "worker_died" else ""))
         if bad:
             notes.append("%d log lines that are not JSON" % bad)
-        self.log_summary = {"results": results, "not_ok": reasons, "events": events,
-                            "resumed_true": resumed, "non_json_lines": bad}
+        not_200 = {k: v for k, v in statuses.items() if k != 200}
+        if not_200:
+            notes.append("requests not answered 200 in its log: " +
+                         ", ".join("%d x%d" % kv for kv in sorted(not_200.items())))
+        self.log_summary = {"mode": "http" if self.http else "tcp", "results": results,
+                            "not_ok": reasons, "events": events, "resumed_true": resumed,
+                            "non_json_lines": bad}
+        if self.http:
+            self.log_summary["http_status"] = {str(k): v for k, v in sorted(statuses.items())}
         return notes
 
 
@@ -594,6 +727,11 @@ def figures_of(phase, r):
         else:
             f[phase + "_p50_ms"] = r["p50_us"] / 1000
             f[phase + "_p99_ms"] = r["p99_us"] / 1000
+    if phase == "http" and ops:
+        f["http_cpu_us"] = cpu / ops * 1e6
+        f["http_per_s"] = r["ops_per_s"]
+        f["http_p50_us"] = r["p50_us"]
+        f["http_p99_us"] = r["p99_us"]
     if phase == "resumed":
         f["resumed_fraction"] = r["resumed_fraction"]
     if phase == "tiny" and r.get("bytes"):
@@ -618,9 +756,12 @@ def phase_problems(phase, r):
     elif r["exit_status"] != 0:
         probs.append("load generator exit status %d" % r["exit_status"])
     if r.get("errors"):
-        probs.append("%d errors (connect %d, handshake %d, io %d, timeout %d, peer closed %d)" % (
-            r["errors"], r["err_connect"], r["err_handshake"], r["err_io"], r["err_timeout"],
-            r["err_peer_closed"]))
+        probs.append("%d errors (connect %d, handshake %d, io %d, timeout %d, peer closed %d%s)"
+                     % (r["errors"], r["err_connect"], r["err_handshake"], r["err_io"],
+                        r["err_timeout"], r["err_peer_closed"],
+                        ", HTTP status %d" % r.get("err_status", 0) if phase == "http" else ""))
+        if phase == "http" and r.get("stderr"):
+            probs.append("load generator: " + " | ".join(r["stderr"].splitlines()[:3])[:600])
     if phase == "idle" and r.get("connected", 0) < 2000:
         probs.append("only %d of 2000 idle connections were held" % r.get("connected", 0))
     if r.get("tls_version") and (r["tls_version"] != "TLSv1.3" or r["group"] != "x25519"):
@@ -650,6 +791,10 @@ class Context:
         self.pki = os.path.join(self.tmp, "pki")
         self.backend_port = None
         self.backend_proc = None
+        self.http_backend_port = None
+        self.http_backend_proc = None
+        phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+        self.l4 = any(p not in HTTP_PHASES for p in phases)
 
     def loadgen_cmd(self, port):
         p = self.pki
@@ -666,21 +811,30 @@ class Context:
             subprocess.run([sd, "pki"] + argv[:1] + ["--dir", self.pki] + argv[1:], check=True,
                            stdout=subprocess.DEVNULL)
 
-    def start_backend(self):
-        self.backend_port = free_port()
-        self.backend_proc = subprocess.Popen(
-            [self.backend, "--listen", "127.0.0.1:%d" % self.backend_port],
+    def _backend(self, http):
+        port = free_port()
+        proc = subprocess.Popen(
+            [self.backend, "--listen", "127.0.0.1:%d" % port] + (["--http"] if http else []),
             stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_port(self.backend_port, self.backend_proc)
+        wait_port(port, proc)
+        return port, proc
+
+    def start_backend(self, http=False):
+        """The backend of the L4 phases (bench.h protocol), and the HTTP
+        one (backend --http) when the http phase runs."""
+        self.backend_port, self.backend_proc = self._backend(False)
+        if http:
+            self.http_backend_port, self.http_backend_proc = self._backend(True)
 
     def stop_backend(self):
-        if self.backend_proc and self.backend_proc.poll() is None:
-            self.backend_proc.terminate()
-            try:
-                self.backend_proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.backend_proc.kill()
-                self.backend_proc.wait()
+        for proc in (self.backend_proc, self.http_backend_proc):
+            if proc and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 def raise_nofile():
@@ -704,9 +858,11 @@ def fmt(v, digits):
     return ("%." + str(digits) + "f") % v
 
 
-def print_table(servers, medians, ratios, counts, expected):
+def print_table(servers, medians, ratios, counts, expected, not_applicable=None):
     """One table: a row per figure, a column per server; each cell the
-    median and its ratio to nginx's; [n] when only n runs were valid."""
+    median and its ratio to nginx's; [n] when only n runs were valid;
+    n/a for a phase the server cannot do."""
+    not_applicable = not_applicable or {}
     names = [s for s in servers if s in medians]
     head = ["figure (median of runs; xN = ratio to nginx)"] + names
     rows = []
@@ -715,6 +871,9 @@ def print_table(servers, medians, ratios, counts, expected):
             continue
         row = [label + (" (%s)" % unit if unit else "")]
         for n in names:
+            if phase in not_applicable.get(n, {}):
+                row.append("n/a")
+                continue
             v = medians[n].get(key)
             cell = fmt(v, digits)
             r = ratios.get(n, {}).get(key)
@@ -783,51 +942,78 @@ def main():
     per_run = {n: [] for n in servers}
     problems = {n: [] for n in servers}
     log_summaries = {n: [] for n in servers}
+    # Phases a server cannot do (stunnel has no HTTP mode): left out, and
+    # said so in the table (n/a) and the JSON.
+    not_applicable = {}
+    for name, srv in servers.items():
+        for phase in phases:
+            if phase in HTTP_PHASES and srv.no_http:
+                not_applicable.setdefault(name, {})[phase] = srv.no_http
+                log("bench: %s: phase %s not applicable (%s)" % (name, phase, srv.no_http))
+
+    def run_instance(name, srv, run, inst_phases, http, results):
+        """Starts one instance of a server (L4, or HTTP mode), warms it up,
+        runs inst_phases on it into results, stops it."""
+        try:
+            srv.start(run, http=http)
+            if http:
+                # Warm-up: the request path, and the server's pool of
+                # backend connections.
+                warm = ["--mode", "http", "--conns", "8", "--count", "2000", "--time", "2"]
+            else:
+                # Warm-up: first handshakes fill caches and allocators.
+                warm = ["--mode", "full", "--conns", "16", "--count", "300", "--time", "2"]
+            subprocess.run(ctx.loadgen_cmd(srv.port) + warm, capture_output=True, check=False)
+            for phase in inst_phases:
+                r = run_phase(ctx, srv, phase)
+                r["figures"] = figures_of(phase, r)
+                r["problems"] = phase_problems(phase, r)
+                results[phase] = r
+                for p in r["problems"]:
+                    problems[name].append("run %d %s: %s" % (run, phase, p))
+                    log("bench: %s run %d %s: %s" % (name, run, phase, p))
+                if not srv.alive():
+                    raise BenchError("the server exited (status %s) during %s"
+                                     % (srv.proc.returncode, phase))
+        except (BenchError, OSError, ValueError, subprocess.SubprocessError) as e:
+            what = "%s (HTTP mode)" % ",".join(inst_phases) if http else "run"
+            problems[name].append("run %d FAILED: %s: %s" % (run, what, e) if http else
+                                  "run %d FAILED: %s" % (run, e))
+            log("bench: %s run %d FAILED: %s" % (name, run, e))
+        finally:
+            srv.stop()
+            for note in srv.log_notes():
+                problems[name].append("run %d log%s: %s" % (run, " (HTTP mode)" if http else "",
+                                                            note))
+            if getattr(srv, "log_summary", None):
+                log_summaries[name].append(srv.log_summary)
+                srv.log_summary = None
+
     try:
         ctx.make_pki()
-        ctx.start_backend()
+        ctx.start_backend(http=any(p in HTTP_PHASES for p in phases))
         # Runs interleave the servers so that drift on the machine spreads
         # over all of them.
         for run in range(1, args.runs + 1):
             for name, srv in servers.items():
                 run_phases = [p for p in phases if p != "idle" or run <= args.idle_runs]
+                l4_phases = [p for p in run_phases if p not in HTTP_PHASES]
+                http_phases = [p for p in run_phases
+                               if p in HTTP_PHASES and p not in not_applicable.get(name, {})]
                 results = {"run": run}
                 t0 = time.monotonic()
-                try:
-                    srv.start(run)
-                    # Warm-up: first handshakes fill caches and allocators.
-                    subprocess.run(ctx.loadgen_cmd(srv.port) + ["--mode", "full", "--conns",
-                                   "16", "--count", "300", "--time", "2"],
-                                   capture_output=True, check=False)
-                    for phase in run_phases:
-                        r = run_phase(ctx, srv, phase)
-                        r["figures"] = figures_of(phase, r)
-                        r["problems"] = phase_problems(phase, r)
-                        results[phase] = r
-                        for p in r["problems"]:
-                            problems[name].append("run %d %s: %s" % (run, phase, p))
-                            log("bench: %s run %d %s: %s" % (name, run, phase, p))
-                        if not srv.alive():
-                            raise BenchError("the server exited (status %s) during %s"
-                                             % (srv.proc.returncode, phase))
-                except (BenchError, OSError, ValueError, subprocess.SubprocessError) as e:
-                    problems[name].append("run %d FAILED: %s" % (run, e))
-                    log("bench: %s run %d FAILED: %s" % (name, run, e))
-                finally:
-                    srv.stop()
-                    for note in srv.log_notes():
-                        problems[name].append("run %d log: %s" % (run, note))
-                    if getattr(srv, "log_summary", None):
-                        log_summaries[name].append(srv.log_summary)
-                        srv.log_summary = None
+                if l4_phases:
+                    run_instance(name, srv, run, l4_phases, False, results)
+                if http_phases:
+                    run_instance(name, srv, run, http_phases, True, results)
                 per_run[name].append(results)
                 short = []
-                for phase in run_phases:
+                for phase in l4_phases + http_phases:
                     fig = results.get(phase, {}).get("figures", {})
                     k = {"full": "full_cpu_us", "resumed": "resumed_cpu_us",
                          "keepalive": "keepalive_cpu_us", "bulk": "bulk_cpu_s_per_gib",
                          "idle": "idle_rss_kib_per_conn",
-                         "tiny": "tiny_cpu_ns_per_record"}[phase]
+                         "tiny": "tiny_cpu_ns_per_record", "http": "http_cpu_us"}[phase]
                     if k in fig:
                         short.append("%s %.4g" % (phase, fig[k]))
                 log("bench: run %d %-9s %5.1fs  %s" % (run, name, time.monotonic() - t0,
@@ -867,9 +1053,22 @@ def main():
                 if b:
                     ratios2[name][k] = v / b
 
+    # The http phase's goal is stated against the best of nginx and HAProxy.
+    http_best = None
+    k = "http_cpu_us"
+    peers = {n: medians[n][k] for n in HTTP_PEERS if k in medians.get(n, {})}
+    if "http" in phases and peers:
+        best = min(peers, key=peers.get)
+        http_best = {"figure": k, "best_peer": best, "best_peer_value": peers[best],
+                     "goal": HTTP_GOAL,
+                     "ratio": {n: medians[n][k] / peers[best] for n in servers
+                               if k in medians.get(n, {})}}
+        if "steeldoor" in http_best["ratio"]:
+            http_best["steeldoor_meets_goal"] = http_best["ratio"]["steeldoor"] <= HTTP_GOAL
+
     expected = {p: (min(args.runs, args.idle_runs) if p == "idle" else args.runs)
                 for p in phases}
-    table = print_table(list(servers), medians, ratios, counts, expected)
+    table = print_table(list(servers), medians, ratios, counts, expected, not_applicable)
     log("")
     log(table)
     log("CPU = the server's own processes (utime+stime from /proc/PID/stat), "
@@ -880,6 +1079,19 @@ def main():
         k = "tiny_cpu_ns_per_record"
         log("CPU per one-byte record as a ratio to %s: %s" % (SECOND_BASELINE, ", ".join(
             "%s x%.2f" % (n, ratios2[n][k]) for n in servers if k in ratios2.get(n, {}))))
+    if http_best:
+        line = "CPU per HTTP request as a ratio to the best peer (%s, %.1f us): %s" % (
+            http_best["best_peer"], http_best["best_peer_value"], ", ".join(
+                "%s x%.2f" % (n, r) for n, r in http_best["ratio"].items()))
+        if "steeldoor_meets_goal" in http_best:
+            line += "; goal for steeldoor: at most x%.2f (%s)" % (
+                HTTP_GOAL, "met" if http_best["steeldoor_meets_goal"] else "NOT met")
+        log(line)
+    elif "http" in phases:
+        log("(no ratio to the best peer for http: neither nginx nor HAProxy was measured)")
+    for name, whys in not_applicable.items():
+        for phase, why in whys.items():
+            log("not applicable: %s %s (%s)" % (name, phase, why))
     for name, why in skipped.items():
         log("skipped %s: %s" % (name, why))
     failed = False
@@ -911,6 +1123,8 @@ def main():
         "median": medians,
         "ratio_to_nginx": ratios,
         "ratio_to_haproxy": ratios2,
+        "http_ratio_to_best_peer": http_best,
+        "not_applicable": not_applicable,
         "problems": problems,
         "steeldoor_log": log_summaries.get("steeldoor", []),
         "runs": per_run,

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,7 +226,7 @@ void sd_log_begin(struct sd_logline *l, const char *level, const char *event)
         sd_log_put(l, "{", 1);
     sd_log_str(l, "level", level);
     sd_log_str(l, "event", event);
-    sd_log_i64(l, "pid", (int64_t)getpid());
+    sd_log_i64(l, "pid", (int64_t)sd_log_pid());
 }
 
 void sd_log_str(struct sd_logline *l, const char *key, const char *value)
@@ -423,6 +424,7 @@ static struct {
     int tty;            /* a terminal: write under sd_log_tty_lock */
     int midline;        /* the last write ended inside a line */
     int exit_hook;
+    int hold;           /* sd_log_hold: queue lines until the next flush */
     size_t head, tail;
     uint64_t dropped;   /* lines lost since the last report */
     char q[SD_LOG_QUEUE_MAX];
@@ -627,6 +629,11 @@ static void sd_log_emit(const char *p, size_t n)
 
     if (sd_sink.kind == SD_LOG_UNSET)
         sd_log_open();
+    /* Held (a worker within one batch of events): queued, written with
+     * the batch's other lines by the next sd_log_flush. A queue too full
+     * for the line falls through to the usual path. */
+    if (sd_sink.hold && sd_sink.dropped == 0 && sd_log_enqueue(p, n) == 0)
+        return;
     if (sd_log_drain() == 0) {
         /* Nothing waits (and nothing to report): write from the line. */
         w = sd_log_try(p, n);
@@ -699,8 +706,36 @@ int sd_log_flush_timeout(int timeout_ms)
     return timeout_ms;
 }
 
+void sd_log_hold(int on)
+{
+    sd_sink.hold = on;
+}
+
+/* The pid, cached: a log line and a request id must not cost a system
+ * call each. A fork clears the cache in the child (pthread_atfork). */
+static pid_t sd_log_cached_pid;
+
+static void sd_log_pid_forget(void)
+{
+    sd_log_cached_pid = 0;
+}
+
+pid_t sd_log_pid(void)
+{
+    static int registered;
+
+    if (!registered) {
+        registered = 1;
+        (void)pthread_atfork(NULL, NULL, sd_log_pid_forget);
+    }
+    if (sd_log_cached_pid == 0)
+        sd_log_cached_pid = getpid();
+    return sd_log_cached_pid;
+}
+
 void sd_log_after_fork(void)
 {
+    sd_log_cached_pid = 0;
     sd_sink.head = sd_sink.tail = 0;
     sd_sink.dropped = 0;
     sd_sink.midline = 0; /* the rest of a cut line is the parent's, and so is the lock */

@@ -650,6 +650,7 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
         goto out;
     }
     next_tick = w.loop.now_ms + SD_TICK_MS;
+    sd_log_hold(1);
     for (;;) {
         int timeout;
 
@@ -672,6 +673,7 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
             next_tick = w.loop.now_ms + SD_TICK_MS;
         }
         sd_conns_reap(&w.conns);
+        (void)sd_log_flush(); /* the batch's lines, in one write */
         /* Connections closed in this turn: clients waiting in the kernel
          * queue of a listener paused at the cap are taken now, not on the
          * next tick. */
@@ -679,6 +681,8 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
             sd_worker_resume(&w, 0);
     }
 out:
+    sd_log_hold(0);
+    (void)sd_log_flush();
     while (sd_conns_first(&w.conns) != NULL)
         sd_conn_abort(sd_conns_first(&w.conns), SD_R_SHUTDOWN);
     sd_conns_reap(&w.conns);

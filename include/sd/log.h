@@ -55,6 +55,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "sd/err.h"
 
@@ -129,6 +130,13 @@ int sd_log_flush_timeout(int timeout_ms);
 /* In a child after fork(): the parent still owns the lines it had queued
  * (and its drop count); forget them here so none is written twice. */
 void sd_log_after_fork(void);
+/* on: lines are queued, not written, until the next sd_log_flush (a worker
+ * holds them through one batch of events and writes them together: one
+ * system call for many lines); off: written at once, as by default. */
+void sd_log_hold(int on);
+/* This process's pid, without a system call after the first (a fork in
+ * any way glibc knows resets it). */
+pid_t sd_log_pid(void);
 /* Bytes waiting in the queue, and lines dropped and not yet reported. */
 size_t sd_log_queued(void);
 uint64_t sd_log_dropped(void);

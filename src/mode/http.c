@@ -148,8 +148,8 @@ static void sd_http_new_id(char out[SD_HTTP_REQUEST_ID_LEN + 1])
     static uint32_t seq;
     static pid_t owner;
 
-    if (owner != getpid()) {
-        owner = getpid();
+    if (owner != sd_log_pid()) {
+        owner = sd_log_pid();
         if (getrandom(&base, sizeof(base), 0) != (ssize_t)sizeof(base))
             base = (uint64_t)owner * UINT64_C(0x9e3779b97f4a7c15) ^ (uint64_t)sd_now_ms();
         seq = 0;

@@ -1,0 +1,2 @@
+"""Backends, clients and fixtures for the HTTP-mode integration tests
+(tests/integration/test_http_*.py)."""
