@@ -197,6 +197,11 @@ static void sd_log_scalar(struct sd_logline *l, const char *key, const char *tex
     sd_log_put(l, text, n);
 }
 
+/* The second the cached timestamp text is for (sd_log_begin). */
+static time_t sd_log_second;
+static char sd_log_second_text[48];
+static size_t sd_log_second_len;
+
 void sd_log_begin(struct sd_logline *l, const char *level, const char *event)
 {
     struct timespec ts;
@@ -216,14 +221,26 @@ void sd_log_begin(struct sd_logline *l, const char *level, const char *event)
     l->array_full = 0;
     l->array_cut = 0;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = snprintf(tbuf, sizeof(tbuf), "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-    if (n > 0 && (size_t)n < sizeof(tbuf))
-        sd_log_put(l, tbuf, (size_t)n);
-    else
+    /* The text up to the second changes once a second: formatted then,
+     * and only the milliseconds for every line. */
+    if (ts.tv_sec != sd_log_second || sd_log_second_len == 0) {
+        gmtime_r(&ts.tv_sec, &tm);
+        n = snprintf(tbuf, sizeof(tbuf), "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec);
+        sd_log_second_len = n > 0 && (size_t)n < sizeof(sd_log_second_text) ? (size_t)n : 0;
+        memcpy(sd_log_second_text, tbuf, sd_log_second_len);
+        sd_log_second = ts.tv_sec;
+    }
+    if (sd_log_second_len > 0) {
+        long ms = ts.tv_nsec / 1000000;
+        char frac[5] = { (char)('0' + ms / 100), (char)('0' + ms / 10 % 10),
+                         (char)('0' + ms % 10), 'Z', '"' };
+        sd_log_put(l, sd_log_second_text, sd_log_second_len);
+        sd_log_put(l, frac, sizeof(frac));
+    } else {
         sd_log_put(l, "{", 1);
+    }
     sd_log_str(l, "level", level);
     sd_log_str(l, "event", event);
     sd_log_i64(l, "pid", (int64_t)sd_log_pid());
@@ -255,20 +272,36 @@ void sd_log_str_bounded(struct sd_logline *l, const char *key, const char *value
     sd_log_field(l, key, value, strlen(value), max, 1);
 }
 
+/* Decimal digits of v at the end of num[24]; returns where they start.
+ * (Every line has several numbers: printf's format parsing is most of
+ * what a line costs.) */
+static char *sd_log_digits(char num[24], uint64_t v)
+{
+    char *p = num + 24;
+
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return p;
+}
+
 void sd_log_u64(struct sd_logline *l, const char *key, uint64_t value)
 {
     char num[24];
-    int n = snprintf(num, sizeof(num), "%" PRIu64, value);
+    char *p = sd_log_digits(num, value);
 
-    sd_log_scalar(l, key, num, (size_t)n);
+    sd_log_scalar(l, key, p, (size_t)(num + sizeof(num) - p));
 }
 
 void sd_log_i64(struct sd_logline *l, const char *key, int64_t value)
 {
     char num[24];
-    int n = snprintf(num, sizeof(num), "%" PRId64, value);
+    char *p = sd_log_digits(num, value < 0 ? 0 - (uint64_t)value : (uint64_t)value);
 
-    sd_log_scalar(l, key, num, (size_t)n);
+    if (value < 0)
+        *--p = '-';
+    sd_log_scalar(l, key, p, (size_t)(num + sizeof(num) - p));
 }
 
 void sd_log_bool(struct sd_logline *l, const char *key, int value)

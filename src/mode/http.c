@@ -154,9 +154,15 @@ static void sd_http_new_id(char out[SD_HTTP_REQUEST_ID_LEN + 1])
             base = (uint64_t)owner * UINT64_C(0x9e3779b97f4a7c15) ^ (uint64_t)sd_now_ms();
         seq = 0;
     }
+    static const char hex[] = "0123456789abcdef";
+    int i;
+
     seq++;
-    snprintf(out, SD_HTTP_REQUEST_ID_LEN + 1, "%016llx%08x", (unsigned long long)base,
-             (unsigned)seq);
+    for (i = 0; i < 16; i++)
+        out[i] = hex[(base >> (60 - 4 * i)) & 0xf];
+    for (i = 0; i < 8; i++)
+        out[16 + i] = hex[(seq >> (28 - 4 * i)) & 0xf];
+    out[SD_HTTP_REQUEST_ID_LEN] = '\0';
 }
 
 static const char *sd_http_status_text(int status)
@@ -489,16 +495,16 @@ static struct sd_name sd_http_target_authority(struct sd_name t)
  * re-framed) and Expect (steeldoor answers 100 Continue itself). */
 static int sd_http_hop_by_hop(struct sd_name n)
 {
-    static const char *const names[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer",
-        "transfer-encoding", "upgrade", "expect", "http2-settings",
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (n.len == strlen(names[i]) && sd_http_token_eq(n, names[i]))
-            return 1;
-    return 0;
+    switch (n.len) {
+    case 2: return sd_http_token_eq(n, "te");
+    case 6: return sd_http_token_eq(n, "expect");
+    case 7: return sd_http_token_eq(n, "trailer") || sd_http_token_eq(n, "upgrade");
+    case 10: return sd_http_token_eq(n, "connection") || sd_http_token_eq(n, "keep-alive");
+    case 14: return sd_http_token_eq(n, "http2-settings");
+    case 16: return sd_http_token_eq(n, "proxy-connection");
+    case 17: return sd_http_token_eq(n, "transfer-encoding");
+    default: return 0;
+    }
 }
 
 /* The comma-separated options of the Connection fields. At most max are
@@ -849,7 +855,6 @@ static int sd_http_response_head(struct sd_http *h, const struct sd_http_resp *s
     size_t i, j, ntok;
     struct sd_buf *o;
     char line[64];
-    int n;
 
     for (i = 0; i < s->nfields && i < SD_HTTP_RESP_MAX_FIELDS; i++) {
         cf[i].name = f[i].name;
@@ -858,8 +863,11 @@ static int sd_http_response_head(struct sd_http *h, const struct sd_http_resp *s
     ntok = sd_http_connection_tokens(cf, s->nfields, tokens, SD_HTTP_CONN_TOKENS);
     if ((o = sd_http_buf(h, &h->cout, len + 64)) == NULL)
         return -1;
-    n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", s->status);
-    sd_http_put(o, line, (size_t)n);
+    memcpy(line, "HTTP/1.1 000 ", 13); /* the parser took 3 digits, 100-599 */
+    line[9] = (char)('0' + s->status / 100);
+    line[10] = (char)('0' + s->status / 10 % 10);
+    line[11] = (char)('0' + s->status % 10);
+    sd_http_put(o, line, 13);
     sd_http_put_name(o, s->reason);
     sd_http_put(o, "\r\n", 2);
     for (i = 0; i < s->nfields; i++) {
