@@ -117,6 +117,7 @@ struct sd_http {
     int64_t start_ms;
     int64_t head_ms;       /* when the first byte of the awaited head came */
     uint64_t nrequests;
+    char peer[64];         /* the client's address as the log shows it */
     /* the identity headers, built at the first request (the same for every
      * request of the connection) */
     char *ident;
@@ -236,15 +237,11 @@ static void sd_http_log_request(struct sd_http *h)
 {
     const struct sd_peer *p = sd_stream_peer(sd_conn_stream(h->c, SD_SIDE_CLIENT));
     const struct sd_name *who = p != NULL ? sd_peer_identity(p) : NULL;
-    socklen_t plen;
-    const struct sockaddr *pa = sd_conn_peer_addr(h->c, &plen);
     struct sd_logline l;
-    char peer[64];
 
-    sd_addr_format(pa, plen, peer, sizeof(peer));
     sd_log_begin(&l, h->own && h->status >= 400 ? "warn" : "info", "http");
     sd_log_str(&l, "listener", sd_http_conf(h)->name);
-    sd_log_str(&l, "peer", peer);
+    sd_log_str(&l, "peer", h->peer);
     sd_log_str(&l, "request_id", h->id);
     sd_log_u64(&l, "status", (uint64_t)h->status);
     sd_log_str(&l, "reason", h->why);
@@ -270,16 +267,12 @@ static void sd_http_log_request(struct sd_http *h)
 static void sd_http_log_spoofed(struct sd_http *h, const struct sd_http_field *f, size_t nf,
                                 const uint8_t *spoofed, size_t count)
 {
-    socklen_t plen;
-    const struct sockaddr *pa = sd_conn_peer_addr(h->c, &plen);
     struct sd_logline l;
-    char peer[64];
     size_t i;
 
-    sd_addr_format(pa, plen, peer, sizeof(peer));
     sd_log_begin(&l, "warn", "spoofed_header");
     sd_log_str(&l, "listener", sd_http_conf(h)->name);
-    sd_log_str(&l, "peer", peer);
+    sd_log_str(&l, "peer", h->peer);
     sd_log_str(&l, "request_id", h->id);
     sd_log_u64(&l, "count", count);
     sd_log_array_begin_bounded(&l, "headers", 1024);
@@ -1423,12 +1416,16 @@ static int sd_http_timeout(struct sd_conn *c)
 static enum sd_reason sd_http_start(struct sd_conn *c, const char **detail)
 {
     struct sd_http *h = calloc(1, sizeof(*h));
+    const struct sockaddr *pa;
+    socklen_t plen;
 
     if (h == NULL) {
         *detail = NULL;
         return SD_R_OUT_OF_MEMORY;
     }
     h->c = c;
+    pa = sd_conn_peer_addr(c, &plen);
+    sd_addr_format(pa, plen, h->peer, sizeof(h->peer));
     h->qstate = SD_HQ_HEAD;
     h->sstate = SD_HS_NONE;
     sd_conn_set_mode_state(c, h);
