@@ -500,6 +500,31 @@ static int sd_http_hop_by_hop(struct sd_name n)
     }
 }
 
+static int sd_http_is_content_length(struct sd_name n)
+{
+    return n.len == 14 && sd_http_token_eq(n, "content-length");
+}
+
+/* Is name one of the Connection options (compared as loosely as the
+ * reserved names: a field a WSGI server would merge with it counts)? */
+static int sd_http_listed(const struct sd_name *tokens, size_t ntok, struct sd_name name)
+{
+    size_t j;
+
+    for (j = 0; j < ntok; j++)
+        if (sd_http_name_eq_loose(tokens[j], name))
+            return 1;
+    return 0;
+}
+
+static void sd_http_put_field(struct sd_buf *b, struct sd_name name, struct sd_name value)
+{
+    sd_http_put_name(b, name);
+    sd_http_put(b, ": ", 2);
+    sd_http_put_name(b, value);
+    sd_http_put(b, "\r\n", 2);
+}
+
 /* The comma-separated options of the Connection fields. At most max are
  * kept; the rest are ignored (they could only name more fields to drop). */
 static size_t sd_http_connection_tokens(const struct sd_http_field *f, size_t nf,
@@ -682,7 +707,6 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
     sd_http_puts(o, q->minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
     memset(spoofed, 0, sizeof(spoofed));
     for (i = 0; i < nf; i++) {
-        int drop = 0;
         if (sd_http_ident_reserved(f[i].name) != NULL) {
             spoofed[i] = 1;
             nspoofed++;
@@ -694,15 +718,9 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
          * the framing or the Host: a client must not be able to make
          * steeldoor forward a body without its length. */
         if (!(f[i].name.len == 4 && sd_http_token_eq(f[i].name, "host")) &&
-            !(f[i].name.len == 14 && sd_http_token_eq(f[i].name, "content-length")))
-            for (j = 0; j < ntok && !drop; j++)
-                drop = sd_http_name_eq_loose(tokens[j], f[i].name);
-        if (drop)
+            !sd_http_is_content_length(f[i].name) && sd_http_listed(tokens, ntok, f[i].name))
             continue;
-        sd_http_put_name(o, f[i].name);
-        sd_http_put(o, ": ", 2);
-        sd_http_put_name(o, f[i].value);
-        sd_http_put(o, "\r\n", 2);
+        sd_http_put_field(o, f[i].name, f[i].value);
     }
     if (q->framing == SD_HTTP_BODY_CHUNKED)
         sd_http_puts(o, "Transfer-Encoding: chunked\r\n");
@@ -845,7 +863,7 @@ static int sd_http_response_head(struct sd_http *h, const struct sd_http_resp *s
 {
     struct sd_http_field cf[SD_HTTP_RESP_MAX_FIELDS];
     struct sd_name tokens[SD_HTTP_CONN_TOKENS];
-    size_t i, j, ntok;
+    size_t i, ntok;
     struct sd_buf *o;
     char line[64];
 
@@ -864,27 +882,19 @@ static int sd_http_response_head(struct sd_http *h, const struct sd_http_resp *s
     sd_http_put_name(o, s->reason);
     sd_http_put(o, "\r\n", 2);
     for (i = 0; i < s->nfields; i++) {
-        int drop = 0;
         if (sd_http_hop_by_hop(f[i].name) &&
             !(h->sframing == SD_HTTP_RESP_BODY_CHUNKED && !h->dechunk &&
               f[i].name.len == 17 && sd_http_token_eq(f[i].name, "transfer-encoding")) &&
             !(s->status == 101 && f[i].name.len == 7 && sd_http_token_eq(f[i].name, "upgrade")))
             continue;
-        if (f[i].name.len == 14 && sd_http_token_eq(f[i].name, "content-length") &&
-            h->sframing != SD_HTTP_RESP_BODY_LENGTH && h->sframing != SD_HTTP_RESP_BODY_NONE)
+        if (sd_http_is_content_length(f[i].name) && h->sframing != SD_HTTP_RESP_BODY_LENGTH && h->sframing != SD_HTTP_RESP_BODY_NONE)
             continue; /* a length beside chunked (or a close) is not the framing: never
                        * hand a client two answers to "where does this end" */
-        if (s->status == 101 && f[i].name.len == 7 && sd_http_token_eq(f[i].name, "upgrade"))
-            ntok = 0; /* "Connection: Upgrade" names the field the 101 must keep */
-        for (j = 0; j < ntok && !drop; j++)
-            drop = sd_http_name_eq_loose(tokens[j], f[i].name) &&
-                   !(f[i].name.len == 14 && sd_http_token_eq(f[i].name, "content-length"));
-        if (drop)
+        /* "Connection: Upgrade" names the field a 101 must keep. */
+        if (!(s->status == 101 && f[i].name.len == 7 && sd_http_token_eq(f[i].name, "upgrade")) &&
+            !sd_http_is_content_length(f[i].name) && sd_http_listed(tokens, ntok, f[i].name))
             continue;
-        sd_http_put_name(o, f[i].name);
-        sd_http_put(o, ": ", 2);
-        sd_http_put_name(o, f[i].value);
-        sd_http_put(o, "\r\n", 2);
+        sd_http_put_field(o, f[i].name, f[i].value);
     }
     if (s->status == 101)
         sd_http_puts(o, "Connection: Upgrade\r\n");
