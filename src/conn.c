@@ -451,6 +451,8 @@ static void sd_conn_event(struct sd_conn *c, struct sd_conn_side *side, uint32_t
 {
     if (c->closed)
         return; /* closed earlier in this batch of events */
+    if (side->io.s == NULL)
+        return; /* a backend a mode released earlier in this batch */
     /* Errors and hang-ups are reported through the next read or write, so
      * they simply make both directions worth trying. */
     if (events & (EPOLLERR | EPOLLHUP))
@@ -623,6 +625,18 @@ const struct sockaddr *sd_conn_peer_addr(const struct sd_conn *c, socklen_t *len
 struct sd_buf *sd_conn_queue(struct sd_conn *c, enum sd_side to)
 {
     return sd_pump_buf(&c->pump[to], c->cs->pool);
+}
+
+struct sd_buf *sd_conn_queue_room(struct sd_conn *c, enum sd_side to, size_t need)
+{
+    struct sd_pump *p = &c->pump[to];
+    struct sd_buf *b = sd_pump_buf(p, c->cs->pool);
+
+    if (b != NULL && sd_buf_room(b) < need && b->cap == SD_BUF_SMALL) {
+        p->buf = b = sd_bufpool_grow(c->cs->pool, b);
+        p->bulk = 1;
+    }
+    return b != NULL && sd_buf_room(b) >= need ? b : NULL;
 }
 
 void sd_conn_set_hook(struct sd_conn *c, enum sd_side to, sd_pump_hook *hook, void *arg)

@@ -8,7 +8,8 @@
  * from then on gets a large buffer: four times fewer system calls and
  * kernel wake-ups per byte. Either way a buffer never grows past its
  * capacity, so a connection's memory is bounded (at most two large
- * buffers) no matter how fast one side writes or how slowly the other
+ * buffers in L4 mode, four in HTTP mode: each direction's input and
+ * output) no matter how fast one side writes or how slowly the other
  * reads: when a buffer is full, steeldoor stops reading from the writer
  * (backpressure).
  */

@@ -101,6 +101,9 @@ const struct sockaddr *sd_conn_peer_addr(const struct sd_conn *c, socklen_t *len
  * queue bytes ahead of the pump's (write at ->w, within ->cap); NULL when
  * out of memory. */
 struct sd_buf *sd_conn_queue(struct sd_conn *c, enum sd_side to);
+/* The same with room for need bytes (a large buffer if a small one cannot
+ * hold them), or NULL. */
+struct sd_buf *sd_conn_queue_room(struct sd_conn *c, enum sd_side to, size_t need);
 /* Sets the hook that sees the bytes bound for side `to` (NULL: none). */
 void sd_conn_set_hook(struct sd_conn *c, enum sd_side to, sd_pump_hook *hook, void *arg);
 

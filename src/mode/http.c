@@ -116,6 +116,7 @@ struct sd_http {
     uint64_t sbytes;       /* response bytes queued for the client */
     int64_t start_ms;
     int64_t head_ms;       /* when the first byte of the awaited head came */
+    int64_t kept_ms;       /* when the attached backend finished its last exchange */
     uint64_t nrequests;
     char peer[64];         /* the client's address as the log shows it */
     /* the identity headers, built at the first request (the same for every
@@ -217,6 +218,13 @@ static struct sd_buf *sd_http_buf(struct sd_http *h, struct sd_buf **slot, size_
         return NULL;
     if (sd_buf_room(*slot) < need && (*slot)->cap == SD_BUF_SMALL)
         *slot = sd_bufpool_grow(pool, *slot);
+    if (sd_buf_room(*slot) < need && (*slot)->r > 0) {
+        /* Room at the front, from bytes already sent. */
+        struct sd_buf *b = *slot;
+        memmove(b->data, b->data + b->r, b->w - b->r);
+        b->w -= b->r;
+        b->r = 0;
+    }
     if (sd_buf_room(*slot) < need)
         return NULL;
     return *slot;
@@ -364,9 +372,19 @@ static int sd_http_backend_get(struct sd_http *h)
     int fd = -1;
 
     if (b->s != NULL) {
-        if (!b->hup && !h->backend_eof)
+        /* The backend kept from the previous exchange: reused only while
+         * within its idle time and quiet. epoll flags anything it did
+         * since (bytes nobody asked for, its end); only then is the
+         * socket itself asked, without taking a byte. */
+        char probe;
+        int quiet = !h->backend_eof &&
+                    sd_conn_now(h->c) - h->kept_ms <= (int64_t)lc->backend_idle_timeout_ms &&
+                    ((!b->hup && !b->rd) ||
+                     (recv(b->s->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+                      (errno == EAGAIN || errno == EWOULDBLOCK)));
+        if (quiet)
             return 0;
-        sd_http_backend_drop(h, 0); /* it hung up while idle */
+        sd_http_backend_drop(h, 0);
     }
     if (!lc->proxy_protocol && lc->backend_pool_size > 0 && sd_http_pool(h->c) != NULL)
         fd = sd_http_pool_get(sd_http_pool(h->c), &lc->target_addr, sd_conn_now(h->c));
@@ -699,8 +717,11 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
         return -1;
     }
     h->retry_len = 0;
-    if (o->r == o->w)
-        o->r = o->w = 0; /* so that a retry can send the head again from 0 */
+    if (sd_buf_len(o) != 0 || sd_http_conf(h)->proxy_protocol)
+        h->retryable = 0; /* a retry sends bout from 0: it must hold this head alone
+                           * (and a new connection would need its PROXY header) */
+    else
+        o->r = o->w = 0;
     sd_http_put_name(o, q->method);
     sd_http_put(o, " ", 1);
     sd_http_put_name(o, q->target);
@@ -739,7 +760,7 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
     sd_http_puts(o, SD_HTTP_REQUEST_ID_HEADER ": ");
     sd_http_puts(o, h->id);
     sd_http_puts(o, "\r\n\r\n");
-    if (h->retryable && o->r == 0)
+    if (h->retryable)
         h->retry_len = o->w;
     if (nspoofed > 0)
         sd_http_log_spoofed(h, f, nf, spoofed, nspoofed);
@@ -872,7 +893,9 @@ static int sd_http_response_head(struct sd_http *h, const struct sd_http_resp *s
         cf[i].value = f[i].value;
     }
     ntok = sd_http_connection_tokens(cf, s->nfields, tokens, SD_HTTP_CONN_TOKENS);
-    if ((o = sd_http_buf(h, &h->cout, len + 64)) == NULL)
+    /* The copy can grow: a space after each colon, a reason phrase's
+     * separator, steeldoor's Connection field. */
+    if ((o = sd_http_buf(h, &h->cout, len + 2 * s->nfields + 128)) == NULL)
         return -1;
     memcpy(line, "HTTP/1.1 000 ", 13); /* the parser took 3 digits, 100-599 */
     line[9] = (char)('0' + s->status / 100);
@@ -930,6 +953,10 @@ static int sd_http_response(struct sd_http *h, int *progress, const char **why)
         sd_http_answer(h, 502, sd_http_resp_err_str(s.err));
         return 0;
     }
+    /* A response behind one the client is still reading may have to wait
+     * for room in cout (steeldoor never grows a buffer past its cap). */
+    if (sd_buf_len(h->cout) > 0 && sd_http_buf(h, &h->cout, (size_t)n + 2 * s.nfields + 128) == NULL)
+        return 0;
     *progress = 1;
     if (s.framing == SD_HTTP_RESP_BODY_INTERIM) {
         /* 1xx: passed on to an HTTP/1.1 client (103 Early Hints, 100),
@@ -1151,14 +1178,21 @@ static int sd_http_backend_failed(struct sd_http *h, enum sd_reason reason)
  * ready for the next request (or the end). */
 static void sd_http_exchange_done(struct sd_http *h)
 {
-    int reuse = h->backend_keep && sd_buf_len(h->bin) == 0 && !h->backend_eof;
+    /* Reusable only at a message boundary both ways: nothing unread from
+     * it, and nothing of this request still unsent to it (a backend that
+     * answered early still waits for the rest of the body, and would take
+     * the next request's first bytes for it). */
+    int reuse = h->backend_keep && sd_buf_len(h->bin) == 0 && sd_buf_len(h->bout) == 0 &&
+                !h->backend_eof;
 
     if (!h->own)
         sd_http_log_request(h);
     if (!reuse || !h->client_keep)
         sd_http_backend_drop(h, reuse);
-    else
+    else {
         h->pooled = 1; /* kept for the next request: a reused connection from now on */
+        h->kept_ms = sd_conn_now(h->c);
+    }
     if (!h->client_keep)
         h->closing = 1;
     h->qstate = SD_HQ_HEAD;
@@ -1179,15 +1213,13 @@ static enum sd_mode_run sd_http_tunnel(struct sd_http *h, enum sd_reason *reason
 
     sd_http_log_request(h);
     if (nb > 0) {
-        to_client = sd_conn_queue(h->c, SD_SIDE_CLIENT);
-        if (to_client == NULL || sd_buf_room(to_client) < nb)
+        if ((to_client = sd_conn_queue_room(h->c, SD_SIDE_CLIENT, nb)) == NULL)
             goto oom;
         memcpy(to_client->data + to_client->w, h->bin->data + h->bin->r, nb);
         to_client->w += (uint32_t)nb;
     }
     if (nc > 0) {
-        to_backend = sd_conn_queue(h->c, SD_SIDE_BACKEND);
-        if (to_backend == NULL || sd_buf_room(to_backend) < nc)
+        if ((to_backend = sd_conn_queue_room(h->c, SD_SIDE_BACKEND, nc)) == NULL)
             goto oom;
         memcpy(to_backend->data + to_backend->w, h->cin->data + h->cin->r, nc);
         to_backend->w += (uint32_t)nc;
@@ -1311,6 +1343,11 @@ static enum sd_mode_run sd_http_run(struct sd_conn *c, int *progress, enum sd_re
             if (h->sstate == SD_HS_HEAD && h->bin != NULL && sd_buf_room(h->bin) == 0 &&
                 h->bin->cap == SD_BUF_SMALL) {
                 h->bin = sd_bufpool_grow(sd_conn_bufpool(c), h->bin);
+                if (h->bin->cap == SD_BUF_SMALL) {
+                    h->backend_keep = 0;
+                    sd_http_backend_drop(h, 0);
+                    sd_http_answer(h, 503, "out_of_memory");
+                }
                 moved = 1;
             }
         }
@@ -1318,6 +1355,14 @@ static enum sd_mode_run sd_http_run(struct sd_conn *c, int *progress, enum sd_re
             *reason = SD_R_BACKEND_RESET;
             *detail = why;
             goto fail;
+        }
+        if (h->backend_eof && h->sstate == SD_HS_HEAD && sd_buf_len(h->bin) > 0 &&
+            sd_buf_len(h->cout) == 0) {
+            /* Its end came inside a response head (the parse above wanted
+             * more): no head will ever complete. */
+            if (sd_http_backend_failed(h, SD_R_NONE) != 0)
+                goto fail;
+            moved = 1;
         }
         if (h->backend_eof && (h->sstate == SD_HS_HEAD || h->sstate == SD_HS_BODY) &&
             sd_buf_len(h->bin) == 0) {
@@ -1407,6 +1452,15 @@ static int sd_http_timeout(struct sd_conn *c)
         h->nrequests++;
         h->start_ms = h->head_ms;
         h->id[0] = '\0';
+        sd_http_answer(h, 408, "http_request_timeout");
+        return 1;
+    }
+    if (h->qstate == SD_HQ_BODY && !h->resp_sent && sd_buf_len(h->cin) == 0) {
+        /* The client stopped in the middle of its body. */
+        h->backend_keep = 0;
+        sd_http_backend_drop(h, 0);
+        sd_bufpool_put(sd_conn_bufpool(c), h->bout);
+        h->bout = NULL;
         sd_http_answer(h, 408, "http_request_timeout");
         return 1;
     }
