@@ -734,13 +734,23 @@ int sd_conn_backend_ready(struct sd_conn *c, enum sd_reason *reason, const char 
     }
     if (!c->connected) {
         int e;
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof(sa);
         if (!b->io.wr)
             return 0;
-        e = b->io.hup ? sd_net_connect_result(b->ev.fd) : 0;
+        /* Asked of the socket, not taken from the flags: an event of the
+         * backend this connection had before, released in the same batch
+         * of events, may have set them on this one. */
+        e = sd_net_connect_result(b->ev.fd);
         if (e != 0) {
             *reason = SD_R_BACKEND_CONNECT_FAILED;
             *detail = strerror(e);
             return -1;
+        }
+        if (getpeername(b->ev.fd, (struct sockaddr *)&sa, &salen) != 0) {
+            b->io.wr = 0; /* still connecting: its writable edge will come */
+            b->io.hup = 0;
+            return 0;
         }
         c->connected = 1;
     }

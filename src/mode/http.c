@@ -1246,6 +1246,11 @@ static enum sd_mode_run sd_http_run(struct sd_conn *c, int *progress, enum sd_re
     int moved = 1, rounds = 0;
     const char *why = NULL;
 
+    /* A kept backend that hung up between exchanges is let go at once. */
+    if (bs->s != NULL && h->sstate == SD_HS_NONE && h->qstate == SD_HQ_HEAD && bs->hup) {
+        sd_http_backend_drop(h, 0);
+        *progress = 1;
+    }
     while (moved && rounds++ < 64) {
         moved = 0;
         /* 1. The client's bytes, when a request head or body is awaited. */
@@ -1420,6 +1425,11 @@ static enum sd_mode_run sd_http_run(struct sd_conn *c, int *progress, enum sd_re
             /* A head must arrive whole within the idle timeout of its first
              * byte: trickling it byte by byte does not push the deadline. */
             sd_conn_set_deadline(c, h->head_ms + lc->idle_timeout_ms);
+        else if (bs->s != NULL && h->qstate == SD_HQ_HEAD && h->sstate == SD_HS_NONE &&
+                 lc->backend_idle_timeout_ms < lc->idle_timeout_ms)
+            /* Between exchanges with a kept backend: wake when it has been
+             * idle too long, to let it go (sd_http_timeout). */
+            sd_conn_set_deadline(c, sd_conn_now(c) + lc->backend_idle_timeout_ms + 1);
         else
             sd_conn_set_deadline(c, sd_conn_now(c) + lc->idle_timeout_ms);
     }
@@ -1446,6 +1456,15 @@ static int sd_http_timeout(struct sd_conn *c)
 
     if (h == NULL || h->closing)
         return 0;
+    if (h->qstate == SD_HQ_HEAD && h->sstate == SD_HS_NONE && sd_buf_len(h->cin) == 0 &&
+        bs->s != NULL) {
+        /* The kept backend's idle time is over: close it; the client's
+         * own idle time runs on from its last exchange. */
+        const struct sd_listener_conf *lc = sd_conn_conf(c);
+        sd_http_backend_drop(h, 0);
+        sd_conn_set_deadline(c, h->kept_ms + lc->idle_timeout_ms);
+        return sd_conn_now(c) < h->kept_ms + lc->idle_timeout_ms;
+    }
     if (h->qstate == SD_HQ_HEAD && h->sstate == SD_HS_NONE) {
         if (sd_buf_len(h->cin) == 0)
             return 0;
