@@ -721,9 +721,21 @@ class Steeldoor:
             time.sleep(0.05)
 
     def wait_conn(self, peer, timeout=5.0):
-        """The 'conn' log line for a client with local address peer."""
-        return self.wait_log(lambda e: e.get("event") == "conn" and e.get("peer") == peer,
-                             timeout, what="conn line for peer %s" % peer)
+        """The 'conn' log line for a client with local address peer: the
+        first one not returned by an earlier call. The kernel may give a new
+        client the local port of an earlier one, whose line would otherwise
+        be taken for the new client's."""
+        returned = self.__dict__.setdefault("_conn_lines_returned", set())
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, e in enumerate(self.logs()):
+                if i not in returned and e.get("event") == "conn" and e.get("peer") == peer:
+                    returned.add(i)
+                    return e
+            if time.monotonic() > deadline:
+                raise AssertionError("no conn line for peer %s within %.1fs; log tail:\n%s"
+                                     % (peer, timeout, "\n".join(self.raw_lines()[-25:])))
+            time.sleep(0.05)
 
     def worker_pids(self):
         pids = children_of(self.pid)
