@@ -944,3 +944,18 @@ def test_client_stalls_mid_body_is_408(http_sd, recorder, h1):
     assert raw.startswith(b"POST /stall HTTP/1.1\r\n"), raw[:200]
     assert raw.endswith(b"\r\n\r\n0123456789"), raw[-200:]
     assert rec.reqs() == [], "the backend completed a request with a cut body"
+
+
+def test_drain_closes_idle_keepalive_at_once(http_sd, recorder, h1):
+    """A draining worker (SIGTERM) must not wait for idle keep-alive
+    clients to leave (drain-timeout): a connection between two exchanges
+    is closed at once, without a response nobody asked for."""
+    rec = recorder()
+    sd = http_sd(rec.target, extra=["--drain-timeout", "20s"])
+    with h1(sd.port) as c:
+        assert c.request("GET", "/before-drain").status == 200
+        t0 = time.monotonic()
+        sd.proc.send_signal(signal.SIGTERM)
+        assert c.wait_closed(timeout=5.0), "idle keep-alive connection kept open while draining"
+        assert time.monotonic() - t0 < 5.0
+    assert sd.proc.wait(timeout=10) is not None
