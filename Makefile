@@ -7,7 +7,7 @@
 #   make fuzz       build the libFuzzer targets; make fuzz-run runs them a while
 
 CC      ?= cc
-PKGS    := libssl libcrypto yaml-0.1
+PKGS    := libssl libcrypto yaml-0.1 jansson
 SAN     ?= 0
 BUILD   ?= $(if $(filter 1,$(SAN)),build-san,build)
 PYTHON  := /usr/bin/python3
@@ -49,7 +49,7 @@ endif
 SD_ALL_CPPFLAGS := $(SD_CPPFLAGS) $(SD_FORTIFY) $(CPPFLAGS)
 SD_ALL_CFLAGS   := $(SD_WARN) $(SD_HARDEN) $(SD_SAN) $(CFLAGS)
 SD_ALL_LDFLAGS  := $(SD_LDHARDEN) $(SD_SAN) $(LDFLAGS)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lyaml)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -lyaml -ljansson)
 
 SRCS      := $(wildcard src/*.c src/*/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -71,7 +71,7 @@ $(BUILD)/steeldoor: $(OBJS)
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(SD_ALL_CPPFLAGS) $(SD_ALL_CFLAGS) $(SD_WCONV) -MMD -MP -o $@ $< $(LIB_OBJS) \
-	  $(SD_ALL_LDFLAGS) $(LDLIBS) -lcmocka -ljansson
+	  $(SD_ALL_LDFLAGS) $(LDLIBS) -lcmocka
 
 # The differential test links Debian's http-parser (libhttp-parser-dev), the
 # oracle it compares the HTTP parsers with (responses, requests); nothing

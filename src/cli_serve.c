@@ -38,6 +38,8 @@ static const char *const sd_serve_groups[SD_GROUP_COUNT_] = {
     [SD_GROUP_REVOCATION] = "Revocation and chains:",
     [SD_GROUP_IDENTITY] = "Identity to the backend:",
     [SD_GROUP_HTTP] = "HTTP mode (the other flags of this group need --http):",
+    [SD_GROUP_AUTH] = "Second factor, on top of the client certificate (HTTP mode; "
+                      "see docs/auth.md):",
     [SD_GROUP_PROCESS] = "Process:",
     [SD_GROUP_RELOAD] = "Reload (SIGHUP, or automatically when a file changes):",
 };

@@ -45,6 +45,11 @@ void sd_config_drop_listeners(struct sd_config *cfg)
         free(l->cert);
         free(l->key);
         free(l->cacert);
+        free(l->api_keys);
+        free(l->api_key_header);
+        free(l->jwks);
+        free(l->jwt_issuer);
+        free(l->jwt_audience);
         sd_policy_free(l->policy);
         for (c = 0; c < l->ncrls; c++)
             free(l->crls[c]);
@@ -83,6 +88,7 @@ struct sd_listener_conf *sd_config_add_listener(struct sd_config *cfg,
     l->http_headers = SD_HTTP_H_DEFAULT;
     l->backend_idle_timeout_ms = SD_DEFAULT_BACKEND_IDLE_TIMEOUT_MS;
     l->backend_pool_size = SD_DEFAULT_BACKEND_POOL_SIZE;
+    l->jwt_leeway_s = SD_DEFAULT_JWT_LEEWAY_S;
     return l;
 }
 
@@ -272,6 +278,37 @@ static int sd_config_validate_mode(const struct sd_listener_conf *l, const char 
     return 0;
 }
 
+/* The second factor's settings hang together: tokens need the issuer and
+ * audience they are checked against (a token minted by the same issuer for
+ * another service must not pass here), and no setting of a factor is
+ * accepted without the factor's file. */
+static int sd_config_validate_auth(const struct sd_listener_conf *l, const char *where,
+                                   int from_flags, struct sd_err *err)
+{
+    const char *pre = from_flags ? "--" : "";
+
+    if (l->jwks != NULL && (l->jwt_issuer == NULL || l->jwt_audience == NULL))
+        return sd_err_set(err, "%s: %sjwks needs %sjwt-issuer and %sjwt-audience (the "
+                          "tokens' iss and aud are always checked)", where, pre, pre, pre);
+    if (l->jwks == NULL && (l->jwt_issuer != NULL || l->jwt_audience != NULL ||
+                            (l->http_given & (1u << 8)) != 0))
+        return sd_err_set(err, "%s: %sjwt-issuer, %sjwt-audience and %sjwt-leeway need "
+                          "%sjwks", where, pre, pre, pre, pre);
+    if (l->api_keys == NULL && l->api_key_header != NULL)
+        return sd_err_set(err, "%s: %sapi-key-header needs %sapi-keys", where, pre, pre);
+    if (l->api_keys == NULL && l->jwks == NULL && l->forward_credentials)
+        return sd_err_set(err, "%s: %sforward-credentials needs %sapi-keys or %sjwks", where,
+                          pre, pre, pre);
+    if (l->jwt_leeway_s > SD_MAX_JWT_LEEWAY_S)
+        return sd_err_set(err, "%s: %sjwt-leeway: at most %us", where, pre,
+                          SD_MAX_JWT_LEEWAY_S);
+    if (l->jwt_issuer != NULL && l->jwt_issuer[0] == '\0')
+        return sd_err_set(err, "%s: %sjwt-issuer is empty", where, pre);
+    if (l->jwt_audience != NULL && l->jwt_audience[0] == '\0')
+        return sd_err_set(err, "%s: %sjwt-audience is empty", where, pre);
+    return 0;
+}
+
 static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
                                        int from_flags, struct sd_err *err)
 {
@@ -292,7 +329,8 @@ static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
                           "(--cacert); client certificates are always required", where);
     if (sd_policy_check(l->policy, &sub) != 0)
         return sd_err_set(err, "%s: %s", where, sub.msg);
-    if (sd_config_validate_mode(l, where, from_flags, err) != 0)
+    if (sd_config_validate_mode(l, where, from_flags, err) != 0 ||
+        sd_config_validate_auth(l, where, from_flags, err) != 0)
         return -1;
     if (sd_addr_parse(l->listen, 0, &l->listen_addr, &sub) != 0)
         return sd_err_set(err, "%s: listen: %s", where, sub.msg);
@@ -368,8 +406,8 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * fields left out. This assertion fails the build until that is done
      * (and tests/unit/test_admission.c enumerates every config key). */
 #if UINTPTR_MAX == UINT64_MAX /* the layout below is LP64's */
-    _Static_assert(sizeof(struct sd_listener_conf) == 1152 &&
-                       offsetof(struct sd_listener_conf, listen_addr) == 624,
+    _Static_assert(sizeof(struct sd_listener_conf) == 1200 &&
+                       offsetof(struct sd_listener_conf, listen_addr) == 672,
                    "sd_listener_conf changed: decide in sd_config_admission() whether "
                    "the new field affects admission, then update this size");
 #endif
@@ -389,7 +427,10 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * http_headers, backend idle timeout and pool size): they change what
      * the backend is told about an admitted client, never who is admitted.
      * A session made while the listener was in one mode resumes in the
-     * other with the identity its full handshake verified. */
+     * other with the identity its full handshake verified. The second
+     * factor (api-keys, jwks and their settings) is judged on every
+     * request against the current generation, never at the handshake, so
+     * a change to it needs no new session either. */
 }
 
 int sd_config_parse_duration_or_zero(const char *what, const char *text, uint32_t *ms,

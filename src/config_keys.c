@@ -13,6 +13,7 @@
 
 #include "sd/config.h"
 #include "sd/http_ident.h"
+#include "sd/http_req.h"
 
 static int sd_config_key_set_rule(void *obj, const struct sd_config_key *k,
                                   const union sd_config_value *v, const char *what,
@@ -70,6 +71,43 @@ static int sd_config_key_set_http_headers(void *obj, const struct sd_config_key 
         return sd_err_prefix(err, what);
     l->http_headers = set;
     return 0;
+}
+
+/* api-key-header: a header name that can carry a key, i.e. a token that is
+ * none of the names steeldoor reserves (they are stripped from every
+ * request before the key would be read) and none of the framing or
+ * hop-by-hop fields. Authorization is the default (with "Bearer"). */
+static int sd_config_key_set_api_key_header(void *obj, const struct sd_config_key *k,
+                                            const union sd_config_value *v, const char *what,
+                                            struct sd_err *err)
+{
+    static const char *const refused[] = {
+        "host", "content-length", "transfer-encoding", "connection", "keep-alive",
+        "te", "trailer", "upgrade", "proxy-connection", "proxy-authorization", "expect",
+        "cookie", "proxy-authenticate",
+    };
+    struct sd_listener_conf *l = obj;
+    struct sd_name n = { v->s, strlen(v->s) };
+    size_t i;
+
+    if (n.len == 0 || n.len > 64)
+        return sd_err_set(err, "%s: '%s' is not a header name (1 to 64 characters)", what,
+                          v->s);
+    for (i = 0; i < n.len; i++) {
+        unsigned char ch = (unsigned char)v->s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+            return sd_err_set(err, "%s: '%s' is not a header name (letters, digits, '-')",
+                              what, v->s);
+    }
+    if (sd_http_ident_reserved(n) != NULL)
+        return sd_err_set(err, "%s: '%s' is a header steeldoor reserves (it strips every "
+                          "client copy of it)", what, v->s);
+    for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        if (sd_http_name_eq_loose(n, (struct sd_name){ refused[i], strlen(refused[i]) }))
+            return sd_err_set(err, "%s: '%s' cannot carry a key (it is a framing, "
+                              "hop-by-hop or cookie field)", what, v->s);
+    return sd_config_set_str((char **)((char *)l + k->offset), v->s, err);
 }
 
 /* workers is an int in struct sd_config (0: one per core, filled by
@@ -211,6 +249,36 @@ const struct sd_config_key sd_config_keys[] = {
       .offset = L_OFF(backend_pool_size), .def = "16", .metavar = "N",
       .group = SD_GROUP_HTTP,
       .help = "idle backend connections kept for reuse, per worker and target; 0: none" },
+    /* ---- The second factor (HTTP mode) */
+    { .name = "api-keys", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+      .http_only = 1u << 3, .offset = L_OFF(api_keys), .metavar = "FILE",
+      .group = SD_GROUP_AUTH,
+      .help = "API keys file (steeldoor apikey new): every request needs a key bound to "
+              "its client certificate" },
+    { .name = "api-key-header", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_STRING, .http_only = 1u << 4, .set = sd_config_key_set_api_key_header,
+      .offset = L_OFF(api_key_header), .metavar = "NAME", .group = SD_GROUP_AUTH,
+      .help = "header that carries the key (default: Authorization: Bearer KEY)" },
+    { .name = "jwks", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+      .http_only = 1u << 5, .offset = L_OFF(jwks), .metavar = "FILE",
+      .group = SD_GROUP_AUTH,
+      .help = "JWKS file: every request needs a JWT (Authorization: Bearer) signed by one "
+              "of its keys and bound to the client certificate (RFC 8705); with api-keys, "
+              "either credential" },
+    { .name = "jwt-issuer", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .http_only = 1u << 6, .offset = L_OFF(jwt_issuer), .metavar = "ISS",
+      .group = SD_GROUP_AUTH, .help = "the tokens' required iss (required with jwks)" },
+    { .name = "jwt-audience", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_STRING, .http_only = 1u << 7, .offset = L_OFF(jwt_audience),
+      .metavar = "AUD", .group = SD_GROUP_AUTH,
+      .help = "a value the tokens' aud must hold (required with jwks)" },
+    { .name = "jwt-leeway", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_SECONDS,
+      .http_only = 1u << 8, .offset = L_OFF(jwt_leeway_s), .def = "30s", .metavar = "DUR",
+      .group = SD_GROUP_AUTH, .help = "clock skew allowed on exp and nbf (at most 5m)" },
+    { .name = "forward-credentials", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_BOOL, .flag_sets = 1, .http_only = 1u << 9,
+      .offset = L_OFF(forward_credentials), .def = "false", .group = SD_GROUP_AUTH,
+      .help = "pass the key or token on to the backend (by default it is removed)" },
     /* ---- Process */
     { .name = "config", .where = SD_KEY_FLAG, .scope = SD_SCOPE_PROCESS,
       .type = SD_KT_SPECIAL, .metavar = "FILE", .group = SD_GROUP_PROCESS,

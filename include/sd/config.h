@@ -39,6 +39,8 @@
 #define SD_DEFAULT_VERIFY_DEPTH 3 /* intermediates between leaf and root */
 #define SD_MAX_VERIFY_DEPTH 16
 #define SD_MAX_CRLS 64
+#define SD_DEFAULT_JWT_LEEWAY_S 30u
+#define SD_MAX_JWT_LEEWAY_S 300u
 #define SD_DEFAULT_EXPIRY_WARNING_S (7u * 86400u)
 
 enum sd_listener_mode { SD_MODE_TCP = 0, SD_MODE_HTTP = 1 };
@@ -66,11 +68,19 @@ struct sd_listener_conf {
     /* Which HTTP-only keys were given (the bits of the table's http_only):
      * sd_config_validate() refuses them on a tcp listener, even when given
      * with their default value, so no setting is silently ignored. */
-    uint8_t http_given;
+    uint16_t http_given;
     uint32_t http_headers;           /* HTTP mode: SD_HTTP_H_* (sd/http_ident.h) */
     uint32_t backend_idle_timeout_ms; /* HTTP mode: idle pooled backend connections */
     uint32_t backend_pool_size;       /* HTTP mode: idle backend connections kept per
                                        * target and worker (0: no reuse) */
+    /* HTTP mode's second factor (sd/auth.h): none unless a file is named. */
+    char *api_keys;                  /* keys file (sd/apikeys.h), or NULL */
+    char *api_key_header;            /* header keys arrive in; NULL: Authorization: Bearer */
+    char *jwks;                      /* JWKS file for tokens (sd/jwt.h), or NULL */
+    char *jwt_issuer;                /* required "iss" (required with jwks) */
+    char *jwt_audience;              /* required "aud" (required with jwks) */
+    uint32_t jwt_leeway_s;           /* clock skew allowed on exp/nbf */
+    int forward_credentials;         /* pass the credential's field to the backend */
     struct sd_addr listen_addr; /* filled by sd_config_validate */
     struct sd_addr target_addr; /* filled by sd_config_validate */
 };

@@ -54,6 +54,7 @@ enum sd_key_group {
     SD_GROUP_REVOCATION,
     SD_GROUP_IDENTITY,
     SD_GROUP_HTTP,
+    SD_GROUP_AUTH,
     SD_GROUP_PROCESS,
     SD_GROUP_RELOAD,
     SD_GROUP_COUNT_,
@@ -94,7 +95,7 @@ struct sd_config_key {
                             * context (sd_config_admission()) */
     int words;             /* a comma-separated list of words in one value; in
                             * YAML also a list of words (joined with commas) */
-    uint8_t http_only;     /* non-zero: a setting of HTTP mode only, refused on
+    uint16_t http_only;    /* non-zero: a setting of HTTP mode only, refused on
                             * a tcp listener; this key's own bit of
                             * sd_listener_conf.http_given */
     size_t offset;         /* where the value is stored, when set is NULL */

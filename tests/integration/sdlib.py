@@ -625,6 +625,8 @@ class Steeldoor:
                     raise AssertionError("steeldoor did not accept TCP on %s:%s within %.0fs\nstderr:\n%s"
                                          % (h, p, timeout, self.stderr_text()[-4000:]))
                 time.sleep(0.05)
+        if wait_ports:
+            self.settle_probes(timeout=2.0)
         return self
 
     def running(self):
@@ -701,6 +703,25 @@ class Steeldoor:
             if isinstance(obj, dict):
                 out.append(obj)
         return out
+
+    def settle_probes(self, timeout=5.0):
+        """Waits (bounded) until the readiness probes of start() have their
+        conn lines: a test that attributes later lines by client address must
+        not meet a probe's late line, since the kernel may give one of its own
+        clients the port a probe used."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = [(i, e) for i, e in enumerate(self.logs()) if e.get("event") == "conn"
+                     and e.get("peer") in self.probe_peers]
+            if self.probe_peers <= {e.get("peer") for _, e in lines}:
+                # wait_conn must never take a probe's line for a client's
+                self.__dict__.setdefault("_conn_lines_returned", set()).update(
+                    i for i, _ in lines)
+                return
+            time.sleep(0.02)
+        if os.environ.get("SD_DEBUG_PROBES"):
+            with open(os.environ["SD_DEBUG_PROBES"], "a") as f:
+                f.write("settle_probes: timed out %s\n" % self.args)
 
     def conn_logs(self, include_probes=False):
         return [e for e in self.logs() if e.get("event") == "conn"
