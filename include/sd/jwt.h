@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sd/b64url.h"
 #include "sd/err.h"
 
 #define SD_JWT_MAX_LEN 8192   /* a longer token is malformed */
@@ -96,14 +97,5 @@ struct sd_jwt_claims {
 enum sd_jwt_result sd_jwt_verify(const struct sd_jwks *ks, const struct sd_jwt_rules *rules,
                                  const char *token, size_t len, int64_t now_s,
                                  const uint8_t cert_sha256[32], struct sd_jwt_claims *out);
-
-/* base64url without padding (RFC 7515 section 2): decodes in[0, len) into
- * out[0, cap). Returns the decoded length, or -1 for any byte outside the
- * alphabet, '=' padding, a length of 1 mod 4, non-zero unused bits, or an
- * output larger than cap. */
-long sd_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap);
-/* Encodes in[0, len) into out (4*ceil(len/3) + 1 bytes suffice),
- * NUL-terminated, no padding; returns the length written. */
-size_t sd_b64url_encode(const uint8_t *in, size_t len, char *out);
 
 #endif
