@@ -611,6 +611,19 @@ const struct sd_listener_conf *sd_conn_conf(const struct sd_conn *c)
     return c->conf;
 }
 
+const struct sd_auth *sd_conn_auth(const struct sd_conn *c, uint64_t *gen_id)
+{
+    const struct sd_gen *g = c->cs->gen;
+    int i = g == c->gen ? c->index : sd_gen_find_listener(g, &c->conf->listen_addr);
+
+    if (i < 0) {
+        g = c->gen;
+        i = c->index;
+    }
+    *gen_id = g->id;
+    return g->auth[i];
+}
+
 struct sd_stream *sd_conn_stream(const struct sd_conn *c, enum sd_side side)
 {
     return c->side[side].io.s;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sd/auth.h"
 #include "sd/config_keys.h"
 
 /* A command line holds at most a few hundred settings; a cap keeps a
@@ -117,7 +118,10 @@ struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_
     struct sd_gen *g = calloc(1, sizeof(*g));
     size_t i;
 
-    if (g == NULL || (g->tls = calloc(cfg->nlisteners, sizeof(*g->tls))) == NULL) {
+    if (g == NULL || (g->tls = calloc(cfg->nlisteners, sizeof(*g->tls))) == NULL ||
+        (g->auth = calloc(cfg->nlisteners, sizeof(*g->auth))) == NULL) {
+        if (g != NULL)
+            free(g->tls);
         free(g);
         sd_config_free(cfg);
         sd_err_set(err, "out of memory");
@@ -129,6 +133,13 @@ struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_
     for (i = 0; i < cfg->nlisteners; i++) {
         g->tls[i] = sd_tls_server_new(&cfg->listeners[i], files, err);
         if (g->tls[i] == NULL) {
+            sd_gen_unref(g);
+            return NULL;
+        }
+        if (sd_auth_new(&cfg->listeners[i], files, &g->auth[i], err) != 0) {
+            char where[96];
+            snprintf(where, sizeof(where), "listener %s", cfg->listeners[i].name);
+            sd_err_prefix(err, where);
             sd_gen_unref(g);
             return NULL;
         }
@@ -159,7 +170,10 @@ void sd_gen_unref(struct sd_gen *g)
         return;
     for (i = 0; g->tls != NULL && i < g->cfg->nlisteners; i++)
         sd_tls_free(g->tls[i]);
+    for (i = 0; g->auth != NULL && i < g->cfg->nlisteners; i++)
+        sd_auth_free(g->auth[i]);
     free(g->tls);
+    free(g->auth);
     sd_config_free(g->cfg);
     free(g);
 }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sd/apikey_cli.h"
 #include "sd/audit.h"
 #include "sd/cli.h"
 #include "sd/pki.h"
@@ -18,6 +19,7 @@ static const char sd_usage[] =
     "  pki       a small development PKI (steeldoor pki --help)\n"
     "  audit     probe any TLS endpoint for ways in without a valid client\n"
     "            certificate (steeldoor audit --help)\n"
+    "  apikey    API keys bound to client identities (steeldoor apikey --help)\n"
     "\n"
     "  --version print the version\n"
     "  --help    this text\n";
@@ -51,6 +53,8 @@ int main(int argc, char **argv)
         return sd_pki_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "audit") == 0)
         return sd_audit_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "apikey") == 0)
+        return sd_apikey_main(argc - 1, argv + 1);
     fprintf(stderr, "steeldoor: unknown command '%s'\n\n%s", argv[1], sd_usage);
     return 2;
 }

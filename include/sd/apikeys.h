@@ -95,4 +95,23 @@ int sd_apikey_path_ok(const struct sd_apikey *e, const char *target, size_t len)
 int sd_apikeys_parse_time(const char *what, const char *text, int64_t *out,
                           struct sd_err *err);
 
+/* For `steeldoor apikey` (src/cli_apikey.c), which sees no OpenSSL: */
+
+/* A key's length: "sdk_" + base64url of 32 bytes (43 characters). */
+#define SD_APIKEY_TEXT_LEN 47
+
+/* A new key from RAND_priv_bytes into key (NUL-terminated) and its digest.
+ * The caller wipes key with sd_apikeys_wipe() once it is shown. Returns 0,
+ * or -1 with err. */
+int sd_apikeys_generate(char key[SD_APIKEY_TEXT_LEN + 1], uint8_t digest[32],
+                        struct sd_err *err);
+
+/* OPENSSL_cleanse: wipes n bytes at p (not optimised away). */
+void sd_apikeys_wipe(void *p, size_t n);
+
+/* Validates one value as sd_apikeys_parse() would in a file: field is
+ * "id", "digest", "bind", "paths" (one prefix), "expires" or "revoked".
+ * Returns 0, or -1 with err ("bind: 'foo' is not a pattern (...)"). */
+int sd_apikeys_check_field(const char *field, const char *value, struct sd_err *err);
+
 #endif

@@ -86,7 +86,8 @@ struct sd_auth_result {
     long field;              /* index of the field carrying it (dropped), -1 */
     int stolen;              /* valid, but bound to another certificate */
     const char *who;         /* key id or token sub (pass, 403), else NULL;
-                              * points into the cache or a */
+                              * points into the cache, a or whobuf */
+    char whobuf[SD_AUTH_WHO_MAX + 1];
     char bound_to[160];      /* the 403's other identity: the key's patterns
                               * or "x5t#S256:HEX" of the token */
 };

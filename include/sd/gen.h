@@ -23,8 +23,11 @@ struct sd_gen {
     uint64_t id;             /* 1 at start, +1 per successful reload */
     struct sd_config *cfg;   /* owned */
     struct sd_tls **tls;     /* [cfg->nlisteners], owned */
+    struct sd_auth **auth;   /* [cfg->nlisteners], owned: each listener's second
+                              * factor, NULL where it has none (sd/auth.h) */
 };
 
+struct sd_auth;
 struct sd_config_key;
 
 /* One setting the command line made: a key of the table and its value as

@@ -29,6 +29,7 @@ struct sd_loop;
 
 struct sd_conn;
 struct sd_gen;
+struct sd_auth;
 struct sd_listener_conf;
 
 /* What a mode's run step asks of its connection (see run below). */
@@ -106,6 +107,14 @@ struct sd_buf *sd_conn_queue(struct sd_conn *c, enum sd_side to);
 struct sd_buf *sd_conn_queue_room(struct sd_conn *c, enum sd_side to, size_t need);
 /* Sets the hook that sees the bytes bound for side `to` (NULL: none). */
 void sd_conn_set_hook(struct sd_conn *c, enum sd_side to, sd_pump_hook *hook, void *arg);
+
+/* The second factor of the connection's listener as the worker's current
+ * generation has it (a reload's new keys and JWKS apply to the next request
+ * of an open connection: a revoked key stops working on it), or, when
+ * that generation no longer has the listener, as the generation that
+ * admitted the connection. NULL: the listener has none. *gen_id is the
+ * id of the generation it comes from (valid while that id is current). */
+const struct sd_auth *sd_conn_auth(const struct sd_conn *c, uint64_t *gen_id);
 
 /* --- for modes with their own engine (run above) */
 

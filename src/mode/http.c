@@ -40,8 +40,10 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "sd/auth.h"
 #include "sd/buf.h"
 #include "sd/config.h"
 #include "sd/gen.h"
@@ -123,6 +125,11 @@ struct sd_http {
      * request of the connection) */
     char *ident;
     size_t identlen;
+    /* the second factor (sd/auth.h): the last credential verified on this
+     * connection, and what this request passed with (for its log line) */
+    struct sd_auth_cache auth;
+    uint8_t auth_kind;         /* enum sd_auth_kind of this request */
+    char auth_who[SD_AUTH_WHO_MAX + 1];
 };
 
 static struct sd_http_pool *sd_http_pool_of_worker;
@@ -172,6 +179,8 @@ static const char *sd_http_status_text(int status)
     switch (status) {
     case 100: return "Continue";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 414: return "URI Too Long";
@@ -260,6 +269,11 @@ static void sd_http_log_request(struct sd_http *h)
         sd_log_str(&l, "rule", p->rule_text);
     if (who != NULL)
         sd_log_strn_bounded(&l, "identity", who->s, who->len, 512);
+    if (h->auth_kind != SD_AUTH_NONE) {
+        sd_log_str(&l, "auth", h->auth_kind == SD_AUTH_KEY ? "api-key" : "token");
+        if (h->auth_who[0] != '\0')
+            sd_log_str(&l, h->auth_kind == SD_AUTH_KEY ? "key_id" : "token_sub", h->auth_who);
+    }
     /* What the client wrote, last and bounded. */
     if (h->method[0] != '\0') {
         sd_log_str_bounded(&l, "method", h->method, 32);
@@ -296,9 +310,10 @@ static void sd_http_log_spoofed(struct sd_http *h, const struct sd_http_field *f
 /* Queues steeldoor's own response (a small JSON body with the request id)
  * and ends the connection once it is written: after a refused request,
  * where the next one would begin is what is in doubt. why is the log word. */
-static void sd_http_answer(struct sd_http *h, int status, const char *why)
+static void sd_http_answer_ch(struct sd_http *h, int status, const char *why,
+                              const char *challenge)
 {
-    char body[256], head[512];
+    char body[256], head[768];
     struct sd_buf *b;
     int bn, hn;
 
@@ -310,8 +325,10 @@ static void sd_http_answer(struct sd_http *h, int status, const char *why)
     hn = snprintf(head, sizeof(head),
                   "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                   "Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n"
-                  SD_HTTP_REQUEST_ID_HEADER ": %s\r\n\r\n",
-                  status, sd_http_status_text(status), bn, h->id);
+                  "%s%s%s" SD_HTTP_REQUEST_ID_HEADER ": %s\r\n\r\n",
+                  status, sd_http_status_text(status), bn,
+                  challenge != NULL ? "WWW-Authenticate: " : "",
+                  challenge != NULL ? challenge : "", challenge != NULL ? "\r\n" : "", h->id);
     h->status = status;
     h->why = why;
     h->own = 1;
@@ -330,6 +347,11 @@ static void sd_http_answer(struct sd_http *h, int status, const char *why)
     h->qstate = SD_HQ_DONE;
     h->sstate = SD_HS_DONE;
     sd_conn_set_deadline(h->c, sd_conn_now(h->c) + SD_HTTP_CLOSE_GRACE_MS);
+}
+
+static void sd_http_answer(struct sd_http *h, int status, const char *why)
+{
+    sd_http_answer_ch(h, status, why, NULL);
 }
 
 /* ------------------------------------------------------ the backend link */
@@ -646,6 +668,78 @@ oom:
     return -1;
 }
 
+/* A valid credential from a certificate it is not bound to: most likely a
+ * stolen one. Both identities are named: the credential's (key id or token
+ * sub, and what it is bound to) and the client's. */
+static void sd_http_log_stolen(struct sd_http *h, const struct sd_peer *p,
+                               const struct sd_auth_result *ar)
+{
+    static const char hex[] = "0123456789abcdef";
+    const struct sd_name *who = sd_peer_identity(p);
+    char sha[65];
+    struct sd_logline l;
+    size_t i;
+
+    for (i = 0; i < 32; i++) {
+        sha[2 * i] = hex[p->cert->cert_sha256[i] >> 4];
+        sha[2 * i + 1] = hex[p->cert->cert_sha256[i] & 15];
+    }
+    sha[64] = '\0';
+    sd_log_begin(&l, "warn", "stolen_credential");
+    sd_log_str(&l, "listener", sd_http_conf(h)->name);
+    sd_log_str(&l, "peer", h->peer);
+    sd_log_str(&l, "request_id", h->id);
+    sd_log_str(&l, "reason", ar->why);
+    sd_log_str(&l, "kind", ar->kind == SD_AUTH_KEY ? "api-key" : "token");
+    if (ar->who != NULL)
+        sd_log_str_bounded(&l, "credential", ar->who, SD_AUTH_WHO_MAX);
+    sd_log_str_bounded(&l, "bound_to", ar->bound_to, sizeof(ar->bound_to));
+    if (who != NULL)
+        sd_log_strn_bounded(&l, "identity", who->s, who->len, 512);
+    sd_log_str(&l, "cert_sha256", sha);
+    sd_log_end(&l);
+}
+
+/* The second factor, when the listener has one (sd/auth.h). Returns the
+ * index of the credential's field to drop from the request (-1: none), or
+ * -2 having answered the client (400, 401, 403; 503 out of memory). */
+static long sd_http_auth(struct sd_http *h, const struct sd_http_req *q,
+                         const struct sd_http_field *f, size_t nf, const struct sd_peer *peer)
+{
+    struct sd_auth_request rq;
+    struct sd_auth_result ar;
+    const struct sd_auth *a = sd_conn_auth(h->c, &rq.gen);
+
+    h->auth_kind = SD_AUTH_NONE;
+    h->auth_who[0] = '\0';
+    if (a == NULL)
+        return -1;
+    if (peer == NULL || peer->cert == NULL) {
+        /* Cannot happen: the handshake verified a certificate. */
+        sd_http_answer(h, 500, "internal_error");
+        return -2;
+    }
+    rq.f = f;
+    rq.nf = nf;
+    rq.target = q->target;
+    rq.peer = peer;
+    rq.now_s = (int64_t)time(NULL);
+    if (sd_auth_check(a, &h->auth, &rq, &ar) != 0) {
+        sd_http_answer(h, 503, "out_of_memory");
+        return -2;
+    }
+    h->auth_kind = (uint8_t)ar.kind;
+    if (ar.who != NULL)
+        snprintf(h->auth_who, sizeof(h->auth_who), "%s", ar.who);
+    if (ar.status != 0) {
+        if (ar.stolen)
+            sd_http_log_stolen(h, peer, &ar);
+        sd_http_answer_ch(h, ar.status, ar.why, ar.challenge);
+        return -2;
+    }
+    return sd_auth_forwards(a) ? -1 : ar.field;
+}
+
 /* A head was parsed (len bytes at the start of cin): check it, write the
  * rewritten head to bout, and set up its body. Returns 0, or -1 having
  * answered the client. */
@@ -657,6 +751,7 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
     uint8_t spoofed[SD_HTTP_MAX_FIELDS];
     size_t ntok, i, j, nspoofed = 0, need;
     int upgrade_token = 0;
+    long drop;
     struct sd_buf *o;
 
     h->minor = (uint8_t)q->minor;
@@ -685,6 +780,8 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
         sd_http_answer(h, 421, "http_misdirected");
         return -1;
     }
+    if ((drop = sd_http_auth(h, q, f, nf, peer)) == -2)
+        return -1;
     if (sd_http_ident(h) != 0)
         return -1;
 
@@ -711,7 +808,7 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
     /* The backend first: with proxy-protocol its header precedes the head. */
     if (sd_http_backend_get(h) != 0)
         return -1;
-    need = len + h->identlen + 256;
+    need = len + h->identlen + 256 + (h->auth_kind != SD_AUTH_NONE ? 64 + SD_AUTH_WHO_MAX : 0);
     if ((o = sd_http_buf(h, &h->bout, need)) == NULL) {
         sd_http_answer(h, 503, "out_of_memory");
         return -1;
@@ -728,6 +825,8 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
     sd_http_puts(o, q->minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
     memset(spoofed, 0, sizeof(spoofed));
     for (i = 0; i < nf; i++) {
+        if ((long)i == drop)
+            continue; /* the credential: the backend gets who it proved to be */
         if (sd_http_ident_reserved(f[i].name) != NULL) {
             spoofed[i] = 1;
             nspoofed++;
@@ -757,6 +856,15 @@ static int sd_http_request(struct sd_http *h, const struct sd_http_req *q,
         sd_http_puts(o, "Connection: keep-alive\r\n");
     }
     sd_http_put(o, h->ident, h->identlen);
+    if (h->auth_kind == SD_AUTH_KEY) {
+        sd_http_puts(o, "X-Steeldoor-Auth: api-key\r\nX-Steeldoor-Key-Id: ");
+        sd_http_puts(o, h->auth_who);
+        sd_http_put(o, "\r\n", 2);
+    } else if (h->auth_kind == SD_AUTH_TOKEN) {
+        sd_http_puts(o, "X-Steeldoor-Auth: token\r\nX-Steeldoor-Token-Sub: ");
+        sd_http_puts(o, h->auth_who);
+        sd_http_put(o, "\r\n", 2);
+    }
     sd_http_puts(o, SD_HTTP_REQUEST_ID_HEADER ": ");
     sd_http_puts(o, h->id);
     sd_http_puts(o, "\r\n\r\n");
@@ -802,6 +910,8 @@ static int sd_http_next_request(struct sd_http *h)
     h->pathlen = 0;
     h->path_cut = 0;
     h->method[0] = '\0';
+    h->auth_kind = SD_AUTH_NONE;
+    h->auth_who[0] = '\0';
     h->start_ms = sd_conn_now(h->c);
     h->nrequests++;
     sd_http_new_id(h->id);
@@ -1533,6 +1643,7 @@ static void sd_http_fini(struct sd_conn *c)
     sd_bufpool_put(pool, h->bin);
     sd_bufpool_put(pool, h->cout);
     free(h->ident);
+    sd_auth_cache_fini(&h->auth);
     free(h);
     sd_conn_set_mode_state(c, NULL);
 }
