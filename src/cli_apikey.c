@@ -613,11 +613,11 @@ static int sd_ak_file_replace(struct sd_ak_file *f, const char *text, size_t len
         goto out;
     }
     have_tmp = 0;
-    if (fsync(dfd) != 0) {
-        sd_ak_fail("%s: written, but its directory could not be synced: %s", f->path,
-                   strerror(errno));
-        goto out;
-    }
+    /* The new file is in place (and `new` must now show its key): a
+     * directory that cannot be synced is worth a warning, not a failure. */
+    if (fsync(dfd) != 0)
+        fprintf(stderr, "steeldoor apikey: warning: %s is written, but its directory %s "
+                "could not be synced: %s\n", f->path, dir, strerror(errno));
     rc = SD_AK_EXIT_OK;
 out:
     if (fd >= 0)
@@ -1205,10 +1205,8 @@ int sd_apikey_main(int argc, char **argv)
 {
     size_t i;
 
-    if (argc < 2 || argv[1] == NULL) {
-        fputs(sd_ak_usage_main, stderr);
-        return SD_AK_EXIT_USAGE;
-    }
+    if (argc < 2 || argv[1] == NULL)
+        return sd_ak_usage_err("", "a command is needed: new, list or revoke");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         fputs(sd_ak_usage_main, stdout);

@@ -347,6 +347,7 @@ int sd_auth_check(const struct sd_auth *a, struct sd_auth_cache *cache,
     enum sd_auth_kind kind = SD_AUTH_NONE;
     int bearer = a->jwks != NULL || a->key_header == NULL;
     size_t i, found = 0;
+    size_t plen = strlen(SD_APIKEY_PREFIX);
 
     memset(res, 0, sizeof(*res));
     res->field = -1;
@@ -359,16 +360,20 @@ int sd_auth_check(const struct sd_auth *a, struct sd_auth_cache *cache,
         struct sd_name n = rq->f[i].name, c;
         enum sd_auth_kind k;
 
-        if (bearer && sd_auth_word(n, "authorization")) {
+        if (sd_auth_word(n, "authorization")) {
             c = sd_auth_bearer(rq->f[i].value);
             if (c.s == NULL)
                 continue; /* another scheme: not ours */
+            /* With a key header of its own and no tokens, Authorization
+             * belongs to the backend, except a Bearer value in steeldoor's
+             * own key format: that is a second key, and two are refused
+             * (the backend must never be handed a key nobody checked). */
+            if (!bearer && (c.len < plen || memcmp(c.s, SD_APIKEY_PREFIX, plen) != 0))
+                continue;
             if (a->keys == NULL)
                 k = SD_AUTH_TOKEN;
             else if (a->jwks == NULL)
                 k = SD_AUTH_KEY;
-            else if (a->key_header != NULL)
-                k = SD_AUTH_TOKEN; /* keys come in their own header */
             else
                 k = sd_auth_looks_jwt(c) ? SD_AUTH_TOKEN : SD_AUTH_KEY;
         } else if (a->key_header != NULL &&

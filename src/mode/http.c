@@ -729,8 +729,11 @@ static long sd_http_auth(struct sd_http *h, const struct sd_http_req *q,
         return -2;
     }
     h->auth_kind = (uint8_t)ar.kind;
-    if (ar.who != NULL)
-        snprintf(h->auth_who, sizeof(h->auth_who), "%s", ar.who);
+    if (ar.who != NULL) {
+        size_t n = strnlen(ar.who, sizeof(h->auth_who) - 1);
+        memcpy(h->auth_who, ar.who, n);
+        h->auth_who[n] = '\0';
+    }
     if (ar.status != 0) {
         if (ar.stolen)
             sd_http_log_stolen(h, peer, &ar);
