@@ -4,7 +4,8 @@
  * The one file of src/auth/ that sees OpenSSL and jansson. Keys become
  * EVP_PKEYs once, when the JWKS is parsed; a verify only reads them (so a
  * JWKS may be shared by threads) and allocates only inside OpenSSL (the
- * digest context) and jansson (the two JSON objects of the token).
+ * digest context, and the ECDSA_SIG of ES256) and jansson (the header and
+ * the claims).
  *
  * What a verify refuses, and why, in the order it checks:
  *   - a token longer than SD_JWT_MAX_LEN, or not exactly three segments of
@@ -22,7 +23,6 @@
  */
 #include "sd/jwt.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

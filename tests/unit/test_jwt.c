@@ -1282,6 +1282,18 @@ static void test_jwks_bad_keys(void **state)
                   "RSA e is not of 64 bits or less");
         parse_bad(set1(fmt("{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"AQAB\"}", b64(nine, 9))),
                   "RSA key of 65 bits: under 2048 bits");
+        /* an even modulus of 2048 bits */
+        {
+            BIGNUM *bn = NULL;
+            uint8_t nb[256];
+            assert_int_equal(EVP_PKEY_get_bn_param(k_rsa, OSSL_PKEY_PARAM_RSA_N, &bn), 1);
+            assert_int_equal(BN_bn2binpad(bn, nb, sizeof(nb)), 256);
+            BN_free(bn);
+            nb[255] &= 0xfe;
+            parse_bad(set1(fmt("{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"AQAB\"}",
+                               b64(nb, sizeof(nb)))),
+                      "RSA n is even");
+        }
     }
     /* the key's alg must suit its type */
     parse_bad(set1(jwk(k_ec, "k", ",\"alg\":\"RS256\"")),
@@ -1299,6 +1311,17 @@ static void test_jwks_bad_keys(void **state)
     parse_bad(set1(jwk(k_ec, NULL, ",\"kid\":1")), "key 0: kid is not a string");
     parse_bad(set1(jwk(k_ec, "a\\nb", "")), "kid is not a string");
     parse_bad(set1(jwk(k_ec, "", "")), "kid is not a string");
+    {
+        char kid[SD_JWT_KID_MAX + 2];
+        struct sd_jwks *k;
+        memset(kid, 'k', sizeof(kid));
+        kid[SD_JWT_KID_MAX] = '\0';
+        k = parse_ok(set1(jwk(k_ec, kid, "")));
+        sd_jwks_free(k);
+        kid[SD_JWT_KID_MAX] = 'k';
+        kid[SD_JWT_KID_MAX + 1] = '\0';
+        parse_bad(set1(jwk(k_ec, kid, "")), "key 0: kid is not a string of 1 to 128");
+    }
 }
 
 static void test_jwks_set_shape(void **state)
