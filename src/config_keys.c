@@ -103,6 +103,9 @@ static int sd_config_key_set_api_key_header(void *obj, const struct sd_config_ke
     if (sd_http_ident_reserved(n) != NULL)
         return sd_err_set(err, "%s: '%s' is a header steeldoor reserves (it strips every "
                           "client copy of it)", what, v->s);
+    if (sd_http_name_eq_loose(n, (struct sd_name){ "authorization", 13 }))
+        return sd_err_set(err, "%s: Authorization is where keys arrive by default (as "
+                          "'Authorization: Bearer KEY'); leave api-key-header out", what);
     for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
         if (sd_http_name_eq_loose(n, (struct sd_name){ refused[i], strlen(refused[i]) }))
             return sd_err_set(err, "%s: '%s' cannot carry a key (it is a framing, "

@@ -292,6 +292,7 @@ static int sd_files_load(struct sd_file *f, size_t budget)
         goto out;
     }
     f->mode = (unsigned)(st.st_mode & 07777);
+    f->uid = (unsigned)st.st_uid;
     if (S_ISDIR(st.st_mode)) {
         e = sd_files_list(f, fd, cap);
         fd = -1; /* closed by sd_files_list */
@@ -516,8 +517,8 @@ int sd_files_pack(const struct sd_files *fs, struct sd_err *err)
         goto fail;
     for (i = 0; i < fs->n; i++) {
         const struct sd_file *f = &fs->v[i];
-        uint32_t meta[4] = { (uint32_t)strlen(f->path), (uint32_t)f->kind,
-                             (uint32_t)f->err_no, f->mode };
+        uint32_t meta[5] = { (uint32_t)strlen(f->path), (uint32_t)f->kind,
+                             (uint32_t)f->err_no, f->mode, f->uid };
         uint64_t len = f->len;
         if (sd_files_write(fd, meta, sizeof(meta)) != 0 ||
             sd_files_write(fd, f->path, meta[0]) != 0 ||
@@ -553,7 +554,7 @@ struct sd_files *sd_files_unpack(int fd, struct sd_err *err)
     if (hdr[0] != SD_FILES_MAGIC)
         goto bad;
     for (i = 0; i < hdr[1]; i++) {
-        uint32_t meta[4];
+        uint32_t meta[5];
         uint64_t len;
         struct sd_file *f;
         char *path;
@@ -576,6 +577,7 @@ struct sd_files *sd_files_unpack(int fd, struct sd_err *err)
         f->kind = (enum sd_file_kind)meta[1];
         f->err_no = (int)meta[2];
         f->mode = meta[3];
+        f->uid = meta[4];
         if (f->kind == SD_FILE_REG || f->kind == SD_FILE_DIR) {
             f->data = malloc(len ? len : 1);
             if (f->data == NULL)

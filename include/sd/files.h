@@ -47,6 +47,7 @@ struct sd_file {
     enum sd_file_kind kind;
     int err_no;          /* SD_FILE_ERR: why it could not be read */
     unsigned mode;       /* permission bits */
+    unsigned uid;        /* owner */
     unsigned char *data; /* REG: contents; DIR: NUL-separated sorted names;
                           * NULL once sd_files_drop_data() ran */
     size_t len;          /* of the contents, kept after the drop */

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -615,7 +616,7 @@ struct sd_apikeys_ref {
 static int sd_apikeys_cmp_id(const void *a, const void *b)
 {
     const struct sd_apikeys_ref *x = a, *y = b;
-    int c = strcmp(x->e->id, y->e->id);
+    int c = strcasecmp(x->e->id, y->e->id);
 
     return c != 0 ? c : (x->line > y->line) - (x->line < y->line);
 }
@@ -628,7 +629,9 @@ static int sd_apikeys_cmp_digest(const void *a, const void *b)
     return c != 0 ? c : (x->line > y->line) - (x->line < y->line);
 }
 
-/* Two entries with one id (which one would `revoke` reach?) or one digest
+/* Two entries with one id, in any case (which one would `revoke` reach?
+ * and a backend comparing X-Steeldoor-Key-Id case-insensitively would take
+ * one for the other), or one digest
  * (one key, two sets of rights: which applies?) are refused. Sorted, so
  * 10000 entries cost no 10^8 comparisons. */
 static int sd_apikeys_unique(struct sd_kp *kp, const struct sd_apikeys *k)
@@ -647,9 +650,9 @@ static int sd_apikeys_unique(struct sd_kp *kp, const struct sd_apikeys *k)
     }
     qsort(r, k->n, sizeof(*r), sd_apikeys_cmp_id);
     for (i = 1; i < k->n && rc == 0; i++)
-        if (strcmp(r[i - 1].e->id, r[i].e->id) == 0)
-            rc = sd_kp_fail(kp, r[i].line, "id '%s' is used twice (lines %zu and %zu)",
-                            r[i].e->id, r[i - 1].line, r[i].line);
+        if (strcasecmp(r[i - 1].e->id, r[i].e->id) == 0)
+            rc = sd_kp_fail(kp, r[i].line, "id '%s' is used twice (lines %zu and %zu; ids "
+                            "differ in more than case)", r[i].e->id, r[i - 1].line, r[i].line);
     if (rc == 0) {
         qsort(r, k->n, sizeof(*r), sd_apikeys_cmp_digest);
         for (i = 1; i < k->n && rc == 0; i++)

@@ -11,10 +11,13 @@
  */
 #include "sd/auth.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sd/apikeys.h"
 #include "sd/config.h"
@@ -36,23 +39,53 @@ struct sd_auth {
 
 /* ------------------------------------------------------------ building */
 
-/* Reads a second-factor file through the snapshot: a regular file that
- * nobody but its owner can write (whoever can write it can add a key, and
- * that is the whole factor). */
+/* Reads a second-factor file through the snapshot. Whoever can change it
+ * can add a credential, and that is the whole factor: so (checked by the
+ * master, which reads the disk; the workers replay what it validated) the
+ * file must be a regular file owned by root or by steeldoor's own account,
+ * writable by nobody else, in a directory where nobody else can replace it
+ * (owned by root or by us, not writable by group or others unless sticky,
+ * like /tmp). */
 static int sd_auth_file(struct sd_files *files, const char *what, const char *path,
                         const struct sd_file **out, struct sd_err *err)
 {
     const struct sd_file *f;
+    unsigned me = (unsigned)geteuid();
+    char dir[4096];
+    struct stat st;
+    const char *slash;
 
     if (sd_files_get(files, path, &f, err) != 0)
         return sd_err_prefix(err, what);
     if (f->kind != SD_FILE_REG)
         return sd_err_set(err, "%s: %s: not a regular file", what, path);
+    *out = f;
+    if (sd_files_frozen(files))
+        return 0;
     if ((f->mode & 022) != 0)
         return sd_err_set(err, "%s: %s is writable by group or others (mode %03o): whoever "
                           "can write it can add a credential; run chmod go-w %s", what, path,
                           f->mode & 0777, path);
-    *out = f;
+    if (f->uid != 0 && f->uid != me)
+        return sd_err_set(err, "%s: %s is owned by uid %u: whoever owns it can add a "
+                          "credential; it must belong to root or to steeldoor's account "
+                          "(uid %u)", what, path, f->uid, me);
+    slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    if (stat(dir, &st) != 0)
+        return sd_err_set(err, "%s: %s: cannot check its directory %s: %s", what, path, dir,
+                          strerror(errno));
+    if ((st.st_uid != 0 && (unsigned)st.st_uid != me) ||
+        ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0))
+        return sd_err_set(err, "%s: %s is in directory %s, which others can write to (owner "
+                          "uid %u, mode %03o): they could replace the file; move it to a "
+                          "directory only root or steeldoor can write", what, path, dir,
+                          (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
     return 0;
 }
 
@@ -172,27 +205,53 @@ static int sd_auth_word(struct sd_name n, const char *word)
     return 1;
 }
 
-/* The credential of an "Authorization: Bearer X" value (RFC 6750 2.1:
- * the scheme in any case, one or more spaces, a token68), or len 0 when
- * the value is of another scheme. A Bearer value that is not a token68
- * is returned whole: it then fails verification (401) rather than being
- * taken for "no credential". */
-static struct sd_name sd_auth_bearer(struct sd_name v)
+/* RFC 9110 tchar: what an auth-scheme is made of. */
+static int sd_auth_tchar(unsigned char ch)
 {
-    struct sd_name out = { NULL, 0 };
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* token68 (RFC 9110 11.2): what a Bearer credential is made of. */
+static int sd_auth_token68(struct sd_name c)
+{
     size_t i = 0;
 
-    while (i < v.len && v.s[i] != ' ')
+    while (i < c.len && ((c.s[i] >= 'a' && c.s[i] <= 'z') || (c.s[i] >= 'A' && c.s[i] <= 'Z') ||
+                         (c.s[i] >= '0' && c.s[i] <= '9') || strchr("-._~+/", c.s[i]) != NULL))
+        i++;
+    if (i == 0)
+        return 0;
+    while (i < c.len && c.s[i] == '=')
+        i++;
+    return i == c.len;
+}
+
+/* How an Authorization value reads: not Bearer (*c untouched: another
+ * scheme, the backend's), or Bearer with the credential in *c. The scheme
+ * ends at the first byte that is not a tchar, as every parser reads it, so
+ * "Bearer\tX" or "Bearer\xa0X" is Bearer too (a backend splitting on any
+ * whitespace reads X as the token). *strict is 1 when the value is exactly
+ * "Bearer" 1*SP token68 (RFC 6750 2.1); a Bearer value that is not is
+ * returned whole as its credential, which then fails verification (401)
+ * rather than being taken for "no credential" or handed to the backend. */
+static int sd_auth_bearer(struct sd_name v, struct sd_name *c, int *strict)
+{
+    size_t i = 0, j;
+
+    while (i < v.len && sd_auth_tchar((unsigned char)v.s[i]))
         i++;
     if (!sd_auth_word((struct sd_name){ v.s, i }, "bearer"))
-        return out;
-    while (i < v.len && v.s[i] == ' ')
-        i++;
-    out.s = v.s + i;
-    out.len = v.len - i;
-    if (out.len == 0)
-        out.s = v.s; /* "Bearer" alone: a credential, empty (refused) */
-    return out;
+        return 0;
+    j = i;
+    while (j < v.len && v.s[j] == ' ')
+        j++;
+    c->s = v.s + j;
+    c->len = v.len - j;
+    *strict = j > i && sd_auth_token68(*c);
+    if (!*strict)
+        *c = v;
+    return 1;
 }
 
 /* Is c a JWT rather than an API key? A JWS compact serialisation has dots;
@@ -346,7 +405,7 @@ int sd_auth_check(const struct sd_auth *a, struct sd_auth_cache *cache,
     struct sd_name cred = { NULL, 0 };
     enum sd_auth_kind kind = SD_AUTH_NONE;
     int bearer = a->jwks != NULL || a->key_header == NULL;
-    size_t i, found = 0;
+    size_t i, found = 0, nauthz = 0;
     size_t plen = strlen(SD_APIKEY_PREFIX);
 
     memset(res, 0, sizeof(*res));
@@ -361,14 +420,25 @@ int sd_auth_check(const struct sd_auth *a, struct sd_auth_cache *cache,
         enum sd_auth_kind k;
 
         if (sd_auth_word(n, "authorization")) {
-            c = sd_auth_bearer(rq->f[i].value);
-            if (c.s == NULL)
+            int strict;
+
+            /* Authorization holds one credential (RFC 9110 11.6.2): in
+             * Bearer mode, two fields are ambiguous whatever their
+             * schemes. */
+            if (bearer && ++nauthz > 1) {
+                sd_auth_refuse(res, 400, "auth_multiple", a->ch_request);
+                res->field = -1;
+                return 0;
+            }
+            if (!sd_auth_bearer(rq->f[i].value, &c, &strict))
                 continue; /* another scheme: not ours */
             /* With a key header of its own and no tokens, Authorization
-             * belongs to the backend, except a Bearer value in steeldoor's
-             * own key format: that is a second key, and two are refused
-             * (the backend must never be handed a key nobody checked). */
-            if (!bearer && (c.len < plen || memcmp(c.s, SD_APIKEY_PREFIX, plen) != 0))
+             * belongs to the backend, except a Bearer value steeldoor must
+             * judge: one in its own key format, or one that is not plainly
+             * "Bearer SP token68" (no telling what the backend reads in
+             * it). Either is a second key, and two are refused: the
+             * backend must never be handed a key nobody checked. */
+            if (!bearer && strict && (c.len < plen || memcmp(c.s, SD_APIKEY_PREFIX, plen) != 0))
                 continue;
             if (a->keys == NULL)
                 k = SD_AUTH_TOKEN;

@@ -257,6 +257,76 @@ out:
     return pkey;
 }
 
+/* 1 when an EdDSA public key (x, little-endian y with the sign of x in the
+ * top bit) is one no signature should ever be checked with: a point of
+ * small order (every order dividing the cofactor) or a non-canonical
+ * encoding of y (y >= p). OpenSSL verifies against such a key: for the
+ * identity point, signature (R = identity, S = 0) verifies for every
+ * message, so a JWKS holding one would let anyone mint tokens. The values
+ * of y (sign bit ignored) of the small-order points: Ed25519 (cofactor
+ * 8): 0, 1, p - 1 and the two of order 8 (libsodium's list); Ed448
+ * (cofactor 4): 0, 1, p - 1. */
+static int sd_jwk_eddsa_weak(const uint8_t *x, size_t len)
+{
+    static const uint8_t ed25519_order8[2][32] = {
+        { 0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+          0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+          0x6d, 0x53, 0xfc, 0x05 },
+        { 0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+          0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+          0x92, 0xac, 0x03, 0x7a },
+    };
+    uint8_t y[SD_JWK_ED448_LEN];
+    size_t i;
+    int zero = 1, one = 1, ge_pm1 = 1;
+
+    if (len != SD_JWK_ED25519_LEN && len != SD_JWK_ED448_LEN)
+        return 1;
+    memcpy(y, x, len);
+    /* Ed25519 keeps x's sign in bit 255; Ed448 in a whole last byte. */
+    if (len == SD_JWK_ED25519_LEN)
+        y[len - 1] &= 0x7f;
+    else if (y[len - 1] & 0x7f)
+        return 1; /* the last byte of an Ed448 key holds only x's sign */
+    else
+        y[len - 1] = 0;
+    for (i = 0; i < len; i++) {
+        zero &= y[i] == 0;
+        one &= y[i] == (i == 0);
+    }
+    if (zero || one)
+        return 1;
+    if (len == SD_JWK_ED25519_LEN) {
+        /* p = 2^255 - 19; y >= p - 1 means bytes ec..ff ff..ff 7f */
+        for (i = 1; i < 31; i++)
+            ge_pm1 &= y[i] == 0xff;
+        ge_pm1 &= y[31] == 0x7f && y[0] >= 0xec;
+        for (i = 0; i < 2; i++) {
+            uint8_t t[32];
+            memcpy(t, ed25519_order8[i], 32);
+            if (memcmp(t, y, 32) == 0)
+                return 1;
+        }
+        return ge_pm1;
+    }
+    /* Ed448: p = 2^448 - 2^224 - 1, y in 56 bytes (little-endian): p - 1 is
+     * fe ff..ff (bytes 0-27) fe ff..ff (bytes 28-55); y >= p - 1 when the
+     * top half is all ff and ... (top half ff..ff and bottom half >= fe ff..ff
+     * with byte 28 == fe), or the top half is all ff with byte 28 being ff. */
+    for (i = 29; i < 56; i++)
+        ge_pm1 &= y[i] == 0xff;
+    if (ge_pm1 && y[28] == 0xff)
+        return 1;
+    if (ge_pm1 && y[28] == 0xfe) {
+        int low_ff = 1;
+        for (i = 1; i < 28; i++)
+            low_ff &= y[i] == 0xff;
+        if (low_ff && y[0] >= 0xfe)
+            return 1;
+    }
+    return 0;
+}
+
 /* The key of one JWK of a usable kind, from its members. NULL with err. */
 static EVP_PKEY *sd_jwk_key(const json_t *jk, enum sd_jwk_kind kind, const char *name,
                             const char *who, struct sd_err *err)
@@ -302,6 +372,11 @@ static EVP_PKEY *sd_jwk_key(const json_t *jk, enum sd_jwk_kind kind, const char 
             snprintf(what, sizeof(what), "%s x", crv);
             snprintf(size, sizeof(size), "%zu bytes", want);
             sd_jwk_bytes_err(err, name, who, what, n < 0 ? n : -2, size);
+            return NULL;
+        }
+        if (sd_jwk_eddsa_weak(a, want)) {
+            sd_err_set(err, "%s: %s: %s x is a point of small order or not canonical: "
+                       "any signature could verify with it", name, who, crv);
             return NULL;
         }
         pkey = EVP_PKEY_new_raw_public_key(kind == SD_JWK_ED25519 ? EVP_PKEY_ED25519

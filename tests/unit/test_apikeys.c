@@ -429,7 +429,11 @@ static void test_parse_duplicates_refused(void **state)
     BAD("- id: a\n  digest: " DIG_A "\n  bind: dns:a.example\n"
         "- id: b\n  digest: " DIG_B "\n  bind: dns:a.example\n"
         "- id: a\n  digest: " DIG_C "\n  bind: dns:a.example\n", 7,
-        "id 'a' is used twice (lines 1 and 7)");
+        "id 'a' is used twice (lines 1 and 7");
+    /* ids differing only in case: a backend may compare them either way */
+    BAD("- id: ci\n  digest: " DIG_A "\n  bind: dns:a.example\n"
+        "- id: CI\n  digest: " DIG_B "\n  bind: dns:a.example\n", 4,
+        "is used twice (lines 1 and 4");
     BAD("- id: a\n  digest: " DIG_A "\n  bind: dns:a.example\n"
         "- id: b\n  digest: " DIG_A "\n  bind: dns:b.example\n", 4, "same digest");
 }

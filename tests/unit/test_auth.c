@@ -199,6 +199,44 @@ static void test_two_credentials_refused(void **state)
     assert_non_null(strstr(r.challenge, "invalid_request"));
 }
 
+/* The review's smuggle: a second Authorization whose scheme is Bearer but
+ * not plainly "Bearer SP token68" is still a credential (the backend may
+ * well read it as one), so it is never handed on unchecked. */
+static void test_bearer_spellings_are_ours(void **state)
+{
+    struct fx *f = *state;
+    struct sd_auth_result r;
+    const char *tab[] = { "Authorization", "Bearer\t" KEY_A };
+    const char *nbsp[] = { "Authorization", "Bearer\xa0" KEY_A };
+    const char *comma[] = { "Authorization", "bearer," KEY_A };
+    const char *basic_and_bearer[] = { "Authorization", "Basic eDp5", "Authorization",
+                                       "Bearer " KEY_A };
+    const char *hdr_and_tab[] = { "X-Api-Key", KEY_A, "Authorization", "Bearer\tforged.jwt.x" };
+    const char *hdr_and_other[] = { "X-Api-Key", KEY_A, "Authorization", "Bearer backend" };
+
+    assert_int_equal(build(f, NULL, NULL), 0);
+    judge(f, "/", 1, NOW, tab, 2, &r);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(r.why, "apikey_unknown");
+    judge(f, "/", 1, NOW, nbsp, 2, &r);
+    assert_int_equal(r.status, 401);
+    judge(f, "/", 1, NOW, comma, 2, &r);
+    assert_int_equal(r.status, 401);
+    judge(f, "/", 1, NOW, basic_and_bearer, 4, &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.why, "auth_multiple");
+    sd_auth_free(f->auth);
+    f->auth = NULL;
+    sd_files_free(f->files);
+    sd_config_free(f->cfg);
+    assert_int_equal(build(f, "X-Api-Key", NULL), 0);
+    judge(f, "/", 1, NOW, hdr_and_tab, 4, &r);
+    assert_int_equal(r.status, 400);
+    judge(f, "/", 1, NOW, hdr_and_other, 4, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.field, 0);
+}
+
 static void test_key_header_loose(void **state)
 {
     struct fx *f = *state;
@@ -324,6 +362,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_and_other_schemes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_credentials_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_header_loose, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bearer_spellings_are_ours, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_bound_is_403, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paths_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_is_per_bytes_and_generation, setup, teardown),

@@ -1258,6 +1258,25 @@ static void test_jwks_bad_keys(void **state)
               "EC y missing or not a string");
     parse_bad(set1(fmt("{\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", x, y)),
               "EC key without crv");
+    /* EdDSA keys of small order or non-canonical: (R = identity, S = 0)
+     * would verify for every message under the identity */
+    {
+        static const char *const weak25519[] = {
+            "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", /* 1: identity */
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIA", /* 0, x sign set */
+            "7P_______________________________________38", /* p - 1 */
+            "7f_______________________________________38", /* p: non-canonical 0 */
+            "JuiVj8KyJ7BFw_SJ8u-Y8NXfrAXTxjM5sTgCiG1T_AU", /* order 8 */
+            "xxdqcD1N2E-6PAt2DRBnDyogU_osOczGTsf9d5KsA3o", /* order 8 */
+        };
+        for (size_t i = 0; i < sizeof(weak25519) / sizeof(weak25519[0]); i++)
+            parse_bad(set1(fmt("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"w\","
+                               "\"x\":\"%s\"}", weak25519[i])),
+                      "point of small order or not canonical");
+        parse_bad(set1("{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"kid\":\"w\",\"x\":"
+                       "\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}"),
+                  "point of small order or not canonical");
+    }
     /* zeros: not a point either */
     {
         uint8_t z[32] = { 0 };
