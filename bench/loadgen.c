@@ -32,7 +32,10 @@
  *              loop, to a proxy in HTTP mode in front of `backend --http`.
  *              Every response must be a 200: any other status is an error,
  *              reported with the response's first bytes. --count counts
- *              requests (all connections together).
+ *              requests (all connections together). --header "Name: value"
+ *              (repeatable) adds a field to every request (the second-factor
+ *              phases send "Authorization: Bearer ..." this way); the
+ *              request is formatted once, before any connection.
  *
  * A phase ends when --count operations were started or --time seconds have
  * passed, whichever comes first; operations in flight then finish and are
@@ -70,6 +73,8 @@
 #define LG_CLOSE_TIMEOUT_NS (2ull * 1000000000ull)
 #define LG_MAX_SAMPLES (20u * 1000u * 1000u)
 #define LG_HTTP_HEAD (32 * 1024) /* most bytes of an HTTP response head */
+#define LG_MAX_HEADERS 8          /* --header: at most this many */
+#define LG_HEADER_MAX (8 * 1024)  /* --header: bytes of one "Name: value" */
 
 enum lg_mode {
     MODE_FULL,
@@ -145,8 +150,10 @@ static uint64_t lg_started, lg_done, lg_bytes, lg_resumed_n, lg_connected;
 static uint64_t lg_err_connect, lg_err_handshake, lg_err_io, lg_err_timeout, lg_err_closed;
 static uint64_t lg_err_status; /* http: responses that were not a well-formed 200 */
 static int lg_verbose_status = 3;
-static char lg_http_req[512];
+static char *lg_http_req; /* http: the request, formatted once (lg_setup_ctx) */
 static size_t lg_http_req_len;
+static const char *lg_headers[LG_MAX_HEADERS]; /* --header, validated */
+static int lg_nheaders;
 static uint64_t lg_close_unclean, lg_close_no_notify, lg_tickets;
 static uint32_t *lg_lat;     /* latency samples, microseconds */
 static size_t lg_nlat, lg_caplat;
@@ -911,6 +918,8 @@ static void lg_usage(FILE *f)
             "  --ciphersuites S   TLS 1.3 suites offered (default TLS_AES_128_GCM_SHA256)\n"
             "  --groups G         key exchange groups offered (default X25519)\n"
             "  --src-rotate N     loopback: source addresses 127.0.0.1..N (default 64)\n"
+            "  --header \"N: V\"    http: a field added to every request (repeatable, at\n"
+            "                     most 8, each at most 8 KiB, no CR, LF or NUL)\n"
             "  --no-client-cert   send no client certificate (to check it is refused)\n"
             "  --sync             print \"ready\", wait for a stdin line, run, print the\n"
             "                     result, wait for stdin EOF, then close\n"
@@ -937,6 +946,31 @@ static uint64_t lg_parse_size(const char *s)
         exit(2);
     }
     return (uint64_t)v;
+}
+
+/* --header "Name: value": a token name (RFC 9110 tchar), a colon, a value
+ * of visible characters, spaces and tabs only (no CR, LF, NUL or other
+ * control character that could split or end the request head). */
+static void lg_add_header(const char *h)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    size_t len = strlen(h), i = 0;
+    if (lg_nheaders == LG_MAX_HEADERS)
+        lg_die("--header: at most %d", LG_MAX_HEADERS);
+    if (len > LG_HEADER_MAX)
+        lg_die("--header: %zu bytes, at most %d", len, LG_HEADER_MAX);
+    while (i < len && (((h[i] | 0x20) >= 'a' && (h[i] | 0x20) <= 'z') ||
+                       (h[i] >= '0' && h[i] <= '9') || strchr(tchar, h[i])))
+        i++;
+    if (i == 0 || i == len || h[i] != ':')
+        lg_die("--header: \"Name: value\" wanted (a token name, then a colon)");
+    for (i++; i < len; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            lg_die("--header: a control character (CR, LF, ...) in the value of %.*s",
+                   (int)(strchr(h, ':') - h), h);
+    }
+    lg_headers[lg_nheaders++] = h;
 }
 
 static void lg_parse_args(int argc, char **argv)
@@ -975,6 +1009,7 @@ static void lg_parse_args(int argc, char **argv)
         else if (!strcmp(a, "--tiny")) lg_tiny = lg_parse_size(v);
         else if (!strcmp(a, "--min-resumed")) lg_min_resumed = atof(v);
         else if (!strcmp(a, "--src-rotate")) lg_src_rotate = atoi(v);
+        else if (!strcmp(a, "--header")) lg_add_header(v);
         else if (!strcmp(a, "--bulk-dir")) {
             if (strcmp(v, "up") && strcmp(v, "down")) {
                 lg_usage(stderr);
@@ -1002,6 +1037,8 @@ static void lg_parse_args(int argc, char **argv)
         lg_usage(stderr);
         exit(2);
     }
+    if (lg_nheaders && lg_mode != MODE_HTTP)
+        lg_die("--header is for --mode http");
     char host[64];
     const char *colon = strrchr(connect_to, ':');
     if (!colon || (size_t)(colon - connect_to) >= sizeof(host))
@@ -1040,11 +1077,24 @@ static void lg_setup_ctx(void)
         static const unsigned char alpn[] = "\x08http/1.1";
         if (SSL_CTX_set_alpn_protos(lg_ctx, alpn, sizeof(alpn) - 1) != 0)
             lg_die("cannot set ALPN");
-        int n = snprintf(lg_http_req, sizeof(lg_http_req),
-                         "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", lg_servername);
-        if (n < 0 || (size_t)n >= sizeof(lg_http_req))
+        /* The request, once: the hot loop only writes these bytes. */
+        size_t cap = 64 + strlen(lg_servername);
+        for (int i = 0; i < lg_nheaders; i++)
+            cap += strlen(lg_headers[i]) + 2;
+        if (!(lg_http_req = malloc(cap)))
+            lg_die("out of memory");
+        int n = snprintf(lg_http_req, cap, "GET / HTTP/1.1\r\nHost: %s\r\n", lg_servername);
+        if (n < 0 || (size_t)n >= cap)
             lg_die("--servername too long");
-        lg_http_req_len = (size_t)n;
+        size_t len = (size_t)n;
+        for (int i = 0; i < lg_nheaders; i++) {
+            size_t hl = strlen(lg_headers[i]);
+            memcpy(lg_http_req + len, lg_headers[i], hl);
+            memcpy(lg_http_req + len + hl, "\r\n", 2);
+            len += hl + 2;
+        }
+        memcpy(lg_http_req + len, "\r\n", 2);
+        lg_http_req_len = len + 2;
     }
 }
 
@@ -1201,6 +1251,7 @@ int main(int argc, char **argv)
         free(lg_conns[i].http);
     }
     free(lg_conns);
+    free(lg_http_req);
     free(lg_lat);
     free(lg_hs_lat);
     SSL_CTX_free(lg_ctx);

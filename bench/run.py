@@ -20,6 +20,19 @@ certificate in a request header; stunnel has no HTTP mode and is left out of
 that phase (not applicable). Its CPU per request is also given as a ratio to
 the best of nginx and HAProxy.
 
+The second-factor phases (`http-apikey`, `http-jwt`; issue 14) are steeldoor
+only: in every run, beside its plain HTTP-mode instance (which first runs the
+`http` phase as every server does), one instance with `--api-keys` (a keys
+file of 51 keys made with `steeldoor apikey new`) and one with `--jwks` (an
+ES256 key; the token is certificate-bound, RFC 8705), the load generator
+sending `Authorization: Bearer ...` on every request. The three are then
+measured in turn, in slices (AUTH_SLICES), so that noise from other work on
+the machine falls on all of them alike; each second factor is reported as
+the ratio of its CPU per request to the plain instance's slices of the same
+run (median of the runs), against the issue's limit of x1.03. The JWT is
+minted with the `openssl` command line, so this script still needs nothing
+but the standard library.
+
 Every server runs from a temporary configuration in a temporary directory,
 on free loopback ports, in the foreground, as a child of this script; no
 system service is touched. A server whose program is missing is skipped
@@ -27,11 +40,14 @@ with a note.
 """
 
 import argparse
+import base64
 import datetime
+import hashlib
 import json
 import os
 import platform
 import resource
+import secrets
 import selectors
 import shutil
 import signal
@@ -64,11 +80,36 @@ PHASES = {
     # HTTP/1.1 keep-alive through each server's HTTP mode: 8 connections, GET
     # after GET (about 5000 each), every response read in full and checked
     "http": ["--mode", "http", "--conns", "8", "--count", "40000", "--time", "2.5"],
+    # The same against steeldoor with a second factor: an API key, or a
+    # certificate-bound JWT, in every request (Authorization: Bearer)
+    "http-apikey": ["--mode", "http", "--conns", "8", "--count", "40000", "--time", "2.5"],
+    "http-jwt": ["--mode", "http", "--conns", "8", "--count", "40000", "--time", "2.5"],
 }
-PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "bulk", "tiny", "http")
+PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "bulk", "tiny", "http",
+               "http-apikey", "http-jwt")
 # Phases run against the server's HTTP-mode instance (the others against
 # its L4 one), in front of `backend --http`.
-HTTP_PHASES = ("http",)
+HTTP_PHASES = ("http", "http-apikey", "http-jwt")
+# The second-factor phases (issue 14): steeldoor only, each on its own
+# HTTP-mode instance, and compared with steeldoor's plain `http` of the same
+# run. The value is the `auth` word steeldoor's request lines must carry.
+AUTH_PHASES = {"http-apikey": "api-key", "http-jwt": "token"}
+AUTH_LIMIT = 1.03  # the key check adds at most 3% CPU per keep-alive request
+# Those instances and a plain one are measured in turn, AUTH_SLICES rounds of
+# one slice each (the `http` phase's count and time divided by AUTH_SLICES),
+# the order reversed every other round: noise from other work on the machine,
+# which moves a single 2.5 s phase by several percent, then falls on all of
+# them alike.
+AUTH_SLICES = 8
+AUTH_SERVER = "steeldoor"
+AUTH_NOT_APPLICABLE = "a steeldoor feature, measured against steeldoor without it"
+# The keys file: this many other keys (bound to other identities) before
+# the bench client's, so the lookup is not of one entry.
+AUTH_OTHER_KEYS = 50
+JWT_ISSUER = "https://issuer.bench"
+JWT_AUDIENCE = "steeldoor-bench"
+JWT_SUB = "bench-client"
+CLIENT_URI = "spiffe://bench.steeldoor.test/loadgen"
 # The goal for steeldoor's CPU per HTTP request, as a ratio to the best
 # peer's (issue 13).
 HTTP_PEERS = ("nginx", "haproxy")
@@ -85,6 +126,8 @@ FIGURES = (
     ("bulk_cpu_s_per_gib", "CPU per GiB of bulk", "s", "bulk", 2),
     ("tiny_cpu_ns_per_record", "CPU per one-byte record", "ns", "tiny", 0),
     ("http_cpu_us", "CPU per HTTP request", "us", "http", 1),
+    ("http_apikey_cpu_us", "CPU per HTTP request with an API key", "us", "http-apikey", 1),
+    ("http_jwt_cpu_us", "CPU per HTTP request with a JWT", "us", "http-jwt", 1),
     ("idle_rss_kib_per_conn", "RSS per idle connection", "KiB", "idle", 1),
     ("full_p50_ms", "full: latency p50", "ms", "full", 1),
     ("full_p99_ms", "full: latency p99", "ms", "full", 1),
@@ -94,10 +137,16 @@ FIGURES = (
     ("keepalive_p99_us", "keep-alive: latency p99", "us", "keepalive", 0),
     ("http_p50_us", "http: latency p50", "us", "http", 0),
     ("http_p99_us", "http: latency p99", "us", "http", 0),
+    ("http_apikey_p50_us", "http-apikey: latency p50", "us", "http-apikey", 0),
+    ("http_apikey_p99_us", "http-apikey: latency p99", "us", "http-apikey", 0),
+    ("http_jwt_p50_us", "http-jwt: latency p50", "us", "http-jwt", 0),
+    ("http_jwt_p99_us", "http-jwt: latency p99", "us", "http-jwt", 0),
     ("full_per_s", "full handshakes/s", "/s", "full", 0),
     ("resumed_per_s", "resumed handshakes/s", "/s", "resumed", 0),
     ("keepalive_per_s", "keep-alive requests/s", "/s", "keepalive", 0),
     ("http_per_s", "HTTP requests/s", "/s", "http", 0),
+    ("http_apikey_per_s", "HTTP requests/s with an API key", "/s", "http-apikey", 0),
+    ("http_jwt_per_s", "HTTP requests/s with a JWT", "/s", "http-jwt", 0),
     ("bulk_gib_per_s", "bulk throughput", "GiB/s", "bulk", 2),
     ("tiny_records_per_s", "one-byte records/s", "/s", "tiny", 0),
     ("tiny_p50_us", "tiny: latency p50 of a 1024-record burst", "us", "tiny", 0),
@@ -109,6 +158,11 @@ FIGURES = (
 
 class BenchError(Exception):
     pass
+
+
+def phase_key(phase):
+    """The prefix of a phase's figures: http-apikey -> http_apikey."""
+    return phase.replace("-", "_")
 
 
 def log(msg):
@@ -187,6 +241,24 @@ def tree_cpu_seconds(root):
     return ticks / CLK_TCK
 
 
+def tree_cpu_ns(root):
+    """The CPU time of every thread of the server, in ns, from the
+    scheduler's own count (/proc/PID/task/TID/schedstat): the same time as
+    tree_cpu_seconds without its 10 ms ticks, for the short slices of the
+    second-factor comparison. None where the kernel does not give it."""
+    if not os.path.exists("/proc/self/schedstat"):
+        return None
+    total = 0
+    for pid in process_tree(root):
+        try:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def tree_rss_kib(root):
     total = 0
     for pid in process_tree(root):
@@ -217,6 +289,7 @@ class Server:
         self.dir = None
         self.logfile = None
         self.http = False  # this instance is the HTTP-mode one
+        self.auth = None   # its second-factor phase (AUTH_PHASES), else None
         self.skip = (0, 0)  # byte range of the log written during the no-cert probe
 
     def missing(self):
@@ -232,17 +305,24 @@ class Server:
     def backend_port(self):
         return self.ctx.http_backend_port if self.http else self.ctx.backend_port
 
+    def loadgen_cmd(self):
+        """The load generator against this instance, with its credential."""
+        return self.ctx.loadgen_cmd(self.port) + self.ctx.auth_loadgen_args(self.auth)
+
     def probe_args(self):
         """One complete exchange through the server (load-generator args)."""
         if self.http:
             return ["--mode", "http", "--count", "1", "--conns", "1", "--time", "5"]
         return ["--mode", "full", "--count", "1", "--conns", "1", "--time", "5"]
 
-    def start(self, run, http=False):
+    def start(self, run, http=False, auth=None):
         self.http = http
+        self.auth = auth
+        if auth:
+            self.ctx.auth_prepare(auth)
         self.port = free_port()
-        self.dir = os.path.join(self.ctx.tmp, "%s-%d%s" % (self.name, run,
-                                                           "-http" if http else ""))
+        self.dir = os.path.join(self.ctx.tmp, "%s-%d%s" % (
+            self.name, run, ("-" + auth if auth else "-http") if http else ""))
         os.makedirs(self.dir)
         cmd = self.command()
         self.logfile = os.path.join(self.dir, "server.log")
@@ -257,21 +337,38 @@ class Server:
             if self.proc.poll() is not None:
                 raise BenchError("exited with status %s at start; see %s" % (
                     self.proc.returncode, self.logfile))
-            r = subprocess.run(self.ctx.loadgen_cmd(self.port) + self.probe_args(),
+            r = subprocess.run(self.loadgen_cmd() + self.probe_args(),
                                capture_output=True, text=True)
             if r.returncode == 0:
                 break
             if time.monotonic() > deadline:
-                raise BenchError("no exchange went through it: %s" % r.stderr.strip()[-300:])
+                # (an HTTP status the load generator refused is on its first line)
+                text = r.stderr.strip()
+                first = text.splitlines()[0] if text else ""
+                raise BenchError("no exchange went through it: %s" % (
+                    first[:300] if " status " in first else text[-300:]))
             time.sleep(0.1)
         # The configuration must really be mutual TLS: no certificate, no entry.
         # What the server logs about this refusal is expected: skipped later.
         before = self._log_size()
-        r = subprocess.run(self.ctx.loadgen_cmd(self.port) + self.probe_args() + [
+        r = subprocess.run(self.loadgen_cmd() + self.probe_args() + [
             "--no-client-cert"], capture_output=True, text=True)
         if r.returncode == 0:
             raise BenchError("a client WITHOUT a certificate got a response through it: "
                              "the configuration is not mutual TLS")
+        if self.auth:
+            # The second factor must really be checked: with the certificate
+            # but no credential, or a wrong one, a 401 and nothing else.
+            for what, extra in (("no credential", []),
+                                ("a wrong credential", self.ctx.auth_wrong_args(self.auth))):
+                r = subprocess.run(self.ctx.loadgen_cmd(self.port) + extra + self.probe_args(),
+                                   capture_output=True, text=True)
+                if r.returncode == 0:
+                    raise BenchError("AUTH FAILED: a request with %s got a 200 through it: "
+                                     "the second factor is not checked" % what)
+                if "status 401" not in r.stderr:
+                    raise BenchError("AUTH FAILED: a request with %s did not get a 401: %s"
+                                     % (what, r.stderr.strip()[-300:]))
         time.sleep(0.2)
         self.skip = (before, self._log_size())
 
@@ -572,11 +669,13 @@ class Steeldoor(Server):
                 "--target", "127.0.0.1:%d" % self.backend_port(),
                 "--cert", p + "/server.crt", "--key", p + "/server.key",
                 "--cacert", p + "/ca.crt", "--allow-all", "--workers", "1",
-                "--name", "bench"] + (["--http"] if self.http else [])
+                "--name", "bench"] + (["--http"] if self.http else []) + (
+                    self.ctx.auth_serve_args(self.auth))
 
     def log_notes(self):
         """Per-connection results and worker events from its JSON log."""
         results, reasons, events, resumed, bad, statuses = {}, {}, {}, 0, 0, {}
+        auths = {}  # the `auth` word of its request lines (second factor)
         try:
             lines = _log_lines(self.logfile, self.skip)
         except OSError:
@@ -591,6 +690,8 @@ class Steeldoor(Server):
             st = rec.get("status")
             if isinstance(st, int) and ev != "conn":  # HTTP mode: a request's line
                 statuses[st] = statuses.get(st, 0) + 1
+                a = rec.get("auth") or "none"
+                auths[a] = auths.get(a, 0) + 1
             if ev == "conn":
                 r = rec.get("result", "?")
                 results[r] = results.get(r, 0) + 1
@@ -616,11 +717,20 @@ class Steeldoor(Server):
         if not_200:
             notes.append("requests not answered 200 in its log: " +
                          ", ".join("%d x%d" % kv for kv in sorted(not_200.items())))
-        self.log_summary = {"mode": "http" if self.http else "tcp", "results": results,
-                            "not_ok": reasons, "events": events, "resumed_true": resumed,
-                            "non_json_lines": bad}
+        if self.auth:
+            # Every request of a second-factor instance passed the check: its
+            # line names the credential's kind.
+            want = AUTH_PHASES[self.auth]
+            other = {k: v for k, v in auths.items() if k != want}
+            if other:
+                notes.append("AUTH FAILED: requests in its log without \"auth\":\"%s\": %s" % (
+                    want, ", ".join("%s x%d" % kv for kv in sorted(other.items()))))
+        self.log_summary = {"mode": (self.auth or "http") if self.http else "tcp",
+                            "results": results, "not_ok": reasons, "events": events,
+                            "resumed_true": resumed, "non_json_lines": bad}
         if self.http:
             self.log_summary["http_status"] = {str(k): v for k, v in sorted(statuses.items())}
+            self.log_summary["http_auth"] = auths
         return notes
 
 
@@ -673,11 +783,13 @@ class LineReader:
         return line.decode()
 
 
-def run_phase(ctx, server, phase):
+def run_phase(ctx, server, phase, lg_args=None, label=None):
     """One phase against a running server: its loadgen result plus the
-    server's CPU seconds (and RSS for idle) across exactly the phase."""
-    cmd = ctx.loadgen_cmd(server.port) + PHASES[phase] + ["--sync"]
-    err_path = os.path.join(server.dir, "loadgen-%s.err" % phase)
+    server's CPU seconds (and RSS for idle) across exactly the phase.
+    lg_args (a slice of the phase) replace the phase's own; the CPU is then
+    also read in ns (tree_cpu_ns)."""
+    cmd = server.loadgen_cmd() + (lg_args or PHASES[phase]) + ["--sync"]
+    err_path = os.path.join(server.dir, "loadgen-%s.err" % (label or phase))
     with open(err_path, "w+") as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         try:
@@ -687,9 +799,11 @@ def run_phase(ctx, server, phase):
             root = server.proc.pid
             rss0 = tree_rss_kib(root)
             cpu0 = tree_cpu_seconds(root)
+            ns0 = tree_cpu_ns(root) if lg_args else None
             proc.stdin.write(b"go\n")
             proc.stdin.flush()
             res = json.loads(reader.readline(180))
+            ns1 = tree_cpu_ns(root) if ns0 is not None else None
             cpu1 = tree_cpu_seconds(root)
             if phase == "idle":
                 time.sleep(1.0)  # let the server settle with all 2000 open
@@ -706,15 +820,50 @@ def run_phase(ctx, server, phase):
         err.seek(0)
         stderr = err.read().strip()
     res["server_cpu_s"] = cpu1 - cpu0
+    if ns1 is not None:
+        res["server_cpu_ns"] = ns1 - ns0
     res["exit_status"] = status
     res["stderr"] = stderr[-1000:]
     return res
 
 
+def slice_args(phase, n):
+    """The load-generator arguments of 1/n of a phase (its --count and
+    --time divided by n)."""
+    a = list(PHASES[phase])
+    for opt, div in (("--count", lambda v: str(max(1, int(v) // n))),
+                     ("--time", lambda v: "%.4g" % (float(v) / n))):
+        i = a.index(opt)
+        a[i + 1] = div(a[i + 1])
+    return a
+
+
+def merge_slices(rs):
+    """The slices of one phase on one instance as one result: counts and
+    CPU summed, latency percentiles the median of the slices'."""
+    m = dict(rs[0])
+    for k in ("ops", "errors", "err_connect", "err_handshake", "err_io", "err_timeout",
+              "err_peer_closed", "err_status", "bytes", "elapsed_s", "server_cpu_s",
+              "server_cpu_ns", "unclean_close", "close_without_notify", "tickets"):
+        if all(k in r for r in rs):
+            m[k] = sum(r[k] for r in rs)
+    m["ops_per_s"] = m["ops"] / m["elapsed_s"] if m.get("elapsed_s") else 0
+    for k in ("p50_us", "p99_us"):
+        m[k] = statistics.median(r[k] for r in rs)
+    m["exit_status"] = next((r["exit_status"] for r in rs if r["exit_status"]), 0)
+    m["stderr"] = "\n".join(r["stderr"] for r in rs if r.get("stderr"))[-1000:]
+    m["slices"] = len(rs)
+    m["slice_cpu_us"] = [round((r["server_cpu_ns"] / 1e3 if "server_cpu_ns" in r else
+                                r["server_cpu_s"] * 1e6) / r["ops"], 2) if r.get("ops") else None
+                         for r in rs]
+    return m
+
+
 def figures_of(phase, r):
     """The figures one phase result gives."""
     ops = r.get("ops", 0)
-    cpu = r["server_cpu_s"]
+    # the ns count where there is one (the slices), else the ticks
+    cpu = r["server_cpu_ns"] / 1e9 if "server_cpu_ns" in r else r["server_cpu_s"]
     f = {}
     if phase in ("full", "resumed") and ops:
         f[phase + "_tickets_per_conn"] = r.get("tickets", 0) / ops
@@ -727,11 +876,12 @@ def figures_of(phase, r):
         else:
             f[phase + "_p50_ms"] = r["p50_us"] / 1000
             f[phase + "_p99_ms"] = r["p99_us"] / 1000
-    if phase == "http" and ops:
-        f["http_cpu_us"] = cpu / ops * 1e6
-        f["http_per_s"] = r["ops_per_s"]
-        f["http_p50_us"] = r["p50_us"]
-        f["http_p99_us"] = r["p99_us"]
+    if phase in HTTP_PHASES and ops:
+        k = phase_key(phase)
+        f[k + "_cpu_us"] = cpu / ops * 1e6
+        f[k + "_per_s"] = r["ops_per_s"]
+        f[k + "_p50_us"] = r["p50_us"]
+        f[k + "_p99_us"] = r["p99_us"]
     if phase == "resumed":
         f["resumed_fraction"] = r["resumed_fraction"]
     if phase == "tiny" and r.get("bytes"):
@@ -759,8 +909,15 @@ def phase_problems(phase, r):
         probs.append("%d errors (connect %d, handshake %d, io %d, timeout %d, peer closed %d%s)"
                      % (r["errors"], r["err_connect"], r["err_handshake"], r["err_io"],
                         r["err_timeout"], r["err_peer_closed"],
-                        ", HTTP status %d" % r.get("err_status", 0) if phase == "http" else ""))
-        if phase == "http" and r.get("stderr"):
+                        ", HTTP status %d" % r.get("err_status", 0) if phase in HTTP_PHASES
+                        else ""))
+        if phase in AUTH_PHASES and r.get("err_status"):
+            # A request the second factor refused: what was measured is not
+            # the check passing. Fails the bench, like resumption that does
+            # not resume.
+            probs.append("AUTH FAILED: %d responses were not a 200 (see the load generator's "
+                         "lines)" % r["err_status"])
+        if phase in HTTP_PHASES and r.get("stderr"):
             probs.append("load generator: " + " | ".join(r["stderr"].splitlines()[:3])[:600])
     if phase == "idle" and r.get("connected", 0) < 2000:
         probs.append("only %d of 2000 idle connections were held" % r.get("connected", 0))
@@ -795,6 +952,103 @@ class Context:
         self.http_backend_proc = None
         phases = [p.strip() for p in args.phases.split(",") if p.strip()]
         self.l4 = any(p not in HTTP_PHASES for p in phases)
+        # The second factor: per AUTH_PHASES phase, steeldoor's extra flags,
+        # the credential (a Bearer value) and a wrong one of the same kind.
+        self.auth = {}
+        self.auth_dir = os.path.join(self.tmp, "auth")
+
+    def auth_serve_args(self, phase):
+        return self.auth[phase]["serve"] if phase else []
+
+    def auth_loadgen_args(self, phase):
+        return ["--header", "Authorization: Bearer " + self.auth[phase]["cred"]] if phase else []
+
+    def auth_wrong_args(self, phase):
+        return ["--header", "Authorization: Bearer " + self.auth[phase]["wrong"]]
+
+    def make_auth(self, phases):
+        """The keys file (with `steeldoor apikey new`) and the JWKS and
+        token of the second-factor phases asked for."""
+        if not any(p in AUTH_PHASES for p in phases):
+            return
+        os.makedirs(self.auth_dir, mode=0o700)
+        if "http-apikey" in phases:
+            self._make_apikeys()
+        if "http-jwt" in phases:
+            self._make_jwt()
+
+    def _apikey_new(self, keys, kid, bind):
+        r = subprocess.run([self.steeldoor, "apikey", "new", "--file", keys, "--id", kid,
+                            "--bind", bind], capture_output=True, text=True)
+        key = r.stdout.strip()
+        if r.returncode != 0 or not key.startswith("sdk_") or len(key.split()) != 1:
+            raise BenchError("steeldoor apikey new --id %s failed (status %d): %s" % (
+                kid, r.returncode, (r.stderr.strip().splitlines() or ["?"])[0][:300]))
+        return key
+
+    def _make_apikeys(self):
+        keys = os.path.join(self.auth_dir, "apikeys.yaml")
+        # Other clients' keys first: the lookup compares every entry.
+        for i in range(AUTH_OTHER_KEYS):
+            self._apikey_new(keys, "other-%02d" % i,
+                             "uri:spiffe://bench.steeldoor.test/other-%02d" % i)
+        key = self._apikey_new(keys, "bench", "uri:" + CLIENT_URI)
+        os.chmod(keys, 0o600)  # steeldoor refuses a keys file others may write
+        # A wrong key of the right form: a key nobody was given.
+        self.auth["http-apikey"] = {
+            "serve": ["--api-keys", keys], "cred": key,
+            "wrong": "sdk_" + b64url(secrets.token_bytes(32))}
+
+    def _make_jwt(self):
+        """An ES256 key (openssl genpkey), its JWKS, and a token for the
+        bench client: sub, iss, aud, exp in an hour, bound to the client
+        certificate (cnf."x5t#S256", RFC 8705)."""
+        d = self.auth_dir
+        key = os.path.join(d, "jwt-signing.key")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-out", key], check=True,
+                       capture_output=True)
+        os.chmod(key, 0o600)
+        spki = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+                              check=True, capture_output=True).stdout
+        # A P-256 SubjectPublicKeyInfo ends with the uncompressed point 04||x||y.
+        if len(spki) != 91 or spki[-65] != 4:
+            raise BenchError("unexpected P-256 public key from openssl (%d bytes)" % len(spki))
+        jwks = os.path.join(d, "jwks.json")
+        with open(jwks, "w") as f:
+            json.dump({"keys": [{"kty": "EC", "crv": "P-256", "x": b64url(spki[-64:-32]),
+                                 "y": b64url(spki[-32:]), "kid": "bench", "alg": "ES256",
+                                 "use": "sig"}]}, f)
+            f.write("\n")
+        os.chmod(jwks, 0o644)
+        self.auth["http-jwt"] = {
+            "serve": ["--jwks", jwks, "--jwt-issuer", JWT_ISSUER, "--jwt-audience",
+                      JWT_AUDIENCE], "signing_key": key, "expires": 0}
+        self.auth_prepare("http-jwt")
+
+    def auth_prepare(self, phase):
+        """Before an instance of `phase` starts: a token with less than ten
+        minutes left (a long `make bench`) is minted again."""
+        a = self.auth.get(phase)
+        if phase != "http-jwt" or a["expires"] > time.time() + 600:
+            return
+        with open(os.path.join(self.pki, "client.crt")) as f:
+            der = pem_first_cert_der(f.read())
+        now = int(time.time())
+        header = {"alg": "ES256", "typ": "JWT", "kid": "bench"}
+        claims = {"sub": JWT_SUB, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now,
+                  "exp": now + 3600, "cnf": {"x5t#S256": b64url(hashlib.sha256(der).digest())}}
+        signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
+                         b64url(json.dumps(claims, separators=(",", ":")).encode()))
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", a["signing_key"]],
+                             input=signing_input.encode(), check=True,
+                             capture_output=True).stdout
+        token = signing_input + "." + b64url(ecdsa_der_to_raw(sig, 32))
+        # A wrong token: the same with one signature character changed (a
+        # character in the middle, so every bit it encodes is significant).
+        i = len(token) - 20
+        a["wrong"] = token[:i] + ("B" if token[i] != "B" else "C") + token[i + 1:]
+        a["cred"], a["expires"] = token, now + 3600
 
     def loadgen_cmd(self, port):
         p = self.pki
@@ -806,8 +1060,7 @@ class Context:
         for argv in (["init"],
                      ["issue", "--name", "server", "--server", "--dns", "localhost", "--ip",
                       "127.0.0.1"],
-                     ["issue", "--name", "client", "--client", "--uri",
-                      "spiffe://bench.steeldoor.test/loadgen"]):
+                     ["issue", "--name", "client", "--client", "--uri", CLIENT_URI]):
             subprocess.run([sd, "pki"] + argv[:1] + ["--dir", self.pki] + argv[1:], check=True,
                            stdout=subprocess.DEVNULL)
 
@@ -835,6 +1088,42 @@ class Context:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def pem_first_cert_der(pem):
+    """The DER of the first certificate of a PEM file (the leaf)."""
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    a = pem.find(begin)
+    b = pem.find(end, a)
+    if a < 0 or b < 0:
+        raise BenchError("no certificate in the client's PEM file")
+    return base64.b64decode("".join(pem[a + len(begin):b].split()))
+
+
+def ecdsa_der_to_raw(der, size):
+    """An ECDSA signature as DER (SEQUENCE of INTEGER r, s: what OpenSSL
+    writes) to JWS's raw r||s, each `size` bytes (RFC 7518 3.4)."""
+    def fail():
+        raise BenchError("unexpected ECDSA signature from openssl: %s" % der.hex())
+    if len(der) < 8 or der[0] != 0x30 or der[1] & 0x80 or der[1] != len(der) - 2:
+        fail()
+    out, i = b"", 2
+    for _ in range(2):
+        if i + 2 > len(der) or der[i] != 0x02:
+            fail()
+        n = der[i + 1]
+        v = der[i + 2:i + 2 + n].lstrip(b"\0")
+        if n & 0x80 or i + 2 + n > len(der) or len(v) > size:
+            fail()
+        out += v.rjust(size, b"\0")
+        i += 2 + n
+    if i != len(der):
+        fail()
+    return out
 
 
 def raise_nofile():
@@ -914,6 +1203,13 @@ def main():
     for p in phases:
         if p not in PHASES:
             ap.error("unknown phase %s (known: %s)" % (p, ", ".join(PHASE_ORDER)))
+    # A second-factor phase is a ratio to steeldoor's plain http of the same
+    # run: it brings that phase along.
+    auth_asked = [p for p in phases if p in AUTH_PHASES]
+    if auth_asked and "http" not in phases:
+        phases.insert(phases.index(auth_asked[0]), "http")
+        log("bench: phase http added: %s are measured against it" % ", ".join(auth_asked))
+    args.phases = ",".join(phases)
 
     t_start = time.monotonic()
     nofile = raise_nofile()
@@ -947,50 +1243,116 @@ def main():
     not_applicable = {}
     for name, srv in servers.items():
         for phase in phases:
+            why = None
             if phase in HTTP_PHASES and srv.no_http:
-                not_applicable.setdefault(name, {})[phase] = srv.no_http
-                log("bench: %s: phase %s not applicable (%s)" % (name, phase, srv.no_http))
+                why = srv.no_http
+            elif phase in AUTH_PHASES and name != AUTH_SERVER:
+                why = AUTH_NOT_APPLICABLE
+            if why:
+                not_applicable.setdefault(name, {})[phase] = why
+                log("bench: %s: phase %s not applicable (%s)" % (name, phase, why))
 
-    def run_instance(name, srv, run, inst_phases, http, results):
-        """Starts one instance of a server (L4, or HTTP mode), warms it up,
-        runs inst_phases on it into results, stops it."""
+    def open_instance(srv, run, http, auth=None):
+        """Starts one instance of a server (L4, or HTTP mode, with the
+        second factor of phase `auth` or none) and warms it up."""
+        srv.start(run, http=http, auth=auth)
+        if http:
+            # Warm-up: the request path, and the server's pool of
+            # backend connections.
+            warm = ["--mode", "http", "--conns", "8", "--count", "2000", "--time", "2"]
+        else:
+            # Warm-up: first handshakes fill caches and allocators.
+            warm = ["--mode", "full", "--conns", "16", "--count", "300", "--time", "2"]
+        subprocess.run(srv.loadgen_cmd() + warm, capture_output=True, check=False)
+
+    def close_instance(name, srv, run, http, auth=None):
+        """Stops it, and notes what its log says."""
+        srv.stop()
+        for note in srv.log_notes():
+            problems[name].append("run %d log%s: %s" % (
+                run, " (%s)" % (auth or "HTTP mode") if http else "", note))
+        if getattr(srv, "log_summary", None):
+            log_summaries[name].append(srv.log_summary)
+            srv.log_summary = None
+
+    def record(name, run, phase, r, results, key=None):
+        r["figures"] = figures_of(phase, r)
+        r["problems"] = phase_problems(phase, r)
+        results[key or phase] = r
+        for p in r["problems"]:
+            problems[name].append("run %d %s: %s" % (run, key or phase, p))
+            log("bench: %s run %d %s: %s" % (name, run, key or phase, p))
+
+    def run_instance(name, srv, run, inst_phases, http, results, keep=False):
+        """Starts an instance, runs inst_phases on it into results, stops it
+        (unless keep, and it worked). Returns whether it worked."""
+        ok = False
         try:
-            srv.start(run, http=http)
-            if http:
-                # Warm-up: the request path, and the server's pool of
-                # backend connections.
-                warm = ["--mode", "http", "--conns", "8", "--count", "2000", "--time", "2"]
-            else:
-                # Warm-up: first handshakes fill caches and allocators.
-                warm = ["--mode", "full", "--conns", "16", "--count", "300", "--time", "2"]
-            subprocess.run(ctx.loadgen_cmd(srv.port) + warm, capture_output=True, check=False)
+            open_instance(srv, run, http)
             for phase in inst_phases:
-                r = run_phase(ctx, srv, phase)
-                r["figures"] = figures_of(phase, r)
-                r["problems"] = phase_problems(phase, r)
-                results[phase] = r
-                for p in r["problems"]:
-                    problems[name].append("run %d %s: %s" % (run, phase, p))
-                    log("bench: %s run %d %s: %s" % (name, run, phase, p))
+                record(name, run, phase, run_phase(ctx, srv, phase), results)
                 if not srv.alive():
                     raise BenchError("the server exited (status %s) during %s"
                                      % (srv.proc.returncode, phase))
+            ok = True
         except (BenchError, OSError, ValueError, subprocess.SubprocessError) as e:
-            what = "%s (HTTP mode)" % ",".join(inst_phases) if http else "run"
+            what = "%s (HTTP mode)" % ",".join(inst_phases)
             problems[name].append("run %d FAILED: %s: %s" % (run, what, e) if http else
                                   "run %d FAILED: %s" % (run, e))
             log("bench: %s run %d FAILED: %s" % (name, run, e))
         finally:
-            srv.stop()
-            for note in srv.log_notes():
-                problems[name].append("run %d log%s: %s" % (run, " (HTTP mode)" if http else "",
-                                                            note))
-            if getattr(srv, "log_summary", None):
-                log_summaries[name].append(srv.log_summary)
-                srv.log_summary = None
+            if not (keep and ok):
+                close_instance(name, srv, run, http)
+        return ok
+
+    def run_second_factor(name, srv, run, plain_phases, auth_phases, results):
+        """steeldoor in HTTP mode with the second-factor phases: its plain
+        instance runs plain_phases (the `http` phase, as every server does)
+        and stays up; one instance per second-factor phase is started
+        beside it; then all of them are measured in turn, AUTH_SLICES
+        rounds of one slice each (see AUTH_SLICES). results gets each
+        second-factor phase and, as "http-interleaved", the plain
+        instance's slices: the figure they are compared with."""
+        if not run_instance(name, srv, run, plain_phases, True, results, keep=True):
+            return
+        insts = {"http": srv}
+        order = ["http"] + auth_phases
+        try:
+            for ph in auth_phases:
+                insts[ph] = SERVER_CLASSES[name](ctx)
+                insts[ph].missing()
+                open_instance(insts[ph], run, True, auth=ph)
+            slices = {k: [] for k in order}
+            args = slice_args("http", AUTH_SLICES)
+            for rnd in range(AUTH_SLICES):
+                for k in (order if rnd % 2 == 0 else order[::-1]):
+                    slices[k].append(run_phase(ctx, insts[k], k, lg_args=args,
+                                               label="%s-slice%d" % (k, rnd + 1)))
+                    if not insts[k].alive():
+                        raise BenchError("the server exited (status %s) during the slices of %s"
+                                         % (insts[k].proc.returncode, k))
+            record(name, run, "http", merge_slices(slices["http"]), results,
+                   key="http-interleaved")
+            for ph in auth_phases:
+                record(name, run, ph, merge_slices(slices[ph]), results)
+            results["slice_order"] = "%d rounds: %s, then reversed, ..." % (
+                AUTH_SLICES, ", ".join(order))
+        except (BenchError, OSError, ValueError, subprocess.SubprocessError) as e:
+            problems[name].append("run %d FAILED: %s (HTTP mode, in turn with http): %s"
+                                  % (run, ",".join(auth_phases), e))
+            log("bench: %s run %d FAILED: %s" % (name, run, e))
+        finally:
+            for k, inst in insts.items():
+                close_instance(name, inst, run, True, auth=None if k == "http" else k)
 
     try:
         ctx.make_pki()
+        if AUTH_SERVER in servers:
+            try:
+                ctx.make_auth(phases)
+            except (BenchError, subprocess.CalledProcessError, OSError) as e:
+                raise BenchError("setting up the second-factor phases: %s (leave them out "
+                                 "with --phases)" % e)
         ctx.start_backend(http=any(p in HTTP_PHASES for p in phases))
         # Runs interleave the servers so that drift on the machine spreads
         # over all of them.
@@ -1004,20 +1366,30 @@ def main():
                 t0 = time.monotonic()
                 if l4_phases:
                     run_instance(name, srv, run, l4_phases, False, results)
-                if http_phases:
-                    run_instance(name, srv, run, http_phases, True, results)
+                plain = [p for p in http_phases if p not in AUTH_PHASES]
+                auth_phases = [p for p in http_phases if p in AUTH_PHASES]
+                if auth_phases:
+                    run_second_factor(name, srv, run, plain, auth_phases, results)
+                elif plain:
+                    run_instance(name, srv, run, plain, True, results)
                 per_run[name].append(results)
                 short = []
-                for phase in l4_phases + http_phases:
+                for phase in l4_phases + plain + (["http-interleaved"] if auth_phases else []) + (
+                        auth_phases):
                     fig = results.get(phase, {}).get("figures", {})
                     k = {"full": "full_cpu_us", "resumed": "resumed_cpu_us",
                          "keepalive": "keepalive_cpu_us", "bulk": "bulk_cpu_s_per_gib",
-                         "idle": "idle_rss_kib_per_conn",
-                         "tiny": "tiny_cpu_ns_per_record", "http": "http_cpu_us"}[phase]
+                         "idle": "idle_rss_kib_per_conn", "http-interleaved": "http_cpu_us",
+                         "tiny": "tiny_cpu_ns_per_record"}.get(
+                             phase, phase_key(phase) + "_cpu_us")
                     if k in fig:
                         short.append("%s %.4g" % (phase, fig[k]))
                 log("bench: run %d %-9s %5.1fs  %s" % (run, name, time.monotonic() - t0,
                                                       ", ".join(short)))
+    except BaseException:
+        if not args.keep:  # (a set-up that failed, or ^C)
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
+        raise
     finally:
         ctx.stop_backend()
         for srv in servers.values():
@@ -1066,6 +1438,38 @@ def main():
         if "steeldoor" in http_best["ratio"]:
             http_best["steeldoor_meets_goal"] = http_best["ratio"]["steeldoor"] <= HTTP_GOAL
 
+    # The second-factor phases: per run, steeldoor's CPU per request with the
+    # credential over its CPU per request without, measured in turn in the
+    # same run (the plain instance's slices); the median of those ratios is
+    # the figure.
+    second_factor = {}
+    for phase in (p for p in phases if p in AUTH_PHASES and AUTH_SERVER in per_run):
+        k = phase_key(phase) + "_cpu_us"
+        pairs = []
+        for results in per_run[AUTH_SERVER]:
+            a, h = results.get(phase), results.get("http-interleaved")
+            if (a and h and not a["problems"] and not h["problems"] and
+                    k in a["figures"] and "http_cpu_us" in h["figures"]):
+                pairs.append({"run": results["run"], "http_cpu_us": h["figures"]["http_cpu_us"],
+                              k: a["figures"][k],
+                              "ratio": a["figures"][k] / h["figures"]["http_cpu_us"],
+                              "http_phase_cpu_us": results.get("http", {}).get(
+                                  "figures", {}).get("http_cpu_us")})
+        if not pairs:
+            second_factor[phase] = {"figure": k, "limit": AUTH_LIMIT, "runs": [],
+                                    "ratio": None, "within_limit": None}
+            continue
+        ratio = statistics.median(p["ratio"] for p in pairs)
+        a_med = statistics.median(p[k] for p in pairs)
+        h_med = statistics.median(p["http_cpu_us"] for p in pairs)
+        second_factor[phase] = {
+            "figure": k, "credential": AUTH_PHASES[phase], "cpu_us": a_med, "http_cpu_us": h_med,
+            "ratio": ratio, "limit": AUTH_LIMIT,
+            # the same pairs' total CPU over total CPU (each run as many requests)
+            "ratio_of_means": (statistics.mean(p[k] for p in pairs) /
+                               statistics.mean(p["http_cpu_us"] for p in pairs)),
+            "within_limit": ratio <= AUTH_LIMIT, "runs": pairs}
+
     expected = {p: (min(args.runs, args.idle_runs) if p == "idle" else args.runs)
                 for p in phases}
     table = print_table(list(servers), medians, ratios, counts, expected, not_applicable)
@@ -1089,6 +1493,17 @@ def main():
         log(line)
     elif "http" in phases:
         log("(no ratio to the best peer for http: neither nginx nor HAProxy was measured)")
+    for phase, sf in second_factor.items():
+        if sf["ratio"] is None:
+            log("%s: no valid pair of runs with http (see the notes): no ratio" % phase)
+            continue
+        log("%s: %.1f us/req, x%.3f of http (limit %.2f): %s. The ratio is the median of %d "
+            "runs' own (%s), each to the plain instance measured in turn with it (median "
+            "%.1f us/req)" % (
+                phase, sf["cpu_us"], sf["ratio"], sf["limit"],
+                "within the limit" if sf["within_limit"] else "OVER the limit",
+                len(sf["runs"]), " ".join("x%.3f" % p["ratio"] for p in sf["runs"]),
+                sf["http_cpu_us"]))
     for name, whys in not_applicable.items():
         for phase, why in whys.items():
             log("not applicable: %s %s (%s)" % (name, phase, why))
@@ -1116,7 +1531,15 @@ def main():
                   "tls": "TLSv1.3, X25519, TLS_AES_128_GCM_SHA256, ECDSA P-256 certificates, "
                          "client certificate required",
                   "cpu": "utime+stime(+cutime+cstime) of every process of the server, "
-                         "from /proc/PID/stat, across each phase"},
+                         "from /proc/PID/stat, across each phase",
+                  "second_factor": {
+                      "http-apikey": "--api-keys: %d keys made with `steeldoor apikey new`, the "
+                                     "client's bound to uri:%s" % (AUTH_OTHER_KEYS + 1,
+                                                                   CLIENT_URI),
+                      "http-jwt": "--jwks: one ES256 key (P-256); the token: sub %s, iss %s, "
+                                  "aud %s, exp in an hour, cnf.x5t#S256 of the client "
+                                  "certificate" % (JWT_SUB, JWT_ISSUER, JWT_AUDIENCE),
+                      "limit": AUTH_LIMIT}},
         "versions": versions,
         "skipped": skipped,
         "figures": {k: {"label": label, "unit": unit} for k, label, unit, _p, _d in FIGURES},
@@ -1124,6 +1547,7 @@ def main():
         "ratio_to_nginx": ratios,
         "ratio_to_haproxy": ratios2,
         "http_ratio_to_best_peer": http_best,
+        "second_factor": second_factor,
         "not_applicable": not_applicable,
         "problems": problems,
         "steeldoor_log": log_summaries.get("steeldoor", []),
