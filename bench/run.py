@@ -1317,6 +1317,18 @@ def main():
             return
         insts = {"http": srv}
         order = ["http"] + auth_phases
+        # The control of the token phase: the plain instance sent requests
+        # as long as the token's, whose extra field (listed in Connection,
+        # so dropped like the credential and never forwarded) is no
+        # credential. The token's ratio to it is what the check itself
+        # costs; its ratio to http includes the bytes a token adds.
+        pad = None
+        if "http-jwt" in auth_phases:
+            want = len("Authorization: Bearer ") + len(ctx.auth["http-jwt"]["cred"])
+            fixed = len("Connection: x-pad\r\nX-Pad: ")  # two fields: one CRLF more
+            pad = ["--header", "Connection: x-pad",
+                   "--header", "X-Pad: " + "p" * max(1, want - fixed)]
+            order.append("http-padded")
         try:
             for ph in auth_phases:
                 insts[ph] = SERVER_CLASSES[name](ctx)
@@ -1326,13 +1338,19 @@ def main():
             args = slice_args("http", AUTH_SLICES)
             for rnd in range(AUTH_SLICES):
                 for k in (order if rnd % 2 == 0 else order[::-1]):
-                    slices[k].append(run_phase(ctx, insts[k], k, lg_args=args,
+                    inst = insts["http" if k == "http-padded" else k]
+                    slices[k].append(run_phase(ctx, inst, "http" if k == "http-padded" else k,
+                                               lg_args=args + (pad if k == "http-padded"
+                                                               else []),
                                                label="%s-slice%d" % (k, rnd + 1)))
-                    if not insts[k].alive():
+                    if not inst.alive():
                         raise BenchError("the server exited (status %s) during the slices of %s"
-                                         % (insts[k].proc.returncode, k))
+                                         % (inst.proc.returncode, k))
             record(name, run, "http", merge_slices(slices["http"]), results,
                    key="http-interleaved")
+            if pad:
+                record(name, run, "http", merge_slices(slices["http-padded"]), results,
+                       key="http-padded")
             for ph in auth_phases:
                 record(name, run, ph, merge_slices(slices[ph]), results)
             results["slice_order"] = "%d rounds: %s, then reversed, ..." % (
@@ -1455,6 +1473,11 @@ def main():
                               "ratio": a["figures"][k] / h["figures"]["http_cpu_us"],
                               "http_phase_cpu_us": results.get("http", {}).get(
                                   "figures", {}).get("http_cpu_us")})
+                pd = results.get("http-padded")
+                if (phase == "http-jwt" and pd and not pd["problems"] and
+                        "http_cpu_us" in pd["figures"]):
+                    pairs[-1]["padded_cpu_us"] = pd["figures"]["http_cpu_us"]
+                    pairs[-1]["ratio_to_padded"] = a["figures"][k] / pd["figures"]["http_cpu_us"]
         if not pairs:
             second_factor[phase] = {"figure": k, "limit": AUTH_LIMIT, "runs": [],
                                     "ratio": None, "within_limit": None}
@@ -1469,6 +1492,12 @@ def main():
             "ratio_of_means": (statistics.mean(p[k] for p in pairs) /
                                statistics.mean(p["http_cpu_us"] for p in pairs)),
             "within_limit": ratio <= AUTH_LIMIT, "runs": pairs}
+        padded = [p for p in pairs if "ratio_to_padded" in p]
+        if padded:
+            second_factor[phase]["padded_cpu_us"] = statistics.median(
+                p["padded_cpu_us"] for p in padded)
+            second_factor[phase]["ratio_to_padded"] = statistics.median(
+                p["ratio_to_padded"] for p in padded)
 
     expected = {p: (min(args.runs, args.idle_runs) if p == "idle" else args.runs)
                 for p in phases}
@@ -1504,6 +1533,13 @@ def main():
                 "within the limit" if sf["within_limit"] else "OVER the limit",
                 len(sf["runs"]), " ".join("x%.3f" % p["ratio"] for p in sf["runs"]),
                 sf["http_cpu_us"]))
+        if "ratio_to_padded" in sf:
+            log("%s: x%.3f of plain requests of the same size (%.1f us/req: an extra field "
+                "as long as the token, dropped like it; median of runs' own: %s): the check "
+                "itself; the rest is the token's bytes" % (
+                    phase, sf["ratio_to_padded"], sf["padded_cpu_us"], " ".join(
+                        "x%.3f" % p["ratio_to_padded"] for p in sf["runs"]
+                        if "ratio_to_padded" in p)))
     for name, whys in not_applicable.items():
         for phase, why in whys.items():
             log("not applicable: %s %s (%s)" % (name, phase, why))
