@@ -25,6 +25,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,7 +324,12 @@ static void sd_ak_yaml_list(struct sd_ak_text *b, const char *field, char *const
     }
 }
 
-/* One entry in the canonical form; revoked overrides e->revoked. */
+/* One entry in the canonical form; revoked overrides e->revoked. The
+ * digest comes last: a reader that catches the file half written in place
+ * (an editor, `cat > keys.yaml`: not this command, which renames) finds the
+ * last entry without its digest, which is an error, so the reload fails and
+ * the keys in force stay; cut anywhere before it, an entry would lose its
+ * revocation, expiry or paths and become a key with fewer limits. */
 static void sd_ak_emit(struct sd_ak_text *b, const struct sd_apikey *e, int64_t revoked)
 {
     char t[32];
@@ -331,16 +337,17 @@ static void sd_ak_emit(struct sd_ak_text *b, const struct sd_apikey *e, int64_t 
 
     sd_ak_puts(b, "- id: ");
     sd_ak_yaml_str(b, e->id);
-    sd_ak_puts(b, "\n  digest: \"sha256:");
-    for (i = 0; i < sizeof(e->digest); i++)
-        sd_ak_printf(b, "%02x", e->digest[i]);
-    sd_ak_puts(b, "\"\n");
-    sd_ak_yaml_list(b, "bind", e->binds, e->nbinds);
+    sd_ak_puts(b, "\n");
+    if (revoked != 0)
+        sd_ak_printf(b, "  revoked: \"%s\"\n", sd_ak_time_text(revoked, t));
     if (e->expires != 0)
         sd_ak_printf(b, "  expires: \"%s\"\n", sd_ak_time_text(e->expires, t));
     sd_ak_yaml_list(b, "paths", e->paths, e->npaths);
-    if (revoked != 0)
-        sd_ak_printf(b, "  revoked: \"%s\"\n", sd_ak_time_text(revoked, t));
+    sd_ak_yaml_list(b, "bind", e->binds, e->nbinds);
+    sd_ak_puts(b, "  digest: \"sha256:");
+    for (i = 0; i < sizeof(e->digest); i++)
+        sd_ak_printf(b, "%02x", e->digest[i]);
+    sd_ak_puts(b, "\"\n");
 }
 
 static int sd_ak_same_list(char *const *a, size_t na, char *const *b, size_t nb)
@@ -909,6 +916,14 @@ static void sd_ak_shown(struct sd_ak_text *b, const char *s)
         } else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
             sd_ak_put(b, "?", 1);
             p++;
+        } else if (p[0] == 0xe2 && ((p[1] == 0x80 && ((p[2] >= 0x8b && p[2] <= 0x8f) ||
+                                                     (p[2] >= 0xaa && p[2] <= 0xae))) ||
+                                    (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9))) {
+            /* Zero-width and bidirectional controls (U+200B-200F,
+             * U+202A-202E, U+2066-2069): a pattern must read on the
+             * terminal as what it matches. */
+            sd_ak_put(b, "?", 1);
+            p += 2;
         } else {
             sd_ak_put(b, (const char *)p, 1);
         }
@@ -1205,6 +1220,9 @@ int sd_apikey_main(int argc, char **argv)
 {
     size_t i;
 
+    /* A closed stdout must be an error we report ("cannot print the key:
+     * revoke it"), not a signal that kills us after the entry is written. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2 || argv[1] == NULL)
         return sd_ak_usage_err("", "a command is needed: new, list or revoke");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||

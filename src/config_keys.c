@@ -84,7 +84,7 @@ static int sd_config_key_set_api_key_header(void *obj, const struct sd_config_ke
     static const char *const refused[] = {
         "host", "content-length", "transfer-encoding", "connection", "keep-alive",
         "te", "trailer", "upgrade", "proxy-connection", "proxy-authorization", "expect",
-        "cookie", "proxy-authenticate",
+        "cookie", "proxy-authenticate", "http2-settings",
     };
     struct sd_listener_conf *l = obj;
     struct sd_name n = { v->s, strlen(v->s) };

@@ -88,8 +88,10 @@ struct sd_auth_result {
     const char *who;         /* key id or token sub (pass, 403), else NULL;
                               * points into the cache, a or whobuf */
     char whobuf[SD_AUTH_WHO_MAX + 1];
-    char bound_to[160];      /* the 403's other identity: the key's patterns
-                              * or "x5t#S256:HEX" of the token */
+    char bound_to[80];       /* a token's 403: "x5t#S256:HEX" of the
+                              * certificate it is bound to */
+    char *const *binds;      /* a key's 403: the patterns it is bound to (in a) */
+    size_t nbinds;
 };
 
 /* Judges one request (see above). Returns 0 with res filled either way;

@@ -824,8 +824,9 @@ static int sd_apikey_target_path(const char *t, size_t len, const char **p, size
  * "." or ".." segment (also as ".;x" or "..;x": servlet containers drop
  * ";params" before resolving dot segments), no percent-encoded '.', '/',
  * '\', ';', '%' (decoded twice by some) or control byte, no percent
- * sequence that is not one, no overlong UTF-8 lead byte (%c0 %c1: old
- * decoders read "%c0%ae" as '.'). Else 0: such a path could reach the
+ * sequence that is not one, no percent-encoded byte above 0x7e (overlong
+ * UTF-8: lax decoders read "%c0%ae", "%e0%80%ae" and longer forms as '.';
+ * NFKC normalisation reads the fullwidth "%ef%bc%8e" as '.'). Else 0: such a path could reach the
  * backend as another path than the one the prefix was compared with. */
 static int sd_apikey_path_clean(const char *p, size_t n)
 {
@@ -843,7 +844,7 @@ static int sd_apikey_path_clean(const char *p, size_t n)
             return 0;
         v = hi << 4 | lo;
         if (v == '.' || v == '/' || v == '\\' || v == ';' || v == '%' || v < 0x20 ||
-            v == 0x7f || v == 0xc0 || v == 0xc1)
+            v >= 0x7f)
             return 0;
         i += 2;
     }

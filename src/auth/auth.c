@@ -12,6 +12,7 @@
 #include "sd/auth.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,21 +40,81 @@ struct sd_auth {
 
 /* ------------------------------------------------------------ building */
 
+/* Can anyone but root and us change what is in directory `dir` (or swap
+ * the directory itself, through its parent: the caller checks each
+ * ancestor)? Owned by root or us, and not writable by group or others
+ * unless sticky (in /tmp, others cannot rename or remove our entries).
+ * Returns 0, or -1 with err. */
+static int sd_auth_dir_trusted(const char *what, const char *path, const char *dir,
+                               struct sd_err *err)
+{
+    unsigned me = (unsigned)geteuid();
+    struct stat st;
+
+    if (stat(dir, &st) != 0)
+        return sd_err_set(err, "%s: %s: cannot check directory %s: %s", what, path, dir,
+                          strerror(errno));
+    if ((st.st_uid != 0 && (unsigned)st.st_uid != me) ||
+        ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0))
+        return sd_err_set(err, "%s: %s: directory %s can be changed by others (owner uid %u, "
+                          "mode %03o): they could replace the file; keep it where only root "
+                          "or steeldoor can write, up to /", what, path, dir,
+                          (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
+/* Checks every directory from the one holding `abs` (absolute, no ".."
+ * processing needed: realpath output, or a path checked as written) up to
+ * "/". When `follow` is set, a directory component that is a symlink also
+ * has its target's directories checked (a link in a trusted directory to
+ * a place others control would redirect the file). */
+static int sd_auth_chain_trusted(const char *what, const char *path, const char *abs,
+                                 int follow, int depth, struct sd_err *err)
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    size_t n = strlen(abs);
+    struct stat st;
+
+    if (n >= sizeof(dir) || depth > 8)
+        return sd_err_set(err, "%s: %s: path too long or too many links to check", what, path);
+    memcpy(dir, abs, n + 1);
+    for (;;) {
+        char *slash = strrchr(dir, '/');
+
+        if (slash == NULL)
+            return 0;
+        if (slash == dir) {
+            dir[1] = '\0';
+            return sd_auth_dir_trusted(what, path, dir, err);
+        }
+        *slash = '\0';
+        if (follow && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+            if (realpath(dir, real) == NULL)
+                return sd_err_set(err, "%s: %s: cannot resolve %s: %s", what, path, dir,
+                                  strerror(errno));
+            if (sd_auth_dir_trusted(what, path, real, err) != 0 ||
+                sd_auth_chain_trusted(what, path, real, 1, depth + 1, err) != 0)
+                return -1;
+        }
+        if (sd_auth_dir_trusted(what, path, dir, err) != 0)
+            return -1;
+    }
+}
+
 /* Reads a second-factor file through the snapshot. Whoever can change it
  * can add a credential, and that is the whole factor: so (checked by the
  * master, which reads the disk; the workers replay what it validated) the
  * file must be a regular file owned by root or by steeldoor's own account,
- * writable by nobody else, in a directory where nobody else can replace it
- * (owned by root or by us, not writable by group or others unless sticky,
- * like /tmp). */
+ * writable by nobody else, and nobody else may be able to replace it: every
+ * directory up to / of the path as written (with the targets of symlinks
+ * on the way) and of the file's real path is owned by root or us and not
+ * writable by others unless sticky (like OpenSSH's StrictModes). */
 static int sd_auth_file(struct sd_files *files, const char *what, const char *path,
                         const struct sd_file **out, struct sd_err *err)
 {
     const struct sd_file *f;
     unsigned me = (unsigned)geteuid();
-    char dir[4096];
-    struct stat st;
-    const char *slash;
+    char abs[PATH_MAX], real[PATH_MAX], cwd[PATH_MAX];
 
     if (sd_files_get(files, path, &f, err) != 0)
         return sd_err_prefix(err, what);
@@ -70,22 +131,20 @@ static int sd_auth_file(struct sd_files *files, const char *what, const char *pa
         return sd_err_set(err, "%s: %s is owned by uid %u: whoever owns it can add a "
                           "credential; it must belong to root or to steeldoor's account "
                           "(uid %u)", what, path, f->uid, me);
-    slash = strrchr(path, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    if (stat(dir, &st) != 0)
-        return sd_err_set(err, "%s: %s: cannot check its directory %s: %s", what, path, dir,
-                          strerror(errno));
-    if ((st.st_uid != 0 && (unsigned)st.st_uid != me) ||
-        ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0))
-        return sd_err_set(err, "%s: %s is in directory %s, which others can write to (owner "
-                          "uid %u, mode %03o): they could replace the file; move it to a "
-                          "directory only root or steeldoor can write", what, path, dir,
-                          (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+    if (path[0] == '/') {
+        if (strlen(path) >= sizeof(abs))
+            return sd_err_set(err, "%s: %s: path too long", what, path);
+        snprintf(abs, sizeof(abs), "%s", path);
+    } else {
+        if (getcwd(cwd, sizeof(cwd)) == NULL ||
+            (size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >= sizeof(abs))
+            return sd_err_set(err, "%s: %s: cannot make the path absolute", what, path);
+    }
+    if (realpath(path, real) == NULL)
+        return sd_err_set(err, "%s: %s: %s", what, path, strerror(errno));
+    if (sd_auth_chain_trusted(what, path, abs, 1, 0, err) != 0 ||
+        sd_auth_chain_trusted(what, path, real, 0, 0, err) != 0)
+        return -1;
     return 0;
 }
 
@@ -205,24 +264,47 @@ static int sd_auth_word(struct sd_name n, const char *word)
     return 1;
 }
 
+/* Byte classes, one table lookup per byte: the token68 check runs over
+ * every credential of every request (a token is hundreds of bytes). */
+enum { SD_AUTH_TCHAR = 1, SD_AUTH_T68 = 2 };
+
+static const uint8_t sd_auth_class[256] = {
+#define T SD_AUTH_TCHAR
+#define B (SD_AUTH_TCHAR | SD_AUTH_T68)
+    ['!'] = T, ['#'] = T, ['$'] = T, ['%'] = T, ['&'] = T, ['\''] = T, ['*'] = T,
+    ['+'] = B, ['-'] = B, ['.'] = B, ['^'] = T, ['_'] = B, ['`'] = T, ['|'] = T, ['~'] = B,
+    ['/'] = SD_AUTH_T68,
+    ['0'] = B, ['1'] = B, ['2'] = B, ['3'] = B, ['4'] = B, ['5'] = B, ['6'] = B, ['7'] = B,
+    ['8'] = B, ['9'] = B,
+    ['A'] = B, ['B'] = B, ['C'] = B, ['D'] = B, ['E'] = B, ['F'] = B, ['G'] = B, ['H'] = B,
+    ['I'] = B, ['J'] = B, ['K'] = B, ['L'] = B, ['M'] = B, ['N'] = B, ['O'] = B, ['P'] = B,
+    ['Q'] = B, ['R'] = B, ['S'] = B, ['T'] = B, ['U'] = B, ['V'] = B, ['W'] = B, ['X'] = B,
+    ['Y'] = B, ['Z'] = B,
+    ['a'] = B, ['b'] = B, ['c'] = B, ['d'] = B, ['e'] = B, ['f'] = B, ['g'] = B, ['h'] = B,
+    ['i'] = B, ['j'] = B, ['k'] = B, ['l'] = B, ['m'] = B, ['n'] = B, ['o'] = B, ['p'] = B,
+    ['q'] = B, ['r'] = B, ['s'] = B, ['t'] = B, ['u'] = B, ['v'] = B, ['w'] = B, ['x'] = B,
+    ['y'] = B, ['z'] = B,
+#undef T
+#undef B
+};
+
 /* RFC 9110 tchar: what an auth-scheme is made of. */
 static int sd_auth_tchar(unsigned char ch)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+    return (sd_auth_class[ch] & SD_AUTH_TCHAR) != 0;
 }
 
 /* token68 (RFC 9110 11.2): what a Bearer credential is made of. */
 static int sd_auth_token68(struct sd_name c)
 {
+    const unsigned char *p = (const unsigned char *)c.s;
     size_t i = 0;
 
-    while (i < c.len && ((c.s[i] >= 'a' && c.s[i] <= 'z') || (c.s[i] >= 'A' && c.s[i] <= 'Z') ||
-                         (c.s[i] >= '0' && c.s[i] <= '9') || strchr("-._~+/", c.s[i]) != NULL))
+    while (i < c.len && (sd_auth_class[p[i]] & SD_AUTH_T68) != 0)
         i++;
     if (i == 0)
         return 0;
-    while (i < c.len && c.s[i] == '=')
+    while (i < c.len && p[i] == '=')
         i++;
     return i == c.len;
 }
@@ -267,20 +349,6 @@ static void sd_auth_refuse(struct sd_auth_result *res, int status, const char *w
     res->status = status;
     res->why = why;
     res->challenge = challenge;
-}
-
-/* "uri:a, dns:b": what a key is bound to, for the stolen-credential line. */
-static void sd_auth_binds_text(const struct sd_apikey *e, char *out, size_t size)
-{
-    size_t i, o = 0;
-
-    out[0] = '\0';
-    for (i = 0; i < e->nbinds && o + 1 < size; i++) {
-        int n = snprintf(out + o, size - o, "%s%s", i ? ", " : "", e->binds[i]);
-        if (n < 0)
-            break;
-        o += (size_t)n;
-    }
 }
 
 /* 1 when the n bytes at a and b are equal, in time that depends on n only:
@@ -346,7 +414,8 @@ static int sd_auth_key(const struct sd_auth *a, struct sd_auth_cache *cache,
             sd_auth_refuse(res, 403, "apikey_not_bound", NULL);
             res->stolen = 1;
             res->who = e->id;
-            sd_auth_binds_text(e, res->bound_to, sizeof(res->bound_to));
+            res->binds = e->binds;
+            res->nbinds = e->nbinds;
             return 0;
         }
         if (sd_auth_remember(cache, rq, SD_AUTH_KEY, cred, e, e->expires, e->id) != 0)

@@ -693,7 +693,15 @@ static void sd_http_log_stolen(struct sd_http *h, const struct sd_peer *p,
     sd_log_str(&l, "kind", ar->kind == SD_AUTH_KEY ? "api-key" : "token");
     if (ar->who != NULL)
         sd_log_str_bounded(&l, "credential", ar->who, SD_AUTH_WHO_MAX);
-    sd_log_str_bounded(&l, "bound_to", ar->bound_to, sizeof(ar->bound_to));
+    /* An array, each pattern an element: a pattern cannot pass for two,
+     * and a cut list says so ("bound_to_truncated"). */
+    sd_log_array_begin_bounded(&l, "bound_to", 2048);
+    if (ar->nbinds > 0)
+        for (i = 0; i < ar->nbinds; i++)
+            sd_log_array_strn_bounded(&l, ar->binds[i], strlen(ar->binds[i]), 512);
+    else
+        sd_log_array_strn_bounded(&l, ar->bound_to, strlen(ar->bound_to), 512);
+    sd_log_array_end(&l);
     if (who != NULL)
         sd_log_strn_bounded(&l, "identity", who->s, who->len, 512);
     sd_log_str(&l, "cert_sha256", sha);

@@ -143,7 +143,7 @@ def test_directory_others_can_write_is_refused(sd_bin, pki, tmp_path, mode, ok):
         assert rc is None, "refused to start (rc %r): %s" % (rc, err)
     else:
         assert rc not in (0, None), "started with %s in a %o directory" % (f, mode)
-        assert "others can write" in err and str(d) in err, err
+        assert "can be changed by others" in err and str(d) in err, err
 
 
 def test_reload_to_a_file_another_account_replaced_fails(sd_bin, pki, flask_app,  # noqa: F811
@@ -213,3 +213,118 @@ def test_key_ids_differing_in_case_refused(sd_bin, tmp_path):
                         "--bind", SPIFFE_BILLING], capture_output=True, timeout=20)
     assert p.returncode != 0 and p.stdout == b"", "a second key 'CI' was made: %r" % p
     assert f.read_bytes() == before
+
+
+# ------------------------------------------------------------ second review
+
+def test_ancestor_directory_of_another_account_is_refused(sd_bin, pki, tmp_path):
+    """keys.yaml (root, 0600) in conf/ (root, 0755) in shared/ owned by
+    another account: it can rename conf/ away and put a link in its place."""
+    shared = tmp_path / "shared"
+    conf = shared / "conf"
+    conf.mkdir(parents=True)
+    f = af.write_keys(conf / "keys.yaml", [{"id": "ci", "key": af.new_key(),
+                                            "bind": [SPIFFE_BILLING]}])
+    os.chown(shared, NOBODY, NOBODY)
+    rc, err = af.start_fails(sd_bin, base_args(pki, ["--api-keys", f]))
+    assert rc not in (0, None), "started with an ancestor owned by uid %d" % NOBODY
+    assert str(shared) in err and "changed by others" in err, err
+
+
+def test_symlink_into_a_directory_others_control_is_refused(sd_bin, pki, tmp_path):
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    real = af.write_keys(evil / "keys.yaml", [{"id": "ci", "key": af.new_key(),
+                                              "bind": [SPIFFE_BILLING]}])
+    os.chown(evil, NOBODY, NOBODY)
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    link = safe / "keys.yaml"
+    link.symlink_to(real)
+    rc, err = af.start_fails(sd_bin, base_args(pki, ["--api-keys", link]))
+    assert rc not in (0, None), "started with a link into a directory of uid %d" % NOBODY
+    assert str(evil) in err, err
+
+
+def test_keys_file_cut_before_its_last_digest_fails_the_reload(sd_bin, pki, flask_app,  # noqa: F811
+                                                                tmp_path):
+    """A file caught half rewritten in place (an editor, cat >): the last
+    entry, cut anywhere before its digest, is an error, never a key with
+    fewer limits (its revocation lost)."""
+    key = af.new_key()
+    f = tmp_path / "keys.yaml"
+    for args in (["--id", "ok", "--bind", SPIFFE_BILLING],
+                 ["--id", "gone", "--bind", SPIFFE_BILLING, "--path", "/only"]):
+        p = subprocess.run([str(sd_bin), "apikey", "new", "--file", str(f)] + args,
+                           capture_output=True, timeout=20)
+        assert p.returncode == 0, p.stderr
+        if args[1] == "gone":
+            gone = p.stdout.decode().strip()
+        else:
+            key = p.stdout.decode().strip()
+    p = subprocess.run([str(sd_bin), "apikey", "revoke", "--file", str(f), "--id", "gone"],
+                       capture_output=True, timeout=20)
+    assert p.returncode == 0, p.stderr
+    full = f.read_text()
+    assert full.rstrip().splitlines()[-1].lstrip().startswith("digest:"), full
+    sd = af.start_sd(sd_bin, pki, tmp_path, flask_app.target, "review-cut", ["--api-keys", f])
+    try:
+        billing = billing_of(pki)
+        assert af.request(sd.port, billing, unique("gone"), bearer(gone)).status == 401
+        before = af.reload_failed_count(sd)
+        cut = full[:full.rindex("  digest:")]
+        with open(f, "w") as out:      # in place, like an editor
+            out.write(cut)
+        af.wait_reload_failed(sd, before)
+        assert af.request(sd.port, billing, unique("gone2"), bearer(gone)).status == 401
+        assert af.request(sd.port, billing, unique("ok"), bearer(key)).status == 200
+    finally:
+        af.stop_sd(sd)
+
+
+@pytest.mark.parametrize("target", ["/pub/%c0%ae%c0%ae/admin", "/pub/%e0%80%ae%e0%80%ae/admin",
+                                    "/pub/%f0%80%80%ae%f0%80%80%ae/admin",
+                                    "/pub/%ef%bc%8e%ef%bc%8e/admin"])
+def test_overlong_dots_never_pass_a_path_prefix(sd_bin, pki, flask_app, tmp_path,  # noqa: F811
+                                               target):
+    key = af.new_key()
+    kf = af.write_keys(tmp_path / "keys.yaml", [{"id": "pub", "key": key,
+                                                 "bind": [SPIFFE_BILLING], "paths": ["/pub"]}])
+    sd = af.start_sd(sd_bin, pki, tmp_path, flask_app.target, "review-utf8", ["--api-keys", kf])
+    try:
+        r = af.request(sd.port, billing_of(pki), target, bearer(key))
+        af.refused_and_unseen(sd, flask_app, r, target, 403, "apikey_path_denied")
+    finally:
+        af.stop_sd(sd)
+
+
+def test_apikey_new_with_a_closed_stdout_says_so(sd_bin, tmp_path):
+    f = tmp_path / "keys.yaml"
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([str(sd_bin), "apikey", "new", "--file", str(f), "--id", "orphan",
+                            "--bind", SPIFFE_BILLING], stdout=w, stderr=subprocess.PIPE,
+                           timeout=20)
+    finally:
+        os.close(w)
+    assert p.returncode == 1, "rc %r (killed by a signal?): %r" % (p.returncode, p.stderr)
+    assert b"cannot print the key" in p.stderr and b"revoke" in p.stderr, p.stderr
+
+
+def test_stolen_credential_bound_to_is_a_list(lab, pki):
+    other = af.pki_client(pki, pki.pygood[0], pki.pygood[1], "spiffe://example.org/pygood")
+    path = unique("stolenlist")
+    r = af.request(lab.both.port, other, path, bearer(lab.key))
+    assert r.status == 403, r
+    e = af.stolen_line(lab.both, r.json()["request_id"])
+    assert e["bound_to"] == [SPIFFE_BILLING], e
+
+
+@pytest.mark.parametrize("name", ["Http2-Settings", "http2_settings"])
+def test_api_key_header_hop_by_hop_refused(sd_bin, pki, tmp_path, name):
+    f = af.write_keys(tmp_path / "keys.yaml", [{"id": "ci", "key": af.new_key(),
+                                                "bind": [SPIFFE_BILLING]}])
+    rc, err = af.start_fails(sd_bin, base_args(pki, ["--api-keys", f, "--api-key-header",
+                                                     name]))
+    assert rc not in (0, None) and "cannot carry a key" in err, (rc, err)

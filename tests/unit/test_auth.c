@@ -278,7 +278,8 @@ static void test_not_bound_is_403(void **state)
     assert_string_equal(r.why, "apikey_not_bound");
     assert_true(r.stolen);
     assert_string_equal(r.who, "orders-ci");
-    assert_string_equal(r.bound_to, "uri:spiffe://example.org/orders");
+    assert_int_equal(r.nbinds, 1);
+    assert_string_equal(r.binds[0], "uri:spiffe://example.org/orders");
     assert_int_equal(f->cache.kind, SD_AUTH_NONE); /* never remembered */
 }
 
