@@ -11,11 +11,13 @@
  * The file is YAML, a list of mappings, one per key (docs/auth.md):
  *
  *   - id: billing-ci
- *     digest: "sha256:9f86d081884c7d65...(64 hex)"
- *     bind: ["uri:spiffe://example.org/billing"]
+ *     revoked: "2026-12-02T10:00:00Z"       # set by `apikey revoke`
  *     expires: "2027-06-30T00:00:00Z"       # optional
  *     paths: ["/invoices/"]                 # optional
- *     revoked: "2026-12-02T10:00:00Z"       # set by `apikey revoke`
+ *     bind: ["uri:spiffe://example.org/billing"]
+ *     digest: "sha256:9f86d081884c7d65...(64 hex)"
+ *
+ * (fields in any order; `apikey` writes the digest last, see cli_apikey.c)
  *
  * A bind pattern is KIND:VALUE with the kinds of the allow rules (uri, dns,
  * cn, ou, spki; the same syntax and matching, sd/policy.h); a value with
