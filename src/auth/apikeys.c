@@ -87,12 +87,16 @@ static int sd_apikeys_check_id(const char *v, struct sd_err *err)
     return 0;
 }
 
-static int sd_apikeys_hexval(char c)
+/* The value of a hex digit, or -1. Digests are spelled in lower case only
+ * (one spelling per digest); percent-encoding takes either case. */
+static int sd_apikeys_hexval(char c, int upper_ok)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
     if (c >= 'a' && c <= 'f')
         return c - 'a' + 10;
+    if (upper_ok && c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
@@ -106,7 +110,8 @@ static int sd_apikeys_parse_digest(const char *v, uint8_t out[32], struct sd_err
     if (strlen(v) != plen + 64 || memcmp(v, SD_APIKEY_DIGEST_PREFIX, plen) != 0)
         goto bad;
     for (i = 0; i < 32; i++) {
-        int hi = sd_apikeys_hexval(v[plen + 2 * i]), lo = sd_apikeys_hexval(v[plen + 2 * i + 1]);
+        int hi = sd_apikeys_hexval(v[plen + 2 * i], 0),
+            lo = sd_apikeys_hexval(v[plen + 2 * i + 1], 0);
         if (hi < 0 || lo < 0)
             goto bad;
         out[i] = (uint8_t)(hi << 4 | lo);
@@ -773,17 +778,6 @@ const struct sd_apikey *sd_apikeys_find(const struct sd_apikeys *k, const char *
 
 /* --------------------------------------------------------------- paths */
 
-static int sd_apikey_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The path of request target t[0, len): origin-form "/a?q" gives "/a";
  * absolute-form "https://host/a?q" gives "/a" ("https://host" and
  * "https://host?q", "/"). Returns 0 with *p, *plen, or -1 for any other
@@ -840,7 +834,8 @@ static int sd_apikey_path_clean(const char *p, size_t n)
             return 0;
         if (c != '%')
             continue;
-        if (n - i < 3 || (hi = sd_apikey_hex(p[i + 1])) < 0 || (lo = sd_apikey_hex(p[i + 2])) < 0)
+        if (n - i < 3 || (hi = sd_apikeys_hexval(p[i + 1], 1)) < 0 ||
+            (lo = sd_apikeys_hexval(p[i + 2], 1)) < 0)
             return 0;
         v = hi << 4 | lo;
         if (v == '.' || v == '/' || v == '\\' || v == ';' || v == '%' || v < 0x20 ||
