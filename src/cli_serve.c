@@ -1,4 +1,6 @@
-/* cli_serve.c - `steeldoor serve`: flags or a config file, then the master. */
+/* cli_serve.c - `steeldoor serve` and `steeldoor connect`: flags or a
+ * config file, then the master. Both parse their flags from the one table
+ * of keys; `connect` takes the keys of a connector (and the process's). */
 #include "sd/cli.h"
 
 #include <getopt.h>
@@ -33,6 +35,7 @@ static const char sd_serve_usage_head[] =
 /* The titles of the key groups, in enum sd_key_group order. */
 static const char *const sd_serve_groups[SD_GROUP_COUNT_] = {
     [SD_GROUP_LISTENER] = "Listener (one listener from flags; many with --config):",
+    [SD_GROUP_SERVER] = "The server (repeatable rules; any match admits):",
     [SD_GROUP_WHO] = ("Who may enter (repeatable; any match admits; without a rule "
                       "steeldoor refuses\nto start):"),
     [SD_GROUP_REVOCATION] = "Revocation and chains:",
@@ -43,6 +46,20 @@ static const char *const sd_serve_groups[SD_GROUP_COUNT_] = {
     [SD_GROUP_PROCESS] = "Process:",
     [SD_GROUP_RELOAD] = "Reload (SIGHUP, or automatically when a file changes):",
 };
+
+static const char sd_connect_usage_head[] =
+    "Usage: steeldoor connect --listen 127.0.0.1:PORT|[::1]:PORT|unix:/PATH\n"
+    "                         --target HOST:PORT --cert FILE --key FILE --cacert FILE|DIR\n"
+    "                         [--server-name NAME] [--verify-uri PATTERN | --verify-dns NAME |\n"
+    "                          --verify-spki SHA256]... [options]\n"
+    "\n"
+    "Client mode: accepts plaintext on loopback or a unix socket and opens a\n"
+    "mutual-TLS connection to the target for each caller, presenting --cert and\n"
+    "verifying the server (chain to --cacert only, serverAuth, and the verify rules\n"
+    "or, without any, --server-name, which defaults to the target's host). A server\n"
+    "that does not ask for the client certificate is refused. Several connectors,\n"
+    "and listeners, in one process: 'connectors:' in steeldoor serve --config.\n"
+    "\n";
 
 static const char sd_serve_usage_foot[] =
     "DUR is 500ms, 10s, 5m, 1h or a number of seconds. Logs are JSON lines on stderr.\n";
@@ -93,14 +110,23 @@ static void sd_cli_word(FILE *out, const char *w, size_t n, int *first, size_t *
     *first = 0;
 }
 
-void sd_cli_serve_usage(FILE *out)
+/* Is k a flag of `serve` (connector 0) or of `connect` (1)? --config is
+ * serve's: connectors from a file run under serve. */
+static int sd_cli_flag_of(const struct sd_config_key *k, int connector)
+{
+    if (!(k->where & SD_KEY_FLAG) || !sd_config_key_for(k, connector))
+        return 0;
+    return !(connector && k->type == SD_KT_SPECIAL && strcmp(k->name, "help") != 0);
+}
+
+static void sd_cli_usage(FILE *out, int connector)
 {
     int g;
     size_t i;
 
-    fputs(sd_serve_usage_head, out);
+    fputs(connector ? sd_connect_usage_head : sd_serve_usage_head, out);
     for (g = 0; g < SD_GROUP_COUNT_; g++) {
-        fprintf(out, "%s\n", sd_serve_groups[g]);
+        int titled = 0;
         for (i = 0; i < sd_config_nkeys; i++) {
             const struct sd_config_key *k = &sd_config_keys[i];
             const char *h = k->help;
@@ -108,8 +134,10 @@ void sd_cli_serve_usage(FILE *out)
             size_t col, start;
             int n, first = 1;
 
-            if (!(k->where & SD_KEY_FLAG) || (int)k->group != g)
+            if (!sd_cli_flag_of(k, connector) || (int)k->group != g)
                 continue;
+            if (!titled++)
+                fprintf(out, "%s\n", sd_serve_groups[g]);
             n = snprintf(left, sizeof(left), "  %s--%s%s%s",
                          strcmp(k->name, "help") == 0 ? "-h, " : "",
                          sd_config_key_flag_name(k), k->metavar ? " " : "",
@@ -140,7 +168,13 @@ void sd_cli_serve_usage(FILE *out)
     fputs(sd_serve_usage_foot, out);
 }
 
-int sd_cli_serve_parse(int argc, char **argv, struct sd_source *src, struct sd_err *err)
+void sd_cli_serve_usage(FILE *out)
+{
+    sd_cli_usage(out, 0);
+}
+
+static int sd_cli_parse(int argc, char **argv, struct sd_source *src, int connector,
+                        struct sd_err *err)
 {
     struct option *opts = NULL;
     unsigned char *seen = NULL;
@@ -160,7 +194,7 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_source *src, struct sd_e
     }
     for (i = 0; i < sd_config_nkeys; i++) {
         const struct sd_config_key *k = &sd_config_keys[i];
-        if (!(k->where & SD_KEY_FLAG))
+        if (!sd_cli_flag_of(k, connector))
             continue;
         opts[n].name = sd_config_key_flag_name(k);
         opts[n].has_arg = k->metavar != NULL ? required_argument : no_argument;
@@ -173,6 +207,9 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_source *src, struct sd_e
     l = sd_config_add_listener(scratch, err);
     if (l == NULL)
         goto out;
+    src->connect = connector;
+    if (connector)
+        l->mode = SD_MODE_CONNECT;
     optind = 0;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -181,7 +218,7 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_source *src, struct sd_e
         char what[64];
 
         if (opt == 'h') {
-            sd_cli_serve_usage(stdout);
+            sd_cli_usage(stdout, connector);
             rc = 1;
             goto out;
         }
@@ -190,7 +227,8 @@ int sd_cli_serve_parse(int argc, char **argv, struct sd_source *src, struct sd_e
             goto out;
         }
         if (opt < SD_CLI_OPT_BASE || opt >= SD_CLI_OPT_BASE + (int)sd_config_nkeys) {
-            sd_err_set(err, "unknown option %s (see steeldoor serve --help)", argv[optind - 1]);
+            sd_err_set(err, "unknown option %s (see steeldoor %s --help)", argv[optind - 1],
+                       connector ? "connect" : "serve");
             goto out;
         }
         k = &sd_config_keys[opt - SD_CLI_OPT_BASE];
@@ -238,8 +276,19 @@ out:
     return rc;
 }
 
-int sd_cli_serve_main(int argc, char **argv)
+int sd_cli_serve_parse(int argc, char **argv, struct sd_source *src, struct sd_err *err)
 {
+    return sd_cli_parse(argc, argv, src, 0, err);
+}
+
+int sd_cli_connect_parse(int argc, char **argv, struct sd_source *src, struct sd_err *err)
+{
+    return sd_cli_parse(argc, argv, src, 1, err);
+}
+
+static int sd_cli_main(int argc, char **argv, int connector)
+{
+    const char *cmd = connector ? "connect" : "serve";
     struct sd_source *src;
     struct sd_files *files;
     struct sd_config *cfg;
@@ -251,10 +300,10 @@ int sd_cli_serve_main(int argc, char **argv)
     if (src == NULL || files == NULL) {
         sd_gen_source_free(src);
         sd_files_free(files);
-        fputs("steeldoor serve: out of memory\n", stderr);
+        fprintf(stderr, "steeldoor %s: out of memory\n", cmd);
         return 1;
     }
-    rc = sd_cli_serve_parse(argc, argv, src, &err);
+    rc = sd_cli_parse(argc, argv, src, connector, &err);
     if (rc == 0) {
         cfg = sd_gen_parse(src, files, &usage, &err);
         if (cfg != NULL) {
@@ -269,8 +318,18 @@ int sd_cli_serve_main(int argc, char **argv)
         rc = rc == 1 ? 0 : 2;
     }
     if (rc != 0)
-        fprintf(stderr, "steeldoor serve: %s\n", err.msg);
+        fprintf(stderr, "steeldoor %s: %s\n", cmd, err.msg);
     sd_files_free(files);
     sd_gen_source_free(src);
     return rc;
+}
+
+int sd_cli_serve_main(int argc, char **argv)
+{
+    return sd_cli_main(argc, argv, 0);
+}
+
+int sd_cli_connect_main(int argc, char **argv)
+{
+    return sd_cli_main(argc, argv, 1);
 }

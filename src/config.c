@@ -12,10 +12,13 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 const char *sd_config_mode_name(unsigned mode)
 {
-    return mode == SD_MODE_TCP ? "tcp" : mode == SD_MODE_HTTP ? "http" : "?";
+    return mode == SD_MODE_TCP ? "tcp" : mode == SD_MODE_HTTP ? "http"
+                                        : mode == SD_MODE_CONNECT ? "connect" : "?";
 }
 
 struct sd_config *sd_config_new(void)
@@ -50,6 +53,7 @@ void sd_config_drop_listeners(struct sd_config *cfg)
         free(l->jwks);
         free(l->jwt_issuer);
         free(l->jwt_audience);
+        free(l->server_name);
         sd_policy_free(l->policy);
         for (c = 0; c < l->ncrls; c++)
             free(l->crls[c]);
@@ -89,6 +93,7 @@ struct sd_listener_conf *sd_config_add_listener(struct sd_config *cfg,
     l->backend_idle_timeout_ms = SD_DEFAULT_BACKEND_IDLE_TIMEOUT_MS;
     l->backend_pool_size = SD_DEFAULT_BACKEND_POOL_SIZE;
     l->jwt_leeway_s = SD_DEFAULT_JWT_LEEWAY_S;
+    l->listen_mode = SD_DEFAULT_LISTEN_MODE;
     return l;
 }
 
@@ -99,6 +104,9 @@ int sd_config_add_rule(struct sd_listener_conf *l, const char *word,
         { "allow-all", SD_RULE_ALL }, { "allow-uri", SD_RULE_URI },
         { "allow-dns", SD_RULE_DNS }, { "allow-cn", SD_RULE_CN },
         { "allow-ou", SD_RULE_OU }, { "allow-spki", SD_RULE_SPKI },
+        /* a connector's rules on the server: the same matcher */
+        { "verify-uri", SD_RULE_URI }, { "verify-dns", SD_RULE_DNS },
+        { "verify-spki", SD_RULE_SPKI },
     };
     size_t i;
 
@@ -262,7 +270,7 @@ static int sd_config_validate_mode(const struct sd_listener_conf *l, const char 
 
     if (l->mode == SD_MODE_HTTP)
         return 0;
-    if (l->mode != SD_MODE_TCP)
+    if (l->mode != SD_MODE_TCP && l->mode != SD_MODE_CONNECT)
         return sd_err_set(err, "%s: unknown mode %u", where, (unsigned)l->mode);
     for (i = 0; i < sd_config_nkeys; i++) {
         const struct sd_config_key *k = &sd_config_keys[i];
@@ -309,6 +317,73 @@ static int sd_config_validate_auth(const struct sd_listener_conf *l, const char 
     return 0;
 }
 
+/* Is a a loopback address (127.0.0.0/8, ::1, ::ffff:127.x) or a unix
+ * socket: a plaintext port only this host can reach? */
+static int sd_config_local_only(const struct sd_addr *a)
+{
+    if (a->ss.ss_family == AF_UNIX)
+        return 1;
+    if (a->ss.ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss.ss_family == AF_INET6) {
+        const struct in6_addr *in6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(in6) ||
+               (IN6_IS_ADDR_V4MAPPED(in6) && in6->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+/* A connector: plaintext in, mutual TLS out. Its listen address must be
+ * loopback or a unix socket, its server identified (a name or rules). */
+static int sd_config_validate_connector(struct sd_listener_conf *l, const char *where,
+                                        int from_flags, struct sd_err *err)
+{
+    const char *pre = from_flags ? "--" : "";
+    struct sd_err sub;
+
+    if (l->target == NULL)
+        return sd_err_set(err, "%s: missing target (%starget HOST:PORT)", where, pre);
+    if (l->cert == NULL || l->key == NULL)
+        return sd_err_set(err, "%s: missing client certificate and key (%scert, %skey): "
+                          "a connector always presents one", where, pre, pre);
+    if (l->cacert == NULL)
+        return sd_err_set(err, "%s: missing CA bundle for the server's certificate "
+                          "(%scacert); the server is always verified", where, pre);
+    if (sd_policy_check(l->policy, &sub) != 0 && l->policy != NULL)
+        return sd_err_set(err, "%s: %s", where, sub.msg);
+    if (sd_addr_parse(l->listen, 1, &l->listen_addr, &sub) != 0)
+        return sd_err_set(err, "%s: listen: %s", where, sub.msg);
+    if (!sd_config_local_only(&l->listen_addr))
+        return sd_err_set(err, "%s: listen %s is not a loopback address or a unix socket: "
+                          "a connector accepts plaintext, and a plaintext port on the "
+                          "network is the wooden door steeldoor exists to remove (use "
+                          "127.0.0.1:PORT, [::1]:PORT or unix:/path)", where, l->listen);
+    if (sd_addr_parse(l->target, 0, &l->target_addr, &sub) != 0)
+        return sd_err_set(err, "%s: target: %s", where, sub.msg);
+    if (l->server_name == NULL) {
+        /* The target's host as written: "[v6]:port" gives the v6 text. */
+        char host[256];
+        const char *t = l->target, *end = strrchr(t, ':');
+        size_t n;
+        if (t[0] == '[') {
+            t++;
+            end = strchr(t, ']');
+        }
+        n = end != NULL ? (size_t)(end - t) : strlen(t);
+        if (n == 0 || n >= sizeof(host))
+            return sd_err_set(err, "%s: target: no host name to verify", where);
+        memcpy(host, t, n);
+        host[n] = '\0';
+        if (sd_config_set_str(&l->server_name, host, err) != 0)
+            return -1;
+    }
+    if (l->server_name[0] == '\0')
+        return sd_err_set(err, "%s: server-name is empty", where);
+    if (l->name == NULL && sd_config_set_str(&l->name, l->listen, err) != 0)
+        return -1;
+    return 0;
+}
+
 static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
                                        int from_flags, struct sd_err *err)
 {
@@ -317,6 +392,10 @@ static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
 
     if (l->listen == NULL)
         return sd_err_set(err, "listener %zu: missing listen address (--listen)", idx);
+    if (l->mode == SD_MODE_CONNECT) {
+        snprintf(where, sizeof(where), "connector %s", l->name ? l->name : l->listen);
+        return sd_config_validate_connector(l, where, from_flags, err);
+    }
     snprintf(where, sizeof(where), "listener %s", l->name ? l->name : l->listen);
     if (l->target == NULL)
         return sd_err_set(err, "%s: missing target (--target)", where);
@@ -406,8 +485,8 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * fields left out. This assertion fails the build until that is done
      * (and tests/unit/test_admission.c enumerates every config key). */
 #if UINTPTR_MAX == UINT64_MAX /* the layout below is LP64's */
-    _Static_assert(sizeof(struct sd_listener_conf) == 1200 &&
-                       offsetof(struct sd_listener_conf, listen_addr) == 672,
+    _Static_assert(sizeof(struct sd_listener_conf) == 1216 &&
+                       offsetof(struct sd_listener_conf, listen_addr) == 688,
                    "sd_listener_conf changed: decide in sd_config_admission() whether "
                    "the new field affects admission, then update this size");
 #endif
@@ -421,6 +500,8 @@ void sd_config_admission(const struct sd_listener_conf *l,
     sd_config_feed_u32(feed, arg, "crl-grace", l->crl_grace_s);
     sd_config_feed_u32(feed, arg, "verify-depth", l->verify_depth);
     sd_config_feed_u32(feed, arg, "session-lifetime", l->session_lifetime_ms);
+    /* A connector's server name decides which server it admits. */
+    sd_config_feed_str(feed, arg, "server-name", l->server_name);
     /* Left out: target, cert, key (the server's side), proxy_protocol,
      * handshake/connect/idle timeouts, the parsed addresses (derived from
      * listen and target), and HTTP mode's settings (mode, http_given,
@@ -430,7 +511,8 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * other with the identity its full handshake verified. The second
      * factor (api-keys, jwks and their settings) is judged on every
      * request against the current generation, never at the handshake, so
-     * a change to it needs no new session either. */
+     * a change to it needs no new session either. A connector's
+     * listen-mode is its socket file's permissions, not an admission. */
 }
 
 int sd_config_parse_duration_or_zero(const char *what, const char *text, uint32_t *ms,

@@ -41,6 +41,31 @@ static int sd_config_key_set_crl(void *obj, const struct sd_config_key *k,
     return sd_config_add_crl(obj, v->s, err);
 }
 
+/* listen-mode: octal permission bits of a unix listen socket, nothing
+ * beyond 0777 (no setuid, sticky, or type bits). */
+static int sd_config_key_set_file_mode(void *obj, const struct sd_config_key *k,
+                                       const union sd_config_value *v, const char *what,
+                                       struct sd_err *err)
+{
+    struct sd_listener_conf *l = obj;
+    uint32_t mode = 0;
+    const char *p = v->s;
+
+    (void)k;
+    if (*p == '\0' || strlen(p) > 4)
+        return sd_err_set(err, "%s: '%s' is not a file mode (octal, e.g. 0660)", what, v->s);
+    for (; *p != '\0'; p++) {
+        if (*p < '0' || *p > '7')
+            return sd_err_set(err, "%s: '%s' is not a file mode (octal, e.g. 0660)", what,
+                              v->s);
+        mode = mode * 8 + (uint32_t)(*p - '0');
+    }
+    if (mode > 0777)
+        return sd_err_set(err, "%s: '%s': only permission bits (at most 0777)", what, v->s);
+    l->listen_mode = mode;
+    return 0;
+}
+
 /* mode: tcp (L4, the default) or http. */
 static int sd_config_key_set_mode(void *obj, const struct sd_config_key *k,
                                   const union sd_config_value *v, const char *what,
@@ -53,6 +78,9 @@ static int sd_config_key_set_mode(void *obj, const struct sd_config_key *k,
         l->mode = SD_MODE_TCP;
     else if (strcmp(v->s, "http") == 0)
         l->mode = SD_MODE_HTTP;
+    else if (strcmp(v->s, "connect") == 0)
+        return sd_err_set(err, "%s: a client-mode listener is a connector: put it in "
+                          "'connectors:' (or use steeldoor connect)", what);
     else
         return sd_err_set(err, "%s: '%s' is not a mode (valid: tcp, http)", what, v->s);
     return 0;
@@ -153,23 +181,45 @@ static int sd_config_key_set_max_conns(void *obj, const struct sd_config_key *k,
  * sd_config_add_listener() set (test_config_keys checks each by loading it). */
 const struct sd_config_key sd_config_keys[] = {
     /* ---- Listener */
-    { .name = "listen", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+    { .name = "listen", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_STRING,
       .admission = 1, .offset = L_OFF(listen), .metavar = "ADDR:PORT",
       .group = SD_GROUP_LISTENER, .help = "address to accept TLS on ([::1]:8443 for IPv6)" },
-    { .name = "target", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+    { .name = "target", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_STRING,
       .offset = L_OFF(target), .metavar = "ADDR:PORT",
       .group = SD_GROUP_LISTENER, .help = "the protected service (or unix:/path/to.sock)" },
-    { .name = "cert", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+    { .name = "cert", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_PATH,
       .offset = L_OFF(cert), .metavar = "FILE",
       .group = SD_GROUP_LISTENER, .help = "server certificate chain (PEM)" },
-    { .name = "key", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+    { .name = "key", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_PATH,
       .offset = L_OFF(key), .metavar = "FILE",
       .group = SD_GROUP_LISTENER, .help = "server private key (PEM, mode 0600)" },
-    { .name = "cacert", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+    { .name = "cacert", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_PATH,
       .admission = 1, .offset = L_OFF(cacert), .metavar = "FILE|DIR",
       .group = SD_GROUP_LISTENER,
       .help = "CA bundle client certificates must chain to (a directory: every PEM file "
               "in it; several roots)" },
+    /* ---- The server (connectors only) */
+    { .name = "server-name", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .connector = SD_KEY_CONNECT_ONLY, .admission = 1, .offset = L_OFF(server_name),
+      .metavar = "NAME", .group = SD_GROUP_SERVER,
+      .help = "sent as SNI; without a verify rule the server's certificate must carry it "
+              "(default: the target's host)" },
+    { .name = "verify-uri", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .connector = SD_KEY_CONNECT_ONLY, .list = 1, .admission = 1,
+      .set = sd_config_key_set_rule, .metavar = "PATTERN", .group = SD_GROUP_SERVER,
+      .help = "the server's URI SAN (SPIFFE ID pattern, as allow-uri); repeatable" },
+    { .name = "verify-dns", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .connector = SD_KEY_CONNECT_ONLY, .list = 1, .admission = 1,
+      .set = sd_config_key_set_rule, .metavar = "NAME", .group = SD_GROUP_SERVER,
+      .help = "a DNS SAN of the server's, exact; repeatable" },
+    { .name = "verify-spki", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .connector = SD_KEY_CONNECT_ONLY, .list = 1, .admission = 1,
+      .set = sd_config_key_set_rule, .metavar = "SHA256", .group = SD_GROUP_SERVER,
+      .help = "pin: SHA-256 of the server's public key (hex or base64); repeatable" },
+    { .name = "listen-mode", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+      .connector = SD_KEY_CONNECT_ONLY, .set = sd_config_key_set_file_mode, .def = "0600",
+      .metavar = "MODE", .group = SD_GROUP_SERVER,
+      .help = "file mode of a unix:/path listen socket (octal, e.g. 0660)" },
     /* ---- Who may enter */
     { .name = "allow-uri", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
       .list = 1, .admission = 1, .set = sd_config_key_set_rule, .metavar = "PATTERN",
@@ -193,15 +243,15 @@ const struct sd_config_key sd_config_keys[] = {
       .flag_sets = 1, .admission = 1, .set = sd_config_key_set_allow_all, .def = "false",
       .group = SD_GROUP_WHO, .help = "any client whose certificate verifies (alone only)" },
     /* ---- Revocation and chains */
-    { .name = "crl", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_PATH,
+    { .name = "crl", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_PATH,
       .list = 1, .admission = 1, .set = sd_config_key_set_crl, .metavar = "FILE",
       .group = SD_GROUP_REVOCATION,
       .help = "CRL, PEM or DER (repeatable); leaf and intermediates are checked; every CA "
               "level then needs a CRL" },
-    { .name = "crl-grace", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_SECONDS,
+    { .name = "crl-grace", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_SECONDS,
       .admission = 1, .offset = L_OFF(crl_grace_s), .def = "0", .metavar = "DUR",
       .group = SD_GROUP_REVOCATION, .help = "accept a CRL this long past nextUpdate" },
-    { .name = "verify-depth", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_UINT,
+    { .name = "verify-depth", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_UINT,
       .min = 0, .max = SD_MAX_VERIFY_DEPTH, .admission = 1, .offset = L_OFF(verify_depth),
       .def = "3", .metavar = "N", .group = SD_GROUP_REVOCATION,
       .help = "max intermediate CAs in a client chain" },
@@ -211,19 +261,19 @@ const struct sd_config_key sd_config_keys[] = {
       .group = SD_GROUP_IDENTITY,
       .help = "start each backend connection with a PROXY v2 header carrying the client "
               "address and verified identity" },
-    { .name = "name", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
+    { .name = "name", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_STRING,
       .admission = 1, .offset = L_OFF(name), .metavar = "NAME", .group = SD_GROUP_IDENTITY,
       .help = "listener name in logs (default: the listen address)" },
-    { .name = "handshake-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+    { .name = "handshake-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES,
       .type = SD_KT_DURATION, .offset = L_OFF(handshake_timeout_ms), .def = "10s",
       .metavar = "DUR", .group = SD_GROUP_IDENTITY, .help = "TLS handshake" },
-    { .name = "connect-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+    { .name = "connect-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES,
       .type = SD_KT_DURATION, .offset = L_OFF(connect_timeout_ms), .def = "5s",
       .metavar = "DUR", .group = SD_GROUP_IDENTITY, .help = "backend connect" },
-    { .name = "idle-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+    { .name = "idle-timeout", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES,
       .type = SD_KT_DURATION, .offset = L_OFF(idle_timeout_ms), .def = "5m",
       .metavar = "DUR", .group = SD_GROUP_IDENTITY, .help = "no bytes either way" },
-    { .name = "session-lifetime", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+    { .name = "session-lifetime", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES,
       .type = SD_KT_DURATION0, .admission = 1, .offset = L_OFF(session_lifetime_ms),
       .def = "5m", .metavar = "DUR", .group = SD_GROUP_IDENTITY,
       .help = "a TLS session and those resumed from it live this long after the full "
@@ -289,6 +339,9 @@ const struct sd_config_key sd_config_keys[] = {
     { .name = "listeners", .where = SD_KEY_YAML, .scope = SD_SCOPE_PROCESS,
       .type = SD_KT_SPECIAL, .group = SD_GROUP_PROCESS,
       .help = "one mapping per listener, with the listener keys" },
+    { .name = "connectors", .where = SD_KEY_YAML, .scope = SD_SCOPE_PROCESS,
+      .type = SD_KT_SPECIAL, .group = SD_GROUP_PROCESS,
+      .help = "one mapping per connector (client mode), with the connector keys" },
     { .name = "workers", .where = BOTH, .scope = SD_SCOPE_PROCESS, .type = SD_KT_UINT,
       .min = 1, .max = SD_MAX_WORKERS, .set = sd_config_key_set_workers, .metavar = "N",
       .group = SD_GROUP_PROCESS, .help = "worker processes, default one per core" },
@@ -332,6 +385,13 @@ const struct sd_config_key *sd_config_key_yaml(const char *name, enum sd_key_sco
             return k;
     }
     return NULL;
+}
+
+int sd_config_key_for(const struct sd_config_key *k, int connector)
+{
+    if (k->scope != SD_SCOPE_LISTENER)
+        return 1;
+    return connector ? k->connector != SD_KEY_SERVE_ONLY : k->connector != SD_KEY_CONNECT_ONLY;
 }
 
 const char *sd_config_key_flag_name(const struct sd_config_key *k)

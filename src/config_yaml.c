@@ -149,19 +149,23 @@ static int sd_yaml_words(struct sd_yaml *y, yaml_node_t *vn, const char *k, char
     return 0;
 }
 
-static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
+/* One mapping of 'listeners' (connector 0) or of 'connectors' (1). */
+static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map, int connector,
                             struct sd_config *cfg, struct sd_err *err)
 {
+    const char *kind = connector ? "connector" : "listener";
     struct sd_listener_conf *l;
     yaml_node_pair_t *p;
     size_t idx;
 
     if (map->type != YAML_MAPPING_NODE)
-        return sd_err_set(err, "line %zu: each listener must be a mapping",
-                          map->start_mark.line + 1);
+        return sd_err_set(err, "line %zu: each %s must be a mapping",
+                          map->start_mark.line + 1, kind);
     l = sd_config_add_listener(cfg, err);
     if (l == NULL)
         return -1;
+    if (connector)
+        l->mode = SD_MODE_CONNECT;
     idx = cfg->nlisteners - 1 - y->first;
     y->map_line[idx] = sd_yaml_line(map);
     for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
@@ -183,6 +187,11 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
         if (sd_config_refuse_weakening(k, err) != 0)
             return sd_err_prefix(err, where);
         key = sd_config_key_yaml(k, SD_SCOPE_LISTENER);
+        if (key != NULL && !sd_config_key_for(key, connector))
+            return sd_err_set(err, "%s: '%s' is not a %s key%s", where, k, kind,
+                              connector ? " (a connector verifies the server with "
+                                          "verify-uri, verify-dns or verify-spki)"
+                                        : " (it belongs in 'connectors:')");
         if (key != NULL && key->list) {
             if (sd_yaml_each(y, vn, key, cfg, l, err) != 0)
                 return sd_err_prefix(err, where);
@@ -204,7 +213,7 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map,
         if (v == NULL)
             return sd_err_set(err, "%s: '%s' must have a single value", where, k);
         if (key == NULL)
-            return sd_err_set(err, "%s: unknown listener key '%s'", where, k);
+            return sd_err_set(err, "%s: unknown %s key '%s'", where, kind, k);
         if (sd_config_key_apply(key, cfg, l, v, k, err) != 0)
             return sd_err_prefix(err, where);
     }
@@ -237,7 +246,7 @@ static int sd_yaml_conflicts(const struct sd_yaml *y, const struct sd_config *cf
         return sd_err_set(err, "out of memory");
     for (i = 0; i < n; i++) {
         const char *listen = cfg->listeners[y->first + i].listen;
-        parsed[i] = listen != NULL && sd_addr_parse(listen, 0, &addr[i], &ignored) == 0;
+        parsed[i] = listen != NULL && sd_addr_parse(listen, 1, &addr[i], &ignored) == 0;
     }
     for (i = 0; i < n && rc == 0; i++) {
         const struct sd_listener_conf *a = &cfg->listeners[y->first + i];
@@ -287,12 +296,14 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
         snprintf(where, sizeof(where), "line %zu", kn->start_mark.line + 1);
         if (sd_config_refuse_weakening(k, err) != 0)
             return sd_err_prefix(err, where);
-        if (strcmp(k, "listeners") == 0) {
+        if (strcmp(k, "listeners") == 0 || strcmp(k, "connectors") == 0) {
+            int connector = k[0] == 'c';
             yaml_node_item_t *it;
             if (vn->type != YAML_SEQUENCE_NODE)
-                return sd_err_set(err, "%s: 'listeners' must be a list", where);
+                return sd_err_set(err, "%s: '%s' must be a list", where, k);
             for (it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++)
-                if (sd_yaml_listener(y, yaml_document_get_node(y->doc, *it), cfg, err) != 0)
+                if (sd_yaml_listener(y, yaml_document_get_node(y->doc, *it), connector, cfg,
+                                     err) != 0)
                     return -1;
             have_listeners = 1;
             continue;
@@ -306,7 +317,7 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
             return sd_err_prefix(err, where);
     }
     if (!have_listeners)
-        return sd_err_set(err, "no 'listeners' list");
+        return sd_err_set(err, "no 'listeners' or 'connectors' list");
     return sd_yaml_conflicts(y, cfg, err);
 }
 

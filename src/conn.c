@@ -506,7 +506,7 @@ void sd_conn_accept(struct sd_conns *cs, int index, const void *listener, int fd
     c->side[SD_SIDE_BACKEND].ev.cb = sd_conn_on_backend;
     /* Who speaks first in a handshake: the client (TLS's ClientHello); we
      * are the client towards the backend. */
-    c->side[SD_SIDE_CLIENT].io.hs_want = SD_WANT_READ;
+    c->side[SD_SIDE_CLIENT].io.hs_want = c->mode->client_plain ? SD_WANT_WRITE : SD_WANT_READ;
     c->side[SD_SIDE_BACKEND].io.hs_want = SD_WANT_WRITE;
     sd_pump_init(&c->pump[SD_SIDE_BACKEND], &c->side[SD_SIDE_CLIENT].io,
                  &c->side[SD_SIDE_BACKEND].io);

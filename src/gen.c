@@ -97,8 +97,12 @@ struct sd_config *sd_gen_parse(const struct sd_source *src, struct sd_files *fil
             *usage = 1;
             goto fail;
         }
-    } else if (sd_config_add_listener(cfg, err) == NULL) {
-        goto fail;
+    } else {
+        struct sd_listener_conf *l = sd_config_add_listener(cfg, err);
+        if (l == NULL)
+            goto fail;
+        if (src->connect)
+            l->mode = SD_MODE_CONNECT;
     }
     if (sd_gen_apply_settings(src, cfg, err) != 0) {
         *usage = 1;
@@ -131,7 +135,9 @@ struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_
     g->id = id;
     g->cfg = cfg;
     for (i = 0; i < cfg->nlisteners; i++) {
-        g->tls[i] = sd_tls_server_new(&cfg->listeners[i], files, err);
+        g->tls[i] = cfg->listeners[i].mode == SD_MODE_CONNECT
+                        ? sd_tls_connector_new(&cfg->listeners[i], files, err)
+                        : sd_tls_server_new(&cfg->listeners[i], files, err);
         if (g->tls[i] == NULL) {
             sd_gen_unref(g);
             return NULL;

@@ -16,6 +16,8 @@ static const char sd_usage[] =
     "\n"
     "Commands:\n"
     "  serve     run the gateway (steeldoor serve --help)\n"
+    "  connect   client mode: plaintext on loopback to mutual TLS to a server\n"
+    "            (steeldoor connect --help)\n"
     "  pki       a small development PKI (steeldoor pki --help)\n"
     "  audit     probe any TLS endpoint for ways in without a valid client\n"
     "            certificate (steeldoor audit --help)\n"
@@ -49,6 +51,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "serve") == 0)
         return sd_cli_serve_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "connect") == 0)
+        return sd_cli_connect_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "pki") == 0)
         return sd_pki_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "audit") == 0)

@@ -2,6 +2,7 @@
 #include "sd/master.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -168,16 +169,25 @@ static void sd_master_check_nofile(const struct sd_master *m)
  * checking no other process holds the address. Returns 0, or -1 with err
  * (nothing kept open). */
 static int sd_master_open_row(struct sd_master *m, const struct sd_addr *addr,
-                              struct sd_err *err)
+                              unsigned unix_mode, struct sd_err *err)
 {
     size_t nw = (size_t)m->nworkers, r = m->nls, w;
+    int ufd = -1;
 
     if (r >= SD_MASTER_ROWS)
         return sd_err_set(err, "%s: too many listening addresses", addr->text);
-    if (sd_net_check_free(addr, err) != 0)
+    /* A unix socket (a connector's): one socket, a descriptor of it per
+     * worker, all accepting from the one queue. */
+    if (addr->ss.ss_family == AF_UNIX &&
+        (ufd = sd_net_listen_unix(addr, unix_mode, SD_LISTEN_BACKLOG, err)) < 0)
+        return -1;
+    if (ufd < 0 && sd_net_check_free(addr, err) != 0)
         return -1;
     for (w = 0; w < nw; w++) {
-        int fd = sd_net_listen(addr, SD_LISTEN_BACKLOG, err);
+        int fd = ufd >= 0 ? (w == 0 ? ufd : fcntl(ufd, F_DUPFD_CLOEXEC, 0))
+                          : sd_net_listen(addr, SD_LISTEN_BACKLOG, err);
+        if (fd < 0 && ufd >= 0)
+            sd_err_set(err, "%s: %s", addr->text, strerror(errno));
         if (fd < 0) {
             while (w-- > 0) {
                 close(m->fds[r * nw + w]);
@@ -235,7 +245,8 @@ static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
         m->slots[i].ctl = -1;
     m->nls = 0;
     for (i = 0; i < cfg->nlisteners; i++)
-        if (sd_master_open_row(m, &cfg->listeners[i].listen_addr, err) != 0)
+        if (sd_master_open_row(m, &cfg->listeners[i].listen_addr,
+                               cfg->listeners[i].listen_mode, err) != 0)
             return sd_err_prefix(err, cfg->listeners[i].name);
     return 0;
 }
@@ -538,7 +549,7 @@ static void sd_master_reload(struct sd_master *m, const char *why)
             const struct sd_listener_conf *lc = &g->cfg->listeners[k];
             if (sd_master_row_of(m, &lc->listen_addr) >= 0)
                 continue;
-            if (sd_master_open_row(m, &lc->listen_addr, &err) != 0) {
+            if (sd_master_open_row(m, &lc->listen_addr, lc->listen_mode, &err) != 0) {
                 sd_master_explain_bind(m, &lc->listen_addr, &err);
                 sd_err_prefix(&err, lc->name);
                 sd_gen_unref(g);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -231,4 +232,48 @@ void sd_net_nodelay(int fd)
 
     /* Fails harmlessly (ENOTSUP/EOPNOTSUPP) on unix sockets. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int sd_net_listen_unix(const struct sd_addr *addr, unsigned mode, int backlog,
+                       struct sd_err *err)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&addr->ss;
+    struct stat st;
+    int fd, probe;
+
+    /* A socket file left by a steeldoor that died is removed; one that
+     * still answers belongs to a live process and is left alone, as is
+     * any file that is not a socket. */
+    if (lstat(sun->sun_path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return sd_err_set(err, "%s: exists and is not a socket", addr->text);
+        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (const struct sockaddr *)&addr->ss, addr->len) == 0) {
+            close(probe);
+            return sd_err_set(err, "%s: cannot listen: another process accepts on it",
+                              addr->text);
+        }
+        if (probe >= 0)
+            close(probe);
+        (void)unlink(sun->sun_path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return sd_err_set(err, "%s: socket: %s", addr->text, strerror(errno));
+    /* Created without any access for others, then opened up to mode: no
+     * moment when the socket is more open than asked. */
+    {
+        mode_t old = umask(0777);
+        int rc = bind(fd, (const struct sockaddr *)&addr->ss, addr->len);
+        umask(old);
+        if (rc != 0)
+            goto fail;
+    }
+    if (chmod(sun->sun_path, (mode_t)mode) != 0 || listen(fd, backlog) != 0)
+        goto fail;
+    return fd;
+fail:
+    sd_err_set(err, "%s: cannot listen: %s", addr->text, strerror(errno));
+    close(fd);
+    return -1;
 }

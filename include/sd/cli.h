@@ -26,4 +26,9 @@ void sd_cli_serve_usage(FILE *out);
 /* Runs `steeldoor serve ...`; returns the exit status. */
 int sd_cli_serve_main(int argc, char **argv);
 
+/* `steeldoor connect`: the flags of one connector (client mode), parsed
+ * from the same table as serve's, into src (src->connect set). */
+int sd_cli_connect_parse(int argc, char **argv, struct sd_source *src, struct sd_err *err);
+int sd_cli_connect_main(int argc, char **argv);
+
 #endif

@@ -42,8 +42,13 @@
 #define SD_DEFAULT_JWT_LEEWAY_S 30u
 #define SD_MAX_JWT_LEEWAY_S 300u
 #define SD_DEFAULT_EXPIRY_WARNING_S (7u * 86400u)
+#define SD_DEFAULT_LISTEN_MODE 0600u /* a connector's unix socket: its owner only */
 
-enum sd_listener_mode { SD_MODE_TCP = 0, SD_MODE_HTTP = 1 };
+/* SD_MODE_CONNECT is a connector (client mode, `connectors:` in YAML,
+ * `steeldoor connect`): plaintext accepted on loopback or a unix socket,
+ * mutual TLS as a client to the target. It shares the listener's struct,
+ * generation, worker and connection life; only its mode differs. */
+enum sd_listener_mode { SD_MODE_TCP = 0, SD_MODE_HTTP = 1, SD_MODE_CONNECT = 2 };
 
 struct sd_listener_conf {
     char *name;      /* for logs; defaults to the listen text */
@@ -81,6 +86,12 @@ struct sd_listener_conf {
     char *jwt_audience;              /* required "aud" (required with jwks) */
     uint32_t jwt_leeway_s;           /* clock skew allowed on exp/nbf */
     int forward_credentials;         /* pass the credential's field to the backend */
+    /* Connector only (SD_MODE_CONNECT): cert/key are ours, cacert and the
+     * rules (policy, from verify-*) judge the server. */
+    char *server_name;               /* SNI and, without rules, the name the
+                                      * server's certificate must carry;
+                                      * default: the target's host */
+    uint32_t listen_mode;            /* file mode of a unix listen socket */
     struct sd_addr listen_addr; /* filled by sd_config_validate */
     struct sd_addr target_addr; /* filled by sd_config_validate */
 };

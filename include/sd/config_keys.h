@@ -50,6 +50,7 @@ enum sd_key_type {
 /* The groups of `steeldoor serve --help`, in the order they are printed. */
 enum sd_key_group {
     SD_GROUP_LISTENER,
+    SD_GROUP_SERVER, /* connect: which server is the right one */
     SD_GROUP_WHO,
     SD_GROUP_REVOCATION,
     SD_GROUP_IDENTITY,
@@ -59,6 +60,11 @@ enum sd_key_group {
     SD_GROUP_RELOAD,
     SD_GROUP_COUNT_,
 };
+
+/* Which kind of listener a listener key belongs to (sd_config_key.connector). */
+#define SD_KEY_SERVE_ONLY 0u   /* a `listeners:` key, `serve` flag */
+#define SD_KEY_BOTH_ROLES 1u   /* also a `connectors:` key, `connect` flag */
+#define SD_KEY_CONNECT_ONLY 2u /* a `connectors:` key, `connect` flag only */
 
 /* A parsed value, as given to a setter function. */
 union sd_config_value {
@@ -98,6 +104,8 @@ struct sd_config_key {
     uint16_t http_only;    /* non-zero: a setting of HTTP mode only, refused on
                             * a tcp listener; this key's own bit of
                             * sd_listener_conf.http_given */
+    unsigned connector;    /* listener keys: SD_KEY_SERVE_ONLY (0, most),
+                            * SD_KEY_BOTH_ROLES or SD_KEY_CONNECT_ONLY */
     size_t offset;         /* where the value is stored, when set is NULL */
     sd_config_setter set;  /* or the function that stores it */
     const char *def;       /* default as written in a config, or NULL: none,
@@ -113,6 +121,10 @@ extern const size_t sd_config_nkeys;
 
 /* The key written `name` in the YAML file at the given scope, or NULL. */
 const struct sd_config_key *sd_config_key_yaml(const char *name, enum sd_key_scope scope);
+
+/* Is listener key k a key of a listener (connector 0) or of a connector
+ * (connector 1)? Process keys belong to both. */
+int sd_config_key_for(const struct sd_config_key *k, int connector);
 
 /* The key whose flag is `--flag`, or NULL. */
 const struct sd_config_key *sd_config_key_flag(const char *flag);

@@ -46,6 +46,8 @@ struct sd_source {
     char *config;                       /* --config FILE, or NULL: flags only */
     struct sd_source_setting *settings; /* [cap], in command-line order */
     size_t nsettings, cap;
+    int connect;                        /* `steeldoor connect`: the flags' one
+                                         * listener is a connector */
 };
 
 struct sd_files;

@@ -48,6 +48,11 @@ struct sd_mode_ops {
      * connected, before any byte is pumped. Returns SD_R_NONE, or the
      * reason to close the connection with *detail (static text or NULL). */
     enum sd_reason (*start)(struct sd_conn *c, const char **detail);
+    /* Non-zero: the client side has no handshake to wait for (client
+     * mode's plaintext caller): the backend is contacted at once, not at
+     * the caller's first byte (the caller of a server-speaks-first
+     * protocol sends nothing until it is greeted). */
+    int client_plain;
 
     /* --- optional: a mode that speaks a protocol over the connection
      * (HTTP) instead of passing bytes through. */
@@ -80,11 +85,13 @@ struct sd_mode_ops {
 };
 
 
-/* The mode of a listener: sd_mode_http for SD_MODE_HTTP, else sd_mode_tcp. */
+/* The mode of a listener: sd_mode_http for SD_MODE_HTTP, sd_mode_connect
+ * for SD_MODE_CONNECT, else sd_mode_tcp. */
 const struct sd_mode_ops *sd_mode_for(const struct sd_listener_conf *lc);
 
 extern const struct sd_mode_ops sd_mode_tcp;
 extern const struct sd_mode_ops sd_mode_http;
+extern const struct sd_mode_ops sd_mode_connect;
 
 /* The worker's tick: HTTP mode closes pooled backend connections idle past
  * their time. */

@@ -33,6 +33,14 @@ void sd_addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
  * or -1 with err. The caller owns the fd. */
 int sd_net_listen(const struct sd_addr *addr, int backlog, struct sd_err *err);
 
+/* Creates a non-blocking listening unix socket at addr's path with file
+ * mode `mode` (a stale socket file, whose process is gone, is replaced;
+ * a live one or any other file is an error). One socket serves every
+ * worker (unix sockets have no SO_REUSEPORT spreading). Returns the fd, or
+ * -1 with err. */
+int sd_net_listen_unix(const struct sd_addr *addr, unsigned mode, int backlog,
+                       struct sd_err *err);
+
 /* Checks that no other socket holds addr (see net.c for why). Returns 0, or
  * -1 with err. */
 int sd_net_check_free(const struct sd_addr *addr, struct sd_err *err);

@@ -40,6 +40,8 @@ enum sd_reason {
     SD_R_HANDSHAKE_ABORTED,
     SD_R_HANDSHAKE_FAILED,
     SD_R_LISTENER_REMOVED,
+    /* client mode: the server let us in without our certificate */
+    SD_R_SERVER_DID_NOT_REQUEST_CLIENT_CERT,
     /* resumed sessions (defence in depth) */
     SD_R_SESSION_EXPIRED,
     SD_R_SESSION_INVALID,

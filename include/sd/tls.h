@@ -68,6 +68,19 @@ struct sd_tls_client_conf {
 struct sd_tls *sd_tls_client_new(const struct sd_tls_client_conf *cc, struct sd_files *files,
                                  struct sd_err *err);
 
+/* Builds a connector's client context (client mode, lc->mode is
+ * SD_MODE_CONNECT) from its configuration: lc->cert/key are presented,
+ * the server must chain to lc->cacert and match lc->policy (verify-*) or,
+ * without rules, carry lc->server_name. Unlike sd_tls_client_new() the
+ * server must ask for our certificate (a full handshake without a
+ * CertificateRequest fails with server_did_not_request_client_cert), and
+ * sessions are resumed: the context keeps the last session a verified
+ * full handshake (or one resumed from it) gave, for lc->session_lifetime_ms
+ * after that full handshake. lc must outlive the context. Returns a new
+ * context, or NULL with err naming the connector and the file at fault. */
+struct sd_tls *sd_tls_connector_new(const struct sd_listener_conf *lc, struct sd_files *files,
+                                    struct sd_err *err);
+
 /* NULL is fine. Streams made from tls must be freed first. */
 void sd_tls_free(struct sd_tls *tls);
 

@@ -9,8 +9,11 @@
  */
 #include "tls_int.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -237,6 +240,15 @@ fail:
     return NULL;
 }
 
+/* Is name an IPv4 or IPv6 address (not a host name)? */
+static int sd_tls_is_ip(const char *name)
+{
+    unsigned char buf[16];
+
+    return name != NULL &&
+           (inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1);
+}
+
 struct sd_tls *sd_tls_client_new(const struct sd_tls_client_conf *cc, struct sd_files *files,
                                  struct sd_err *err)
 {
@@ -274,7 +286,15 @@ struct sd_tls *sd_tls_client_new(const struct sd_tls_client_conf *cc, struct sd_
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     /* Without allow rules the server must carry the name asked for. */
-    if (cc->policy == NULL) {
+    if (cc->policy == NULL && sd_tls_is_ip(cc->server_name)) {
+        /* An address is checked against the certificate's IP SANs, and
+         * never sent as SNI (RFC 6066 allows only host names there). */
+        if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(ctx), cc->server_name)) {
+            sd_err_openssl(err, "TLS client: cannot set the server address to check");
+            goto fail;
+        }
+        tls->sni_off = 1;
+    } else if (cc->policy == NULL) {
         X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx),
                                         X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         if (!X509_VERIFY_PARAM_set1_host(SSL_CTX_get0_param(ctx), cc->server_name, 0)) {
@@ -312,12 +332,120 @@ fail:
     return NULL;
 }
 
+/* OpenSSL calls a client's certificate callback when, and only when, the
+ * server sent a CertificateRequest (tls_prepare_client_certificate, TLS 1.2
+ * and 1.3 alike; post-handshake auth is never offered), before our
+ * Certificate goes out. That is the one reliable sign the server asked:
+ * a server that never asks lets anyone in, whatever we present. */
+static int sd_tls_connector_cert_cb(SSL *ssl, void *arg)
+{
+    struct sd_tls_conn *c = SSL_get_app_data(ssl);
+
+    (void)arg;
+    if (c != NULL)
+        c->cert_requested = 1;
+    return 1;
+}
+
+/* A new session from the server (TLS 1.2: at the end of the handshake;
+ * TLS 1.3: a NewSessionTicket after it). Kept for the next connection only
+ * when it descends from a full handshake that verified the server and in
+ * which the server asked for our certificate: a resumed connection skips
+ * both checks, so the session must carry them. Returns 1 when the context
+ * keeps the reference. */
+static int sd_tls_connector_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    struct sd_tls_conn *c = SSL_get_app_data(ssl);
+    struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    int64_t auth_time;
+
+    if (c == NULL || tls == NULL || tls->session_lifetime_s == 0 ||
+        SSL_get_verify_result(ssl) != X509_V_OK || SSL_get0_peer_certificate(ssl) == NULL)
+        return 0;
+    if (SSL_session_reused(ssl))
+        auth_time = c->auth_time; /* set when the session was handed out */
+    else if (c->cert_requested)
+        auth_time = (int64_t)time(NULL);
+    else
+        return 0;
+    if (auth_time == 0)
+        return 0;
+    SSL_SESSION_free(tls->session);
+    tls->session = sess;
+    tls->session_auth_time = auth_time;
+    return 1;
+}
+
+/* The session for a new connection of a connector, or NULL: none, or no
+ * longer resumable, or older than session-lifetime since the full
+ * handshake that verified the server (then dropped). */
+SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    if (tls->session == NULL)
+        return NULL;
+    if (!SSL_SESSION_is_resumable(tls->session) ||
+        now >= tls->session_auth_time + (int64_t)tls->session_lifetime_s ||
+        (tls->crl_fresh_until != 0 && now >= tls->crl_fresh_until)) {
+        SSL_SESSION_free(tls->session);
+        tls->session = NULL;
+        return NULL;
+    }
+    *auth_time = tls->session_auth_time;
+    return tls->session;
+}
+
+struct sd_tls *sd_tls_connector_new(const struct sd_listener_conf *lc, struct sd_files *files,
+                                    struct sd_err *err)
+{
+    struct sd_tls_client_conf cc;
+    struct sd_tls *tls;
+
+    memset(&cc, 0, sizeof(cc));
+    cc.cert = lc->cert;
+    cc.key = lc->key;
+    cc.cacert = lc->cacert;
+    cc.server_name = lc->server_name;
+    cc.policy = sd_policy_count(lc->policy) > 0 ? lc->policy : NULL;
+    cc.crls = (const char *const *)lc->crls;
+    cc.ncrls = lc->ncrls;
+    cc.crl_grace_s = lc->crl_grace_s;
+    cc.verify_depth = lc->verify_depth;
+    if (cc.cert == NULL || cc.key == NULL) {
+        sd_err_set(err, "connector %s: a connector always presents a certificate "
+                   "(cert and key)", lc->name);
+        return NULL;
+    }
+    tls = sd_tls_client_new(&cc, files, err);
+    if (tls == NULL) {
+        char where[96];
+        snprintf(where, sizeof(where), "connector %s", lc->name);
+        sd_err_prefix(err, where);
+        return NULL;
+    }
+    tls->connector = 1;
+    SSL_CTX_set_cert_cb(tls->ctx, sd_tls_connector_cert_cb, NULL);
+    tls->session_lifetime_s = lc->session_lifetime_ms == 0
+                                  ? 0 : (lc->session_lifetime_ms + 999) / 1000;
+    if (tls->session_lifetime_s > 0) {
+        /* The one session kept is ours (no OpenSSL store): handed out by
+         * sd_tls_connector_session() to each new stream. */
+        SSL_CTX_clear_options(tls->ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_session_cache_mode(tls->ctx, SSL_SESS_CACHE_CLIENT |
+                                                     SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(tls->ctx, sd_tls_connector_new_session_cb);
+    }
+    return tls;
+}
+
 void sd_tls_free(struct sd_tls *tls)
 {
     size_t i;
 
     if (tls == NULL)
         return;
+    SSL_SESSION_free(tls->session);
     for (i = 0; tls->chains != NULL && i < SD_CHAIN_CACHE_SIZE; i++)
         sd_tls_chain_entry_clear(&tls->chains[i]);
     free(tls->chains);

@@ -341,6 +341,15 @@ static enum sd_io sd_tls_stream_handshake(struct sd_stream *s)
          * Apply the allow rules again anyway, for the log's rule and as
          * defence in depth; this is where a resumed connection's identity
          * is extracted, from the session's certificate. */
+        if (tls != NULL && tls->connector && !SSL_session_reused(c->ssl) &&
+            !c->cert_requested) {
+            /* The server finished without asking who we are: it admits
+             * anyone, so whatever it protects is not protected. */
+            c->s.reason = SD_R_SERVER_DID_NOT_REQUEST_CLIENT_CERT;
+            c->s.detail = "the server completed the handshake without a CertificateRequest";
+            sd_tls_peer_fill(c);
+            return SD_IO_ERROR;
+        }
         if (SSL_session_reused(c->ssl)) {
             X509 *peer = SSL_get0_peer_certificate(c->ssl);
             if (peer == NULL) {
@@ -349,7 +358,10 @@ static enum sd_io sd_tls_stream_handshake(struct sd_stream *s)
                 sd_tls_peer_fill(c);
                 return SD_IO_ERROR;
             }
-            if (sd_tls_resumed_admitted(c, tls) != 0 ||
+            /* A client's session carries no admission record: its
+             * deadline was checked when it was handed out
+             * (sd_tls_connector_session). */
+            if ((tls->role != SD_TLS_CLIENT && sd_tls_resumed_admitted(c, tls) != 0) ||
                 sd_tls_authorize(c, tls, peer, NULL) != 0) {
                 sd_tls_peer_fill(c);
                 return SD_IO_ERROR;
@@ -582,10 +594,19 @@ static struct sd_stream *sd_tls_stream_make(struct sd_tls *tls, int fd, BIO *bio
     SSL_set_bio(c->ssl, bio, bio); /* the SSL owns the BIO from here */
     SSL_set_app_data(c->ssl, c);
     if (tls->role == SD_TLS_CLIENT) {
+        SSL_SESSION *sess;
         /* SNI: the server picks its certificate (and its session id
          * context) by it. */
-        if (tls->server_name != NULL && !SSL_set_tlsext_host_name(c->ssl, tls->server_name))
+        if (tls->server_name != NULL && !tls->sni_off &&
+            !SSL_set_tlsext_host_name(c->ssl, tls->server_name))
             goto fail;
+        /* A connector resumes the last session of a verified full
+         * handshake; failing that, a full handshake as without one. */
+        if (tls->connector && (sess = sd_tls_connector_session(tls, &c->auth_time)) != NULL &&
+            !SSL_set_session(c->ssl, sess)) {
+            ERR_clear_error();
+            c->auth_time = 0;
+        }
         SSL_set_connect_state(c->ssl);
     } else {
         SSL_set_accept_state(c->ssl);

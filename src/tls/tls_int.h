@@ -83,6 +83,14 @@ struct sd_tls {
     struct sd_tls_crl *crls;
     size_t ncrls;
     struct sd_chain_entry *chains; /* server only */
+    /* A connector's (sd_tls_connector_new): the server must request our
+     * certificate; the session to resume next and when the full
+     * handshake it descends from verified the server. Per worker: each
+     * worker builds its own generation's contexts. */
+    uint8_t connector;
+    uint8_t sni_off;     /* client: the server name is an address: no SNI */
+    SSL_SESSION *session;
+    int64_t session_auth_time;
 };
 
 /* One TLS connection: a struct sd_stream (first, so the stream ops reach
@@ -95,6 +103,7 @@ struct sd_tls_conn {
     uint8_t read_eof;    /* the peer closed its sending side */
     uint8_t write_more;  /* more records follow this one in the same write */
     uint8_t reneg_pending; /* the client asked to renegotiate (sd_tls_info_cb) */
+    uint8_t cert_requested; /* client role: the server sent a CertificateRequest */
     int verify_err;      /* first X509_V_ERR_* seen, 0 if none */
     X509 *refused_leaf;  /* the leaf that failed verification, for the log */
     X509 *parsed_leaf;   /* OpenSSL's copy of a leaf replaced by a shared one */
@@ -122,6 +131,9 @@ struct sd_tls_adm {
 
 /* ctx.c */
 int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg);
+/* A connector's session for its next connection (with the time its full
+ * handshake verified the server), or NULL; the context keeps it. */
+SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time);
 
 /* bio.c */
 int sd_tls_bio_init(void);

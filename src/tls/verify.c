@@ -452,6 +452,11 @@ enum sd_reason sd_tls_judge(const struct sd_tls_conn *c, struct sd_tls *now)
 
     if (peer == NULL)
         return SD_R_NO_CLIENT_CERTIFICATE;
+    /* A connector's open connections keep the server their handshake
+     * verified; judging them again after a reload (new CA, CRL, rules) is
+     * a later step of client mode. New connections use the new context. */
+    if (now->role == SD_TLS_CLIENT)
+        return SD_R_NONE;
     memset(&scratch, 0, sizeof(scratch));
     scratch.peer.rule = -1;
     j.c = &scratch;
