@@ -173,6 +173,11 @@ void sd_cli_serve_usage(FILE *out)
     sd_cli_usage(out, 0);
 }
 
+void sd_cli_connect_usage(FILE *out)
+{
+    sd_cli_usage(out, 1);
+}
+
 static int sd_cli_parse(int argc, char **argv, struct sd_source *src, int connector,
                         struct sd_err *err)
 {

@@ -30,5 +30,7 @@ int sd_cli_serve_main(int argc, char **argv);
  * from the same table as serve's, into src (src->connect set). */
 int sd_cli_connect_parse(int argc, char **argv, struct sd_source *src, struct sd_err *err);
 int sd_cli_connect_main(int argc, char **argv);
+/* Prints `steeldoor connect --help` to out. */
+void sd_cli_connect_usage(FILE *out);
 
 #endif

@@ -114,6 +114,8 @@ static void test_defaults_are_the_defaults(void **state)
             assert_null(set->listeners[0].policy);
         } else if (strcmp(k->name, "mode") == 0) {
             assert_int_equal(set->listeners[0].mode, fresh->listeners[0].mode);
+        } else if (strcmp(k->name, "listen-mode") == 0) {
+            assert_int_equal(set->listeners[0].listen_mode, fresh->listeners[0].listen_mode);
         } else if (strcmp(k->name, "http-headers") == 0) {
             assert_int_equal(set->listeners[0].http_headers, fresh->listeners[0].http_headers);
         } else {
@@ -391,7 +393,7 @@ static void test_every_flag_parses(void **state)
         if (!(k->where & SD_KEY_FLAG) || strcmp(k->name, "help") == 0)
             continue;
         snprintf(flag, sizeof(flag), "--%s", sd_config_key_flag_name(k));
-        argv[0] = "serve";
+        argv[0] = k->connector == SD_KEY_CONNECT_ONLY ? "connect" : "serve";
         argv[1] = flag;
         argv[2] = "x";
         if (k->type == SD_KT_UINT)
@@ -399,15 +401,31 @@ static void test_every_flag_parses(void **state)
         else if (k->type == SD_KT_DURATION || k->type == SD_KT_DURATION0 ||
                  k->type == SD_KT_SECONDS)
             argv[2] = "1s";
-        else if (strcmp(k->name, "allow-uri") == 0)
+        else if (strcmp(k->name, "allow-uri") == 0 || strcmp(k->name, "verify-uri") == 0)
             argv[2] = "spiffe://example.org/a";
-        else if (strcmp(k->name, "allow-spki") == 0)
+        else if (strcmp(k->name, "listen-mode") == 0)
+            argv[2] = "0660";
+        else if (strcmp(k->name, "allow-spki") == 0 || strcmp(k->name, "verify-spki") == 0)
             argv[2] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         else if (strcmp(k->name, "http-headers") == 0)
             argv[2] = "xfcc";
         if (k->metavar != NULL)
             argc = 3;
-        rc = parse(argv, argc, &src, &err);
+        if (k->connector == SD_KEY_CONNECT_ONLY) {
+            src = sd_gen_source_new(3);
+            assert_non_null(src);
+            rc = sd_cli_connect_parse(argc, argv, src, &err);
+            /* and serve refuses it: it is not a listener's */
+            {
+                struct sd_source *other = sd_gen_source_new(3);
+                struct sd_err e2;
+                assert_non_null(other);
+                assert_int_not_equal(sd_cli_serve_parse(argc, argv, other, &e2), 0);
+                sd_gen_source_free(other);
+            }
+        } else {
+            rc = parse(argv, argc, &src, &err);
+        }
         if (rc != 0)
             fail_msg("%s: %s", flag, err.msg);
         assert_int_equal(src->nsettings, k->type == SD_KT_SPECIAL ? 0 : 1);
@@ -417,14 +435,20 @@ static void test_every_flag_parses(void **state)
 
 static void test_help_lists_every_flag(void **state)
 {
-    char *text = NULL;
-    size_t len = 0, i;
-    FILE *f = open_memstream(&text, &len);
+    char *text = NULL, *ctext = NULL;
+    size_t len = 0, clen = 0, i;
+    FILE *f = open_memstream(&text, &len), *cf = open_memstream(&ctext, &clen);
 
     (void)state;
     assert_non_null(f);
+    assert_non_null(cf);
     sd_cli_serve_usage(f);
     fclose(f);
+    sd_cli_connect_usage(cf);
+    fclose(cf);
+    assert_non_null(strstr(ctext, "Usage: steeldoor connect --listen"));
+    assert_null(strstr(ctext, "  --config FILE"));
+    assert_null(strstr(ctext, "--allow-uri"));
     assert_non_null(strstr(text, "Usage: steeldoor serve --listen ADDR:PORT"));
     assert_non_null(strstr(text, "DUR is 500ms, 10s, 5m, 1h or a number of seconds."));
     assert_non_null(strstr(text, "  -h, --help "));
@@ -437,6 +461,13 @@ static void test_help_lists_every_flag(void **state)
         snprintf(want, sizeof(want), "  %s--%s%s%s ", strcmp(k->name, "help") == 0 ? "-h, " : "",
                  sd_config_key_flag_name(k), k->metavar ? " " : "",
                  k->metavar ? k->metavar : "");
+        if (k->connector == SD_KEY_CONNECT_ONLY) {
+            if (strstr(text, want) != NULL || strstr(ctext, want) == NULL)
+                fail_msg("'%s' must be in connect --help only", want);
+            continue;
+        }
+        if (k->connector == SD_KEY_BOTH_ROLES && strstr(ctext, want) == NULL)
+            fail_msg("connect --help lacks '%s'", want);
         if (strstr(text, want) == NULL)
             fail_msg("--help lacks '%s'", want);
         if (k->metavar != NULL && k->def != NULL) {
@@ -455,6 +486,7 @@ static void test_help_lists_every_flag(void **state)
         i += n + (text[i + n] != '\0');
     }
     free(text);
+    free(ctext);
 }
 
 /* ------------------------------------------------------ docs/config.md */
@@ -492,7 +524,8 @@ static enum sd_key_scope doc_scope(const char *text, const char *at, int *known)
     *known = 1;
     if (last != NULL && strncmp(last, "\n## Top level", 13) == 0)
         return SD_SCOPE_PROCESS;
-    if (last != NULL && strncmp(last, "\n## Listener", 12) == 0)
+    if (last != NULL && (strncmp(last, "\n## Listener", 12) == 0 ||
+                         strncmp(last, "\n## Connector", 13) == 0))
         return SD_SCOPE_LISTENER;
     *known = 0;
     return SD_SCOPE_PROCESS;
