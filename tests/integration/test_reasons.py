@@ -1040,3 +1040,30 @@ def test_listener_removed(steeldoor, echo_backend, good_ctx, make_config, tmp_pa
         sd.signal(signal.SIGHUP)
         _until_closed(s, 5)
     check(_conn(sd, peer, since, "b"), "error", "listener_removed")
+
+
+@reason_test("server_did_not_request_client_cert")
+def test_server_did_not_request_client_cert(pki, sd_bin, tmp_path):
+    # client mode: a server (Python ssl, CERT_NONE) that never asks for the
+    # client certificate; the scenario lives in test_connect.py
+    import test_connect as tc
+    ls, stop = tc.python_server(pki.server_cert, pki.server_key, ssl.CERT_NONE)
+    port = free_port()
+    sd = sdlib.Steeldoor(sd_bin, tc.connect_args(pki, "127.0.0.1:%d" % port,
+                                                 "127.0.0.1:%d" % ls.getsockname()[1],
+                                                 ["--server-name", "localhost"]),
+                         tmp_path, name="connect")
+    try:
+        sd.start(wait_ports=[("127.0.0.1", port)])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.settimeout(5)
+            s.sendall(b"x")
+            assert s.recv(10) == b""
+        check(tc.conn_lines(sd)[0], "error", "server_did_not_request_client_cert")
+    finally:
+        stop.append(1)
+        ls.close()
+        if sd.proc is not None and sd.proc.poll() is None:
+            sd.stop(timeout=10, expect_rc=None)
+        sd.kill()
+        sd.close_files()
