@@ -48,6 +48,7 @@ struct sd_master {
      * rename, add and remove listeners), and so is it handed to workers. */
     size_t nls;                  /* rows in use */
     struct sd_addr *addrs;       /* [SD_MASTER_ROWS] */
+    struct sd_unix_owned *owned; /* [SD_MASTER_ROWS]: row r's socket file, if unix */
     int *fds;                    /* [SD_MASTER_ROWS * nworkers] */
     struct sd_worker_slot *slots;
     struct sd_watch watch;
@@ -81,6 +82,18 @@ static void sd_master_close_listeners(struct sd_master *m)
     }
 }
 
+/* The master is leaving: the socket files it created go with it, so a
+ * caller finds no path rather than a socket nobody accepts on. Only the
+ * master calls this (a worker's exit must not remove the file under the
+ * others). */
+static void sd_master_unlink_owned(struct sd_master *m)
+{
+    size_t r;
+
+    for (r = 0; m->owned != NULL && r < m->nls; r++)
+        sd_net_unlink_unix(&m->addrs[r], &m->owned[r]);
+}
+
 static void sd_master_close_ctl(struct sd_master *m)
 {
     int i;
@@ -106,6 +119,8 @@ static void sd_master_free(struct sd_master *m)
     m->fds = NULL;
     free(m->addrs);
     m->addrs = NULL;
+    free(m->owned);
+    m->owned = NULL;
     free(m->slots);
     sd_watch_close(&m->watch);
     if (m->sigfd >= 0)
@@ -174,12 +189,13 @@ static int sd_master_open_row(struct sd_master *m, const struct sd_addr *addr,
     size_t nw = (size_t)m->nworkers, r = m->nls, w;
     int ufd = -1;
 
+    m->owned[r].set = 0;
     if (r >= SD_MASTER_ROWS)
         return sd_err_set(err, "%s: too many listening addresses", addr->text);
     /* A unix socket (a connector's): one socket, a descriptor of it per
      * worker, all accepting from the one queue. */
     if (addr->ss.ss_family == AF_UNIX &&
-        (ufd = sd_net_listen_unix(addr, unix_mode, SD_LISTEN_BACKLOG, err)) < 0)
+        (ufd = sd_net_listen_unix(addr, unix_mode, SD_LISTEN_BACKLOG, &m->owned[r], err)) < 0)
         return -1;
     if (ufd < 0 && sd_net_check_free(addr, err) != 0)
         return -1;
@@ -193,6 +209,7 @@ static int sd_master_open_row(struct sd_master *m, const struct sd_addr *addr,
                 close(m->fds[r * nw + w]);
                 m->fds[r * nw + w] = -1;
             }
+            sd_net_unlink_unix(addr, &m->owned[r]);
             return -1;
         }
         m->fds[r * nw + w] = fd;
@@ -211,8 +228,12 @@ static void sd_master_drop_row(struct sd_master *m, size_t r)
     for (w = 0; w < nw; w++)
         if (m->fds[r * nw + w] >= 0)
             close(m->fds[r * nw + w]);
+    /* The workers may still accept on their copies until they take the
+     * reload; new callers find no file, as they would after it. */
+    sd_net_unlink_unix(&m->addrs[r], &m->owned[r]);
     memmove(&m->fds[r * nw], &m->fds[(r + 1) * nw], (m->nls - r - 1) * nw * sizeof(*m->fds));
     memmove(&m->addrs[r], &m->addrs[r + 1], (m->nls - r - 1) * sizeof(*m->addrs));
+    memmove(&m->owned[r], &m->owned[r + 1], (m->nls - r - 1) * sizeof(*m->owned));
     m->nls--;
     for (w = 0; w < nw; w++)
         m->fds[m->nls * nw + w] = -1;
@@ -236,8 +257,9 @@ static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
 
     m->fds = malloc(SD_MASTER_ROWS * nw * sizeof(*m->fds));
     m->addrs = calloc(SD_MASTER_ROWS, sizeof(*m->addrs));
+    m->owned = calloc(SD_MASTER_ROWS, sizeof(*m->owned));
     m->slots = calloc(nw, sizeof(*m->slots));
-    if (m->fds == NULL || m->addrs == NULL || m->slots == NULL)
+    if (m->fds == NULL || m->addrs == NULL || m->owned == NULL || m->slots == NULL)
         return sd_err_set(err, "out of memory");
     for (i = 0; i < SD_MASTER_ROWS * nw; i++)
         m->fds[i] = -1;
@@ -801,6 +823,7 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     rc = sd_master_loop(&m);
     sd_log_msg("info", "stopped", "all workers have exited");
 out:
+    sd_master_unlink_owned(&m);
     sd_master_free(&m);
     return rc;
 }

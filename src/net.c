@@ -235,12 +235,13 @@ void sd_net_nodelay(int fd)
 }
 
 int sd_net_listen_unix(const struct sd_addr *addr, unsigned mode, int backlog,
-                       struct sd_err *err)
+                       struct sd_unix_owned *own, struct sd_err *err)
 {
     const struct sockaddr_un *sun = (const struct sockaddr_un *)&addr->ss;
     struct stat st;
     int fd, probe;
 
+    own->set = 0;
     /* A socket file left by a steeldoor that died is removed; one that
      * still answers belongs to a live process and is left alone, as is
      * any file that is not a socket. */
@@ -269,11 +270,34 @@ int sd_net_listen_unix(const struct sd_addr *addr, unsigned mode, int backlog,
         if (rc != 0)
             goto fail;
     }
+    /* Right after bind: the file at the path now is the one we made. */
+    if (lstat(sun->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        own->dev = st.st_dev;
+        own->ino = st.st_ino;
+        own->set = 1;
+    }
     if (chmod(sun->sun_path, (mode_t)mode) != 0 || listen(fd, backlog) != 0)
         goto fail;
     return fd;
 fail:
     sd_err_set(err, "%s: cannot listen: %s", addr->text, strerror(errno));
     close(fd);
+    sd_net_unlink_unix(addr, own);
     return -1;
+}
+
+void sd_net_unlink_unix(const struct sd_addr *addr, struct sd_unix_owned *own)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&addr->ss;
+    struct stat st;
+
+    if (!own->set || addr->ss.ss_family != AF_UNIX)
+        return;
+    own->set = 0;
+    /* The check and the unlink are two steps; a file swapped in between
+     * would be removed. Only a process that can write the directory can
+     * do that, and it could remove the file itself. */
+    if (lstat(sun->sun_path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == own->dev &&
+        st.st_ino == own->ino)
+        (void)unlink(sun->sun_path);
 }

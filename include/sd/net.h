@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "sd/err.h"
 
@@ -33,13 +34,27 @@ void sd_addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
  * or -1 with err. The caller owns the fd. */
 int sd_net_listen(const struct sd_addr *addr, int backlog, struct sd_err *err);
 
+/* The socket file a unix listener created, known by device and inode: at
+ * shutdown its path is removed only while it is still that file (another
+ * process, or an operator, may have put something else there since). */
+struct sd_unix_owned {
+    dev_t dev;
+    ino_t ino;
+    int set; /* 0: nothing of ours at the path */
+};
+
 /* Creates a non-blocking listening unix socket at addr's path with file
  * mode `mode` (a stale socket file, whose process is gone, is replaced;
  * a live one or any other file is an error). One socket serves every
- * worker (unix sockets have no SO_REUSEPORT spreading). Returns the fd, or
- * -1 with err. */
+ * worker (unix sockets have no SO_REUSEPORT spreading). Fills *own with
+ * the file it created. Returns the fd, or -1 with err (no file left). */
 int sd_net_listen_unix(const struct sd_addr *addr, unsigned mode, int backlog,
-                       struct sd_err *err);
+                       struct sd_unix_owned *own, struct sd_err *err);
+
+/* Removes the socket file of own when it is still at addr's path, and
+ * clears own. Best effort (after --user the directory may not be ours to
+ * write): a file left behind is replaced by the next start anyway. */
+void sd_net_unlink_unix(const struct sd_addr *addr, struct sd_unix_owned *own);
 
 /* Checks that no other socket holds addr (see net.c for why). Returns 0, or
  * -1 with err. */

@@ -281,3 +281,38 @@ def test_rotation_new_cert_for_new_connections_open_kept(pki, pyservers, connect
         assert recv_exact(opened, 11) == b"still-open\n"
     finally:
         opened.close()
+
+
+# --------------------------------------------------------------------------
+# unix socket file at shutdown
+# --------------------------------------------------------------------------
+
+def start_unix(pki, connects, server, path):
+    sd = connects(connect_args(pki, "unix:" + path, "127.0.0.1:%d" % server.port,
+                               ["--server-name", "localhost"]))
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(path)
+    return sd
+
+
+def test_unix_socket_file_removed_at_shutdown(pki, server, connects, tmp_path):
+    path = str(tmp_path / "gone.sock")
+    sd = start_unix(pki, connects, server, path)
+    sd.stop(timeout=10)
+    assert not os.path.exists(path)
+
+
+def test_unix_socket_file_not_ours_is_left(pki, server, connects, tmp_path):
+    """Another socket put at the path after start is not removed at stop."""
+    path = str(tmp_path / "swapped.sock")
+    sd = start_unix(pki, connects, server, path)
+    os.unlink(path)
+    other = socket.socket(socket.AF_UNIX)
+    try:
+        other.bind(path)
+        sd.stop(timeout=10)
+        assert os.path.exists(path)
+    finally:
+        other.close()
