@@ -47,6 +47,14 @@ static const char *const sd_serve_groups[SD_GROUP_COUNT_] = {
     [SD_GROUP_RELOAD] = "Reload (SIGHUP, or automatically when a file changes):",
 };
 
+/* connect's titles where serve's would mislead (a connector has a server,
+ * not clients, on the far side); NULL: serve's title. */
+static const char *const sd_connect_groups[SD_GROUP_COUNT_] = {
+    [SD_GROUP_LISTENER] = "Connector (one from flags; many with 'connectors:' in serve --config):",
+    [SD_GROUP_REVOCATION] = "Revocation and chains (of the server's certificate):",
+    [SD_GROUP_IDENTITY] = "Names and timeouts:",
+};
+
 static const char sd_connect_usage_head[] =
     "Usage: steeldoor connect --listen 127.0.0.1:PORT|[::1]:PORT|unix:/PATH\n"
     "                         --target HOST:PORT --cert FILE --key FILE --cacert FILE|DIR\n"
@@ -129,7 +137,7 @@ static void sd_cli_usage(FILE *out, int connector)
         int titled = 0;
         for (i = 0; i < sd_config_nkeys; i++) {
             const struct sd_config_key *k = &sd_config_keys[i];
-            const char *h = k->help;
+            const char *h = connector && k->help_connect ? k->help_connect : k->help;
             char left[64], dflt[64];
             size_t col, start;
             int n, first = 1;
@@ -137,7 +145,8 @@ static void sd_cli_usage(FILE *out, int connector)
             if (!sd_cli_flag_of(k, connector) || (int)k->group != g)
                 continue;
             if (!titled++)
-                fprintf(out, "%s\n", sd_serve_groups[g]);
+                fprintf(out, "%s\n", connector && sd_connect_groups[g] != NULL
+                                          ? sd_connect_groups[g] : sd_serve_groups[g]);
             n = snprintf(left, sizeof(left), "  %s--%s%s%s",
                          strcmp(k->name, "help") == 0 ? "-h, " : "",
                          sd_config_key_flag_name(k), k->metavar ? " " : "",

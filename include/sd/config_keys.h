@@ -113,6 +113,10 @@ struct sd_config_key {
     const char *metavar;   /* the flag's value in --help; NULL: no value */
     enum sd_key_group group;
     const char *help;      /* one sentence for --help (wrapped when printed) */
+    const char *help_connect; /* SD_KEY_BOTH_ROLES keys whose meaning turns
+                            * around on a connector (--cert is our client
+                            * certificate there): `connect --help`'s text;
+                            * NULL: help reads right for both */
 };
 
 /* The table, in --help order, and its length. */

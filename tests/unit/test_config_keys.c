@@ -449,6 +449,14 @@ static void test_help_lists_every_flag(void **state)
     assert_non_null(strstr(ctext, "Usage: steeldoor connect --listen"));
     assert_null(strstr(ctext, "  --config FILE"));
     assert_null(strstr(ctext, "--allow-uri"));
+    /* the shared keys read from the client's side in connect --help */
+    assert_non_null(strstr(ctext, "our client certificate chain"));
+    assert_non_null(strstr(ctext, "our client private key"));
+    assert_null(strstr(ctext, "server certificate chain"));
+    assert_null(strstr(ctext, "server private key"));
+    assert_null(strstr(ctext, "client certificates must chain"));
+    assert_null(strstr(ctext, "accept TLS on"));
+    assert_null(strstr(ctext, "Identity to the backend"));
     assert_non_null(strstr(text, "Usage: steeldoor serve --listen ADDR:PORT"));
     assert_non_null(strstr(text, "DUR is 500ms, 10s, 5m, 1h or a number of seconds."));
     assert_non_null(strstr(text, "  -h, --help "));
@@ -456,6 +464,9 @@ static void test_help_lists_every_flag(void **state)
         const struct sd_config_key *k = &sd_config_keys[i];
         char want[96];
 
+        /* a connect-only text on a key connect does not have is dead text */
+        if (k->help_connect != NULL && k->connector != SD_KEY_BOTH_ROLES)
+            fail_msg("--%s: help_connect on a key that is not in both roles", k->name);
         if (!(k->where & SD_KEY_FLAG))
             continue;
         snprintf(want, sizeof(want), "  %s--%s%s%s ", strcmp(k->name, "help") == 0 ? "-h, " : "",
@@ -484,6 +495,14 @@ static void test_help_lists_every_flag(void **state)
             strncmp(text + i, "                       --cert", 29) != 0)
             fail_msg("--help line longer than 80: %.*s", (int)n, text + i);
         i += n + (text[i + n] != '\0');
+    }
+    for (i = 0; ctext[i] != '\0';) {
+        size_t n = strcspn(ctext + i, "\n");
+        if (n > 80 && strncmp(ctext + i, "Usage", 5) != 0 && ctext[i] != ' ')
+            fail_msg("connect --help line longer than 80: %.*s", (int)n, ctext + i);
+        if (n > 80 && ctext[i] == ' ' && strncmp(ctext + i, "                         ", 25) != 0)
+            fail_msg("connect --help line longer than 80: %.*s", (int)n, ctext + i);
+        i += n + (ctext[i + n] != '\0');
     }
     free(text);
     free(ctext);
