@@ -16,7 +16,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from conftest import atomic_write, build_crl, crl_pem, issue_cert, root_issuer
+from conftest import (atomic_write, build_crl, crl_pem, issue_cert, root_issuer, sighup_reload,
+                      wait_generation)
 from sdlib import free_port, recv_exact
 from test_connect import connect_args, conn_lines, refused, roundtrip, connects, server  # noqa: F401
 
@@ -245,7 +246,7 @@ stream {
 # rotation
 # --------------------------------------------------------------------------
 
-def test_rotation_new_cert_for_new_connections_open_kept(pki, pyservers, connects, tmp_path):
+def rotation_setup(pki, pyservers, connects, tmp_path, extra=()):
     issuer = root_issuer(pki)
     d = tmp_path / "rot"
     old = issue_cert(d, "old", issuer, uris=("spiffe://example.org/billing",))
@@ -257,22 +258,38 @@ def test_rotation_new_cert_for_new_connections_open_kept(pki, pyservers, connect
     srv = pyservers(pki.server_cert, pki.server_key, ssl.CERT_REQUIRED, ca=pki.ca)
     port = free_port()
     sd = connects(connect_args(pki, "127.0.0.1:%d" % port, "127.0.0.1:%d" % srv.port,
-                               ["--server-name", "localhost", "--no-watch"],
+                               ["--server-name", "localhost"] + list(extra),
                                cert=str(live_crt), key=str(live_key)),
                   wait=("127.0.0.1", port))
+    return old, new, live_crt, live_key, srv, port, sd
+
+
+def swap_in(new, live_crt, live_key):
+    # key first, then the certificate: a reload between the two fails
+    # (mismatch) and keeps the old context, it never presents a mixed pair
+    atomic_write(live_key, new.keyfile.read_bytes())
+    os.chmod(live_key, 0o600)
+    atomic_write(live_crt, new.crt.read_bytes())
+
+
+def test_rotation_new_cert_for_new_connections_open_kept(pki, pyservers, connects, tmp_path):
+    old, new, live_crt, live_key, srv, port, sd = rotation_setup(
+        pki, pyservers, connects, tmp_path, ["--no-watch"])
     opened = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
         opened.sendall(b"before\n")
         assert recv_exact(opened, 7) == b"before\n"
-        assert serial_of(srv.peers[-1]) == old.cert.serial_number
-        # key first, then the certificate: a reload between the two fails
-        # (mismatch) and keeps the old context, it never serves a mixed pair
-        atomic_write(live_key, new.keyfile.read_bytes())
-        os.chmod(live_key, 0o600)
-        atomic_write(live_crt, new.crt.read_bytes())
-        from conftest import sighup_reload
+        # a second one resumes: a session under the old certificate is cached
+        assert roundtrip(port, b"again\n") == b"again\n"
+        assert all(serial_of(p) == old.cert.serial_number for p in srv.peers)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(l.get("resumed") for l in conn_lines(sd)):
+            time.sleep(0.05)
+        assert any(l.get("resumed") for l in conn_lines(sd)), conn_lines(sd)
+        swap_in(new, live_crt, live_key)
         sighup_reload(sd, 1)
         n = len(srv.peers)
+        # not resumed from the old session: that would be the old identity
         assert roundtrip(port, b"after\n") == b"after\n"
         assert len(srv.peers) == n + 1
         assert serial_of(srv.peers[-1]) == new.cert.serial_number
@@ -281,6 +298,70 @@ def test_rotation_new_cert_for_new_connections_open_kept(pki, pyservers, connect
         assert recv_exact(opened, 11) == b"still-open\n"
     finally:
         opened.close()
+
+
+def test_rotation_under_load_by_the_watcher(pki, pyservers, connects, tmp_path):
+    """Callers keep connecting while the file watcher picks up the renewed
+    certificate: none fails, and once the reload is in, new ones present
+    the new certificate."""
+    old, new, live_crt, live_key, srv, port, sd = rotation_setup(
+        pki, pyservers, connects, tmp_path)
+    errors, done = [], []
+
+    def load():
+        i = 0
+        while not done:
+            payload = b"load-%d\n" % i
+            try:
+                if roundtrip(port, payload) != payload:
+                    errors.append("short echo %d" % i)
+            except OSError as e:
+                errors.append("%d: %r" % (i, e))
+            i += 1
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        swap_in(new, live_crt, live_key)
+        wait_generation(sd, 2, 1, timeout=10)
+        time.sleep(0.3)
+    finally:
+        done.append(1)
+        for t in threads:
+            t.join(10)
+    assert not errors, errors[:5]
+    n = len(srv.peers)
+    assert roundtrip(port, b"last\n") == b"last\n"
+    assert len(srv.peers) == n + 1 and serial_of(srv.peers[-1]) == new.cert.serial_number
+    serials = {serial_of(p) for p in srv.peers}
+    assert serials == {old.cert.serial_number, new.cert.serial_number}
+
+
+def test_connector_crl_reload_revokes_the_server(pki, server, connects, tmp_path):
+    issuer = root_issuer(pki)
+    crl = tmp_path / "live.crl"
+    crl.write_bytes(crl_pem(build_crl(issuer, number=1)))
+    port = free_port()
+    sd = connects(connect_args(pki, "127.0.0.1:%d" % port, "127.0.0.1:%d" % server.port,
+                               ["--server-name", "localhost", "--crl", str(crl), "--no-watch"]),
+                  wait=("127.0.0.1", port))
+    assert roundtrip(port) == b"hello-through-connect\n"
+    srv_cert = x509.load_pem_x509_certificate(open(pki.server_cert, "rb").read())
+    atomic_write(crl, crl_pem(build_crl(issuer, revoked=[srv_cert], number=2)))
+    sighup_reload(sd, 1)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.settimeout(5)
+        s.sendall(b"must-not-arrive\n")
+        assert s.recv(100) == b""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        bad = [l for l in conn_lines(sd) if l["result"] == "error"]
+        if bad:
+            break
+        time.sleep(0.05)
+    assert bad and bad[-1]["reason"] == "certificate_revoked", conn_lines(sd)
 
 
 # --------------------------------------------------------------------------
