@@ -2,12 +2,14 @@
 # (Debian's packages, one worker each, the same mTLS setup) on loopback; in
 # the http phase, steeldoor's HTTP mode against nginx's and HAProxy's; in
 # http-apikey and http-jwt, steeldoor's HTTP mode with a second factor against
-# itself without.
+# itself without; in connect-full, connect-resumed and connect-keepalive, each
+# one's client mode (plain TCP in, mutual TLS out to a fixed upstream).
 # Included from the Makefile; not part of `make test`. See docs/benchmarks.md.
 #   make bench                     the whole comparison (~9 minutes)
 #   make bench BENCH_ARGS='--runs 1 --servers steeldoor,nginx'
 #   make bench BENCH_ARGS='--phases http'   only the HTTP keep-alive phase
 #   make bench BENCH_ARGS='--servers steeldoor --phases http,http-apikey,http-jwt'
+#   make bench BENCH_ARGS='--phases connect-full,connect-resumed,connect-keepalive --runs 3'
 #   make bench-build               only build bench/loadgen, backend and tlsfloor
 
 BENCH_OUT    := $(BUILD)/bench

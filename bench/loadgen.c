@@ -132,6 +132,7 @@ static int lg_nconns = 16;
 static uint64_t lg_count = 1000;
 static double lg_time = 5.0;
 static bool lg_sync, lg_upload, lg_no_cert;
+static bool lg_plain; /* --plain: TCP without TLS (a client-mode proxy's caller) */
 static uint64_t lg_chunk = 64ull << 20;
 static uint64_t lg_tiny = 1024; /* tiny: one-byte records per burst */
 static double lg_min_resumed = 0.9;
@@ -196,6 +197,47 @@ static void lg_note_error(struct lg_conn *c, uint64_t *counter, const char *what
                 (int)c->st, sslerr, errno, strerror(errno), buf[0] ? ": " : "", buf);
     }
     ERR_clear_error();
+}
+
+/* --plain: a connection's I/O without TLS, with SSL_read's and SSL_write's
+ * conventions (> 0: bytes; else lg_io_error() says why, as SSL_get_error()
+ * would), so that one state machine drives both kinds of connection. */
+static int lg_plain_err; /* the SSL_ERROR_* of the last plain read or write */
+
+static int lg_io_read(struct lg_conn *c, void *buf, int n)
+{
+    if (c->ssl)
+        return SSL_read(c->ssl, buf, n);
+    ssize_t r;
+    do
+        r = recv(c->fd, buf, (size_t)n, 0);
+    while (r < 0 && errno == EINTR);
+    if (r > 0)
+        return (int)r;
+    lg_plain_err = r == 0                                      ? SSL_ERROR_ZERO_RETURN
+                   : (errno == EAGAIN || errno == EWOULDBLOCK) ? SSL_ERROR_WANT_READ
+                                                               : SSL_ERROR_SYSCALL;
+    return r == 0 ? 0 : -1;
+}
+
+static int lg_io_write(struct lg_conn *c, const void *buf, int n)
+{
+    if (c->ssl)
+        return SSL_write(c->ssl, buf, n);
+    ssize_t r;
+    do
+        r = send(c->fd, buf, (size_t)n, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r > 0)
+        return (int)r;
+    lg_plain_err = (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) ? SSL_ERROR_WANT_WRITE
+                                                                       : SSL_ERROR_SYSCALL;
+    return -1;
+}
+
+static int lg_io_error(struct lg_conn *c, int r)
+{
+    return c->ssl ? SSL_get_error(c->ssl, r) : lg_plain_err;
 }
 
 static void lg_sample(uint32_t **arr, size_t *n, size_t *cap, uint64_t ns)
@@ -324,6 +366,9 @@ static void lg_start_conn(struct lg_conn *c)
         lg_fail(c, &lg_err_connect, "epoll_ctl", 0);
         return;
     }
+    if (lg_plain) { /* connected (EPOLLOUT): straight to the first request */
+        return;
+    }
     c->ssl = SSL_new(lg_ctx);
     if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) ||
         !SSL_set_tlsext_host_name(c->ssl, lg_servername) || !SSL_set1_host(c->ssl, lg_servername))
@@ -397,7 +442,7 @@ static void lg_handshake_done(struct lg_conn *c)
 {
     uint64_t now = lg_now();
     lg_connected++;
-    if (!lg_tls_version[0]) {
+    if (!lg_tls_version[0] && c->ssl) {
         snprintf(lg_tls_version, sizeof(lg_tls_version), "%s", SSL_get_version(c->ssl));
         snprintf(lg_tls_cipher, sizeof(lg_tls_cipher), "%s", SSL_get_cipher_name(c->ssl));
         /* the macro returns SSL_ctrl()'s long; group ids fit in an int */
@@ -421,7 +466,7 @@ static void lg_op_done(struct lg_conn *c)
         if (lg_measuring && c->in_phase) {
             lg_done++;
             lg_sample(&lg_lat, &lg_nlat, &lg_caplat, now - c->t_conn);
-            if (SSL_session_reused(c->ssl))
+            if (c->ssl && SSL_session_reused(c->ssl))
                 lg_resumed_n++;
         }
         if (lg_mode == MODE_RESUMED) {
@@ -635,6 +680,10 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
                 lg_fail(c, &lg_err_connect, "connect", 0);
                 return;
             }
+            if (!c->ssl) { /* --plain */
+                lg_handshake_done(c);
+                break;
+            }
             lg_set_state(c, C_HANDSHAKE);
             break;
         }
@@ -644,16 +693,16 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
                 lg_handshake_done(c);
                 break;
             }
-            e = SSL_get_error(c->ssl, r);
+            e = lg_io_error(c, r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return;
             lg_fail(c, &lg_err_handshake, "handshake", e);
             return;
         case C_SEND:
             if (lg_mode == MODE_HTTP) {
-                r = SSL_write(c->ssl, lg_http_req + c->off, (int)(lg_http_req_len - c->off));
+                r = lg_io_write(c, lg_http_req + c->off, (int)(lg_http_req_len - c->off));
                 if (r <= 0) {
-                    e = SSL_get_error(c->ssl, r);
+                    e = lg_io_error(c, r);
                     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                         return;
                     lg_fail(c, &lg_err_io, "write", e);
@@ -669,9 +718,9 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
                 lg_set_state(c, C_HTTP_RECV);
                 break;
             }
-            r = SSL_write(c->ssl, c->cmd + c->off, (int)(sizeof(c->cmd) - c->off));
+            r = lg_io_write(c, c->cmd + c->off, (int)(sizeof(c->cmd) - c->off));
             if (r <= 0) {
-                e = SSL_get_error(c->ssl, r);
+                e = lg_io_error(c, r);
                 if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                     return;
                 lg_fail(c, &lg_err_io, "write", e);
@@ -694,9 +743,9 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
             }
             break;
         case C_RECV:
-            r = SSL_read(c->ssl, lg_scratch, (int)(c->want - c->off));
+            r = lg_io_read(c, lg_scratch, (int)(c->want - c->off));
             if (r <= 0) {
-                e = SSL_get_error(c->ssl, r);
+                e = lg_io_error(c, r);
                 if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                     return;
                 lg_fail(c, &lg_err_io, c->t_op == c->t_conn ? "first read" : "read", e);
@@ -712,13 +761,13 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
                 break;
             }
             if (c->http_head_done)
-                r = SSL_read(c->ssl, lg_scratch,
+                r = lg_io_read(c, lg_scratch,
                              c->remaining < sizeof(lg_scratch) ? (int)c->remaining
                                                                : (int)sizeof(lg_scratch));
             else
-                r = SSL_read(c->ssl, c->http + c->http_len, (int)(LG_HTTP_HEAD - c->http_len));
+                r = lg_io_read(c, c->http + c->http_len, (int)(LG_HTTP_HEAD - c->http_len));
             if (r <= 0) {
-                e = SSL_get_error(c->ssl, r);
+                e = lg_io_error(c, r);
                 if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                     return;
                 lg_fail(c, &lg_err_io, c->t_op == c->t_conn ? "first read" : "read", e);
@@ -737,11 +786,11 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
                 lg_op_done(c);
                 break;
             }
-            r = SSL_read(c->ssl, lg_scratch,
+            r = lg_io_read(c, lg_scratch,
                          c->remaining < sizeof(lg_scratch) ? (int)c->remaining
                                                            : (int)sizeof(lg_scratch));
             if (r <= 0) {
-                e = SSL_get_error(c->ssl, r);
+                e = lg_io_error(c, r);
                 if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                     return;
                 lg_fail(c, &lg_err_io, "bulk read", e);
@@ -757,11 +806,11 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
                 lg_set_state(c, C_RECV);
                 break;
             }
-            r = SSL_write(c->ssl, lg_upload_data,
+            r = lg_io_write(c, lg_upload_data,
                           c->remaining < sizeof(lg_upload_data) ? (int)c->remaining
                                                                 : (int)sizeof(lg_upload_data));
             if (r <= 0) {
-                e = SSL_get_error(c->ssl, r);
+                e = lg_io_error(c, r);
                 if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                     return;
                 lg_fail(c, &lg_err_io, "bulk write", e);
@@ -794,10 +843,15 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
             lg_set_state(c, C_RECV);
             break;
         case C_SHUTDOWN:
+            if (c->off == 0 && !c->ssl) { /* --plain: our FIN, then wait for theirs */
+                shutdown(c->fd, SHUT_WR);
+                c->off = 1;
+                break;
+            }
             if (c->off == 0) {
                 r = SSL_shutdown(c->ssl);
                 if (r < 0) {
-                    e = SSL_get_error(c->ssl, r);
+                    e = lg_io_error(c, r);
                     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                         return;
                     ERR_clear_error();
@@ -811,10 +865,10 @@ static void lg_drive(struct lg_conn *c, uint32_t events)
             }
             /* Wait for the peer's close_notify or EOF, so that the server
              * sees an orderly close, not a reset. */
-            r = SSL_read(c->ssl, lg_scratch, (int)sizeof(lg_scratch));
+            r = lg_io_read(c, lg_scratch, (int)sizeof(lg_scratch));
             if (r > 0)
                 break;
-            e = SSL_get_error(c->ssl, r);
+            e = lg_io_error(c, r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return;
             if (e == SSL_ERROR_SSL &&
@@ -921,6 +975,9 @@ static void lg_usage(FILE *f)
             "  --header \"N: V\"    http: a field added to every request (repeatable, at\n"
             "                     most 8, each at most 8 KiB, no CR, LF or NUL)\n"
             "  --no-client-cert   send no client certificate (to check it is refused)\n"
+            "  --plain            plain TCP, no TLS (full, keepalive, bulk, idle only; no\n"
+            "                     --cert, --key, --cacert): the caller of a client-mode\n"
+            "                     proxy, which does the TLS towards its target\n"
             "  --sync             print \"ready\", wait for a stdin line, run, print the\n"
             "                     result, wait for stdin EOF, then close\n"
             "Prints one JSON line. Exit: 0 ok, 1 failure, 2 usage, 3 resumption below\n"
@@ -986,6 +1043,10 @@ static void lg_parse_args(int argc, char **argv)
             lg_sync = true;
             continue;
         }
+        if (!strcmp(a, "--plain")) {
+            lg_plain = true;
+            continue;
+        }
         if (!strcmp(a, "--no-client-cert")) {
             lg_no_cert = true;
             continue;
@@ -1032,11 +1093,14 @@ static void lg_parse_args(int argc, char **argv)
             exit(2);
         }
     }
-    if (!connect_to || !lg_cert || !lg_key || !lg_cacert || lg_nconns <= 0 || lg_time <= 0 ||
+    if (!connect_to || (!lg_plain && (!lg_cert || !lg_key || !lg_cacert)) || lg_nconns <= 0 || lg_time <= 0 ||
         lg_chunk == 0 || lg_tiny == 0 || lg_tiny > (1u << 20)) {
         lg_usage(stderr);
         exit(2);
     }
+    if (lg_plain && lg_mode != MODE_FULL && lg_mode != MODE_KEEPALIVE && lg_mode != MODE_BULK &&
+        lg_mode != MODE_IDLE)
+        lg_die("--plain is for --mode full, keepalive, bulk or idle");
     if (lg_nheaders && lg_mode != MODE_HTTP)
         lg_die("--header is for --mode http");
     char host[64];
@@ -1143,7 +1207,8 @@ int main(int argc, char **argv)
         lg_die("RLIMIT_NOFILE %llu is too low for %d connections",
                (unsigned long long)rl.rlim_cur, lg_nconns);
     memset(lg_upload_data, 'u', sizeof(lg_upload_data));
-    lg_setup_ctx();
+    if (!lg_plain)
+        lg_setup_ctx();
     lg_ep = epoll_create1(EPOLL_CLOEXEC);
     lg_conns = calloc((size_t)lg_nconns, sizeof(*lg_conns));
     if (lg_ep < 0 || !lg_conns)

@@ -33,6 +33,24 @@ run (median of the runs), against the issue's limit of x1.03. The JWT is
 minted with the `openssl` command line, so this script still needs nothing
 but the standard library.
 
+The client-mode phases (`connect-full`, `connect-resumed`,
+`connect-keepalive`; issue 15) measure each server as a CLIENT: the load
+generator speaks plain TCP (`loadgen --plain`) to the server's client mode
+(steeldoor `connect`, stunnel `client = yes`, HAProxy `server ... ssl crt`,
+nginx's stream `proxy_ssl`), which opens a mutual-TLS connection to a fixed
+upstream, `steeldoor serve` in front of the same backend, presenting the
+client certificate and verifying the upstream's against the CA and the name
+localhost. Two upstreams run for the whole bench: one that issues no session
+tickets (`--session-lifetime 0`: every handshake of connect-full is full,
+whatever the proxy's session reuse) and one that does (connect-resumed and
+connect-keepalive). The proxies' configurations are the same in all three
+phases, with session reuse on. Only the proxy's processes are measured;
+the upstream's log tells how many of the phase's handshakes resumed (at
+least 90% must in connect-resumed, none in connect-full). Figures are also
+given as a ratio to the best of the three peers (CONNECT_GOALS).
+`--connect-check` adds a one-off check: every proxy pointed at a wrong CA
+must get no exchange through.
+
 Every server runs from a temporary configuration in a temporary directory,
 on free loopback ports, in the foreground, as a child of this script; no
 system service is touched. A server whose program is missing is skipped
@@ -84,9 +102,30 @@ PHASES = {
     # certificate-bound JWT, in every request (Authorization: Bearer)
     "http-apikey": ["--mode", "http", "--conns", "8", "--count", "40000", "--time", "2.5"],
     "http-jwt": ["--mode", "http", "--conns", "8", "--count", "40000", "--time", "2.5"],
+    # Client mode (issue 15): plain TCP to the server's client mode, which
+    # opens a mutual-TLS connection to the upstream (steeldoor serve) for
+    # each. full: an upstream that issues no tickets; resumed: one that does.
+    "connect-full": ["--plain", "--mode", "full", "--conns", "16", "--count", "100000",
+                     "--time", "2.5"],
+    "connect-resumed": ["--plain", "--mode", "full", "--conns", "16", "--count", "100000",
+                        "--time", "2.5"],
+    "connect-keepalive": ["--plain", "--mode", "keepalive", "--conns", "32", "--count",
+                          "5000000", "--time", "2.5"],
 }
 PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "bulk", "tiny", "http",
-               "http-apikey", "http-jwt")
+               "http-apikey", "http-jwt", "connect-full", "connect-resumed",
+               "connect-keepalive")
+# The client-mode phases (issue 15), each with the upstream it runs against:
+# "full" issues no session tickets, "resume" does.
+CONNECT_PHASES = {"connect-full": "full", "connect-resumed": "resume",
+                  "connect-keepalive": "resume"}
+CONNECT_PEERS = ("nginx", "haproxy", "stunnel")
+# steeldoor's CPU as a ratio to the best peer's: at most this (issue 15).
+CONNECT_GOALS = {"connect_full_cpu_us": 0.80, "connect_resumed_cpu_us": 0.80,
+                 "connect_keepalive_cpu_us": 1.00}
+# The name the upstream's certificate carries, sent as SNI and checked by
+# every proxy.
+CONNECT_SERVER_NAME = "localhost"
 # Phases run against the server's HTTP-mode instance (the others against
 # its L4 one), in front of `backend --http`.
 HTTP_PHASES = ("http", "http-apikey", "http-jwt")
@@ -128,6 +167,10 @@ FIGURES = (
     ("http_cpu_us", "CPU per HTTP request", "us", "http", 1),
     ("http_apikey_cpu_us", "CPU per HTTP request with an API key", "us", "http-apikey", 1),
     ("http_jwt_cpu_us", "CPU per HTTP request with a JWT", "us", "http-jwt", 1),
+    ("connect_full_cpu_us", "connect: CPU per full handshake", "us", "connect-full", 0),
+    ("connect_resumed_cpu_us", "connect: CPU per resumed handshake", "us", "connect-resumed", 0),
+    ("connect_keepalive_cpu_us", "connect: CPU per keep-alive request", "us",
+     "connect-keepalive", 1),
     ("idle_rss_kib_per_conn", "RSS per idle connection", "KiB", "idle", 1),
     ("full_p50_ms", "full: latency p50", "ms", "full", 1),
     ("full_p99_ms", "full: latency p99", "ms", "full", 1),
@@ -141,16 +184,29 @@ FIGURES = (
     ("http_apikey_p99_us", "http-apikey: latency p99", "us", "http-apikey", 0),
     ("http_jwt_p50_us", "http-jwt: latency p50", "us", "http-jwt", 0),
     ("http_jwt_p99_us", "http-jwt: latency p99", "us", "http-jwt", 0),
+    ("connect_full_p50_ms", "connect-full: latency p50", "ms", "connect-full", 2),
+    ("connect_full_p99_ms", "connect-full: latency p99", "ms", "connect-full", 2),
+    ("connect_resumed_p50_ms", "connect-resumed: latency p50", "ms", "connect-resumed", 2),
+    ("connect_resumed_p99_ms", "connect-resumed: latency p99", "ms", "connect-resumed", 2),
+    ("connect_keepalive_p50_us", "connect-keepalive: latency p50", "us", "connect-keepalive", 0),
+    ("connect_keepalive_p99_us", "connect-keepalive: latency p99", "us", "connect-keepalive", 0),
     ("full_per_s", "full handshakes/s", "/s", "full", 0),
     ("resumed_per_s", "resumed handshakes/s", "/s", "resumed", 0),
     ("keepalive_per_s", "keep-alive requests/s", "/s", "keepalive", 0),
     ("http_per_s", "HTTP requests/s", "/s", "http", 0),
     ("http_apikey_per_s", "HTTP requests/s with an API key", "/s", "http-apikey", 0),
     ("http_jwt_per_s", "HTTP requests/s with a JWT", "/s", "http-jwt", 0),
+    ("connect_full_per_s", "connect: full handshakes/s", "/s", "connect-full", 0),
+    ("connect_resumed_per_s", "connect: resumed handshakes/s", "/s", "connect-resumed", 0),
+    ("connect_keepalive_per_s", "connect: keep-alive requests/s", "/s", "connect-keepalive", 0),
     ("bulk_gib_per_s", "bulk throughput", "GiB/s", "bulk", 2),
     ("tiny_records_per_s", "one-byte records/s", "/s", "tiny", 0),
     ("tiny_p50_us", "tiny: latency p50 of a 1024-record burst", "us", "tiny", 0),
     ("resumed_fraction", "fraction resumed", "", "resumed", 3),
+    ("connect_full_upstream_resumed_fraction", "connect-full: fraction resumed (upstream's log)",
+     "", "connect-full", 3),
+    ("connect_resumed_upstream_resumed_fraction",
+     "connect-resumed: fraction resumed (upstream's log)", "", "connect-resumed", 3),
     ("full_tickets_per_conn", "tickets sent per full handshake", "", "full", 1),
     ("resumed_tickets_per_conn", "tickets sent per resumed handshake", "", "resumed", 1),
 )
@@ -755,6 +811,162 @@ def _grep_log(path, needles, skip=(0, 0), limit=3):
     return out
 
 
+# --- client mode (issue 15) ----------------------------------------------------
+
+class ConnectProxy(Server):
+    """A server's client mode: plain TCP on 127.0.0.1:port, a mutual-TLS
+    connection to the upstream (`full` or `resume`, Context.upstreams) for
+    each, presenting the client certificate and verifying the upstream's
+    against `ca` (the bench CA; another one for --connect-check) and the
+    name CONNECT_SERVER_NAME. Session reuse is each server's default (on)."""
+
+    def __init__(self, ctx, upstream, ca=None):
+        super().__init__(ctx)
+        self.upstream = upstream
+        self.ca = ca or os.path.join(ctx.pki, "ca.crt")
+
+    def target(self):
+        return "127.0.0.1:%d" % self.ctx.upstreams[self.upstream]["port"]
+
+    def loadgen_cmd(self):
+        return self.ctx.plain_loadgen_cmd(self.port)
+
+    def probe_args(self):
+        return ["--mode", "full", "--count", "1", "--conns", "1", "--time", "5"]
+
+    def start(self, run, label="", expect_fail=False):
+        """Starts it; ready when one exchange goes through (expect_fail:
+        when it listens, and then one exchange must NOT go through)."""
+        self.port = free_port()
+        self.dir = os.path.join(self.ctx.tmp, "%s-connect-%s-%d" % (self.name, label, run))
+        os.makedirs(self.dir)
+        cmd = self.command()
+        self.logfile = os.path.join(self.dir, "server.log")
+        with open(self.logfile, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, cwd=self.dir,
+                                         start_new_session=True)
+        if expect_fail:
+            wait_port(self.port, self.proc)
+            r = subprocess.run(self.loadgen_cmd() + self.probe_args(), capture_output=True,
+                               text=True)
+            return r.returncode != 0
+        deadline = time.monotonic() + 15
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError("exited with status %s at start; see %s" % (
+                    self.proc.returncode, self.logfile))
+            r = subprocess.run(self.loadgen_cmd() + self.probe_args(), capture_output=True,
+                               text=True)
+            if r.returncode == 0:
+                return True
+            if time.monotonic() > deadline:
+                raise BenchError("no exchange went through it: %s" % r.stderr.strip()[-300:])
+            time.sleep(0.1)
+
+
+class NginxConnect(ConnectProxy, Nginx):
+    def command(self):
+        p, d = self.pki, self.dir
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(self.load_module + f"""\
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+worker_rlimit_nofile 16384;
+events {{
+    worker_connections 8192;
+}}
+stream {{
+    server {{
+        listen 127.0.0.1:{self.port} backlog=4096;
+        proxy_pass {self.target()};
+        proxy_ssl on;
+        proxy_ssl_certificate {p}/client.crt;
+        proxy_ssl_certificate_key {p}/client.key;
+        proxy_ssl_trusted_certificate {self.ca};
+        proxy_ssl_verify on;
+        proxy_ssl_verify_depth 3;
+        proxy_ssl_name {CONNECT_SERVER_NAME};
+        proxy_ssl_server_name on;
+        proxy_ssl_protocols TLSv1.3;
+        proxy_ssl_session_reuse on;
+    }}
+}}
+""")
+        return [self.bin, "-p", d + "/", "-e", d + "/error.log", "-c", conf,
+                "-g", "daemon off;"]
+
+
+class HaproxyConnect(ConnectProxy, Haproxy):
+    def command(self):
+        p = self.pki
+        pem = os.path.join(self.dir, "client.pem")  # certificate and key in one file
+        with open(pem, "w") as out:
+            for part in ("client.crt", "client.key"):
+                with open(os.path.join(p, part)) as f:
+                    out.write(f.read())
+        os.chmod(pem, 0o600)
+        conf = os.path.join(self.dir, "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write(f"""\
+global
+    nbthread 1
+    maxconn 8192
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 5m
+    timeout server 5m
+listen bench
+    bind 127.0.0.1:{self.port}
+    server upstream {self.target()} ssl crt {pem} ca-file {self.ca} verify required \
+verifyhost {CONNECT_SERVER_NAME} sni str({CONNECT_SERVER_NAME}) ssl-min-ver TLSv1.3
+""")
+        return [self.bin, "-f", conf, "-db"]
+
+
+class StunnelConnect(ConnectProxy, Stunnel):
+    def command(self):
+        p = self.pki
+        conf = os.path.join(self.dir, "stunnel.conf")
+        with open(conf, "w") as f:
+            f.write(f"""\
+foreground = yes
+pid =
+output = {self.dir}/stunnel.log
+syslog = no
+debug = warning
+
+[bench]
+client = yes
+accept = 127.0.0.1:{self.port}
+connect = {self.target()}
+cert = {p}/client.crt
+key = {p}/client.key
+CAfile = {self.ca}
+verifyChain = yes
+checkHost = {CONNECT_SERVER_NAME}
+sni = {CONNECT_SERVER_NAME}
+sslVersionMin = TLSv1.3
+""")
+        return [self.bin, conf]
+
+
+class SteeldoorConnect(ConnectProxy, Steeldoor):
+    def command(self):
+        p = self.pki
+        return [self.bin, "connect", "--listen", "127.0.0.1:%d" % self.port,
+                "--target", self.target(), "--cert", p + "/client.crt",
+                "--key", p + "/client.key", "--cacert", self.ca,
+                "--server-name", CONNECT_SERVER_NAME, "--workers", "1", "--name", "bench"]
+
+
+CONNECT_CLASSES = {"nginx": NginxConnect, "haproxy": HaproxyConnect, "stunnel": StunnelConnect,
+                   "steeldoor": SteeldoorConnect}
+
+
 SERVER_CLASSES = {"nginx": Nginx, "haproxy": Haproxy, "stunnel": Stunnel, "steeldoor": Steeldoor}
 
 
@@ -882,6 +1094,18 @@ def figures_of(phase, r):
         f[k + "_per_s"] = r["ops_per_s"]
         f[k + "_p50_us"] = r["p50_us"]
         f[k + "_p99_us"] = r["p99_us"]
+    if phase in CONNECT_PHASES and ops:
+        k = phase_key(phase)
+        f[k + "_cpu_us"] = cpu / ops * 1e6
+        f[k + "_per_s"] = r["ops_per_s"]
+        if phase == "connect-keepalive":
+            f[k + "_p50_us"] = r["p50_us"]
+            f[k + "_p99_us"] = r["p99_us"]
+        else:
+            f[k + "_p50_ms"] = r["p50_us"] / 1000
+            f[k + "_p99_ms"] = r["p99_us"] / 1000
+            if r.get("upstream_conns"):
+                f[k + "_upstream_resumed_fraction"] = r["upstream_resumed"] / r["upstream_conns"]
     if phase == "resumed":
         f["resumed_fraction"] = r["resumed_fraction"]
     if phase == "tiny" and r.get("bytes"):
@@ -919,6 +1143,17 @@ def phase_problems(phase, r):
                          "lines)" % r["err_status"])
         if phase in HTTP_PHASES and r.get("stderr"):
             probs.append("load generator: " + " | ".join(r["stderr"].splitlines()[:3])[:600])
+    if phase in ("connect-full", "connect-resumed") and "upstream_conns" in r:
+        up, res, ops = r["upstream_conns"], r["upstream_resumed"], r.get("ops", 0)
+        if up < 0.9 * ops:
+            probs.append("the upstream logged %d connections for %d through the proxy"
+                         % (up, ops))
+        if phase == "connect-resumed" and res < 0.9 * max(up, 1):
+            probs.append("RESUMPTION FAILED: %d of %d upstream handshakes resumed (< 90%%)"
+                         % (res, up))
+        if phase == "connect-full" and res:
+            probs.append("%d of %d upstream handshakes resumed in the full phase"
+                         % (res, up))
     if phase == "idle" and r.get("connected", 0) < 2000:
         probs.append("only %d of 2000 idle connections were held" % r.get("connected", 0))
     if r.get("tls_version") and (r["tls_version"] != "TLSv1.3" or r["group"] != "x25519"):
@@ -956,6 +1191,7 @@ class Context:
         # the credential (a Bearer value) and a wrong one of the same kind.
         self.auth = {}
         self.auth_dir = os.path.join(self.tmp, "auth")
+        self.upstreams = {}  # client-mode phases: name -> port, proc, log
 
     def auth_serve_args(self, phase):
         return self.auth[phase]["serve"] if phase else []
@@ -1054,6 +1290,134 @@ class Context:
         p = self.pki
         return [self.loadgen, "--connect", "127.0.0.1:%d" % port, "--cert", p + "/client.crt",
                 "--key", p + "/client.key", "--cacert", p + "/ca.crt"]
+
+    def plain_loadgen_cmd(self, port):
+        """The load generator as the plain-TCP caller of a client mode."""
+        return [self.loadgen, "--connect", "127.0.0.1:%d" % port, "--plain"]
+
+    def _nginx_upstream(self, name, port):
+        """nginx's stream module as the upstream: stateless session tickets
+        (reusable by concurrent connections) for "resume", none for "full";
+        each connection's $ssl_session_reused in its access log."""
+        nginx = which("nginx")
+        if not nginx:
+            raise BenchError("--connect-upstream nginx: nginx is not installed")
+        v = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
+        load = ""
+        if "--with-stream=dynamic" in v or "--with-stream " not in v + " ":
+            load = "load_module %s;\n" % NGINX_STREAM_MODULE
+        d = os.path.join(self.tmp, "upstream-" + name)
+        os.makedirs(d)
+        p = self.pki
+        tickets = "on" if name == "resume" else "off"
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(load + f"""\
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+worker_rlimit_nofile 16384;
+events {{
+    worker_connections 8192;
+}}
+stream {{
+    log_format up '{{"event":"conn","reused":"$ssl_session_reused"}}';
+    server {{
+        listen 127.0.0.1:{port} ssl backlog=4096;
+        ssl_certificate {p}/server.crt;
+        ssl_certificate_key {p}/server.key;
+        ssl_client_certificate {p}/ca.crt;
+        ssl_verify_client on;
+        ssl_verify_depth 3;
+        ssl_protocols TLSv1.3;
+        ssl_session_tickets {tickets};
+        ssl_session_cache off;
+        ssl_session_timeout 5m;
+        access_log {d}/access.log up;
+        proxy_pass 127.0.0.1:{self.backend_port};
+    }}
+}}
+""")
+        open(os.path.join(d, "access.log"), "w").close()
+        return ([nginx, "-p", d + "/", "-e", d + "/error.log", "-c", d + "/nginx.conf",
+                 "-g", "daemon off;"], os.path.join(d, "access.log"))
+
+    def start_upstreams(self, which, kind="nginx"):
+        """The upstreams of the client-mode phases, in front of the L4
+        backend, requiring and verifying a client certificate: "full"
+        issues no session tickets, "resume" does. `kind` nginx (stateless
+        tickets: one ticket resumes any number of connections) or steeldoor
+        (serve; --session-lifetime 0 for "full"; its sessions are stateful,
+        each TLS 1.3 one single-use). Each must refuse a client without a
+        certificate."""
+        p = self.pki
+        self.upstream_kind = kind
+        for name in which:
+            port = free_port()
+            logf = os.path.join(self.tmp, "upstream-%s.log" % name)
+            if kind == "nginx":
+                cmd, access = self._nginx_upstream(name, port)
+            cmd = cmd if kind == "nginx" else [self.steeldoor, "serve", "--listen", "127.0.0.1:%d" % port,
+                   "--target", "127.0.0.1:%d" % self.backend_port,
+                   "--cert", p + "/server.crt", "--key", p + "/server.key",
+                   "--cacert", p + "/ca.crt", "--allow-all", "--workers", "1",
+                   "--name", "upstream-" + name] + (
+                       ["--session-lifetime", "0"] if name == "full" else [])
+            with open(logf, "wb") as out:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+            self.upstreams[name] = {"port": port, "proc": proc,
+                                    "log": access if kind == "nginx" else logf}
+            probe = self.loadgen_cmd(port) + ["--mode", "full", "--count", "1", "--conns", "1",
+                                              "--time", "5"]
+            deadline = time.monotonic() + 15
+            while subprocess.run(probe, capture_output=True).returncode != 0:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("the %s upstream (%s) did not start; see %s"
+                                     % (name, kind, logf))
+                time.sleep(0.1)
+            if subprocess.run(probe + ["--no-client-cert"], capture_output=True).returncode == 0:
+                raise BenchError("the %s upstream let a client WITHOUT a certificate through"
+                                 % name)
+
+    def upstream_offset(self, name):
+        try:
+            return os.path.getsize(self.upstreams[name]["log"])
+        except OSError:
+            return 0
+
+    def upstream_resumed(self, name, offset):
+        """(connections, of them resumed) in the upstream's log since offset."""
+        with open(self.upstreams[name]["log"], "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        conns = resumed = 0
+        for line in data.decode(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("event") == "conn":
+                conns += 1
+                resumed += rec.get("resumed") is True or rec.get("reused") == "r"
+        return conns, resumed
+
+    def stop_upstreams(self):
+        for u in self.upstreams.values():
+            proc = u["proc"]
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=10)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+    def make_wrong_ca(self):
+        """Another CA (for --connect-check): no upstream chains to it."""
+        d = os.path.join(self.tmp, "pki-wrong")
+        subprocess.run([self.steeldoor, "pki", "init", "--dir", d], check=True,
+                       stdout=subprocess.DEVNULL)
+        return os.path.join(d, "ca.crt")
 
     def make_pki(self):
         sd = self.steeldoor
@@ -1193,6 +1557,13 @@ def main():
     ap.add_argument("--phases", default=",".join(PHASE_ORDER))
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--connect-upstream", choices=("nginx", "steeldoor"), default="nginx",
+                    help="the mTLS server the client modes connect to (default nginx: "
+                         "stateless tickets; steeldoor serve's TLS 1.3 sessions are "
+                         "single-use)")
+    ap.add_argument("--connect-check", action="store_true",
+                    help="client-mode phases: first check that every server's client mode, "
+                         "pointed at a wrong CA, gets no exchange through (a one-off check)")
     args = ap.parse_args()
 
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
@@ -1305,6 +1676,64 @@ def main():
                 close_instance(name, srv, run, http)
         return ok
 
+    def run_connect(name, run, cphases, results):
+        """The client-mode phases of one server: an instance per upstream
+        (connect-full's, then the one of connect-resumed and
+        connect-keepalive), warmed up, each phase measured on the proxy's
+        processes only, the upstream's log read for how many of its
+        handshakes resumed."""
+        for upstream in ("full", "resume"):
+            phs = [p for p in cphases if CONNECT_PHASES[p] == upstream]
+            if not phs:
+                continue
+            inst = CONNECT_CLASSES[name](ctx, upstream)
+            inst.missing()
+            try:
+                inst.start(run, upstream)
+                subprocess.run(inst.loadgen_cmd() + ["--mode", "full", "--conns", "16", "--count",
+                                                     "300", "--time", "2"],
+                               capture_output=True, check=False)
+                for ph in phs:
+                    off = ctx.upstream_offset(upstream)
+                    r = run_phase(ctx, inst, ph)
+                    time.sleep(0.3)  # the upstream logs a connection when it ends
+                    r["upstream_conns"], r["upstream_resumed"] = ctx.upstream_resumed(
+                        upstream, off)
+                    record(name, run, ph, r, results)
+                    if not inst.alive():
+                        raise BenchError("the server exited (status %s) during %s"
+                                         % (inst.proc.returncode, ph))
+            except (BenchError, OSError, ValueError, subprocess.SubprocessError) as e:
+                problems[name].append("run %d FAILED: %s (client mode): %s"
+                                      % (run, ",".join(phs), e))
+                log("bench: %s run %d FAILED (client mode): %s" % (name, run, e))
+            finally:
+                inst.stop()
+                for note in inst.log_notes():
+                    problems[name].append("run %d log (client mode): %s" % (run, note))
+                if getattr(inst, "log_summary", None):
+                    log_summaries[name].append(inst.log_summary)
+
+    def connect_check():
+        """One-off: each server's client mode pointed at a CA the upstream's
+        certificate does not chain to must get nothing through."""
+        wrong = ctx.make_wrong_ca()
+        out = {}
+        for name in servers:
+            inst = CONNECT_CLASSES[name](ctx, "resume", ca=wrong)
+            inst.missing()
+            try:
+                refused = inst.start(0, "wrong-ca", expect_fail=True)
+                out[name] = "refused" if refused else "NOT REFUSED"
+            except BenchError as e:
+                out[name] = "error: %s" % e
+            finally:
+                inst.stop()
+            log("bench: connect check: %s with a wrong CA: %s" % (name, out[name]))
+            if out[name] != "refused":
+                problems[name].append("connect check FAILED: with a wrong CA: %s" % out[name])
+        return out
+
     def run_second_factor(name, srv, run, plain_phases, auth_phases, results):
         """steeldoor in HTTP mode with the second-factor phases: its plain
         instance runs plain_phases (the `http` phase, as every server does)
@@ -1372,12 +1801,20 @@ def main():
                 raise BenchError("setting up the second-factor phases: %s (leave them out "
                                  "with --phases)" % e)
         ctx.start_backend(http=any(p in HTTP_PHASES for p in phases))
+        connect_checked = None
+        if any(p in CONNECT_PHASES for p in phases):
+            ctx.start_upstreams(sorted({CONNECT_PHASES[p] for p in phases
+                                        if p in CONNECT_PHASES}), args.connect_upstream)
+            if args.connect_check:
+                connect_checked = connect_check()
         # Runs interleave the servers so that drift on the machine spreads
         # over all of them.
         for run in range(1, args.runs + 1):
             for name, srv in servers.items():
                 run_phases = [p for p in phases if p != "idle" or run <= args.idle_runs]
-                l4_phases = [p for p in run_phases if p not in HTTP_PHASES]
+                l4_phases = [p for p in run_phases
+                             if p not in HTTP_PHASES and p not in CONNECT_PHASES]
+                connect_phases = [p for p in run_phases if p in CONNECT_PHASES]
                 http_phases = [p for p in run_phases
                                if p in HTTP_PHASES and p not in not_applicable.get(name, {})]
                 results = {"run": run}
@@ -1390,10 +1827,12 @@ def main():
                     run_second_factor(name, srv, run, plain, auth_phases, results)
                 elif plain:
                     run_instance(name, srv, run, plain, True, results)
+                if connect_phases:
+                    run_connect(name, run, connect_phases, results)
                 per_run[name].append(results)
                 short = []
                 for phase in l4_phases + plain + (["http-interleaved"] if auth_phases else []) + (
-                        auth_phases):
+                        auth_phases) + connect_phases:
                     fig = results.get(phase, {}).get("figures", {})
                     k = {"full": "full_cpu_us", "resumed": "resumed_cpu_us",
                          "keepalive": "keepalive_cpu_us", "bulk": "bulk_cpu_s_per_gib",
@@ -1409,6 +1848,7 @@ def main():
             shutil.rmtree(ctx.tmp, ignore_errors=True)
         raise
     finally:
+        ctx.stop_upstreams()
         ctx.stop_backend()
         for srv in servers.values():
             srv.stop()
@@ -1455,6 +1895,19 @@ def main():
                                if k in medians.get(n, {})}}
         if "steeldoor" in http_best["ratio"]:
             http_best["steeldoor_meets_goal"] = http_best["ratio"]["steeldoor"] <= HTTP_GOAL
+
+    # The client-mode phases: steeldoor's CPU as a ratio to the best peer's.
+    connect_best = {}
+    for k, goal in CONNECT_GOALS.items():
+        peers = {n: medians[n][k] for n in CONNECT_PEERS if k in medians.get(n, {})}
+        if not peers:
+            continue
+        best = min(peers, key=peers.get)
+        connect_best[k] = {"best_peer": best, "best_peer_value": peers[best], "goal": goal,
+                           "ratio": {n: medians[n][k] / peers[best] for n in servers
+                                     if k in medians.get(n, {})}}
+        if "steeldoor" in connect_best[k]["ratio"]:
+            connect_best[k]["steeldoor_meets_goal"] = connect_best[k]["ratio"]["steeldoor"] <= goal
 
     # The second-factor phases: per run, steeldoor's CPU per request with the
     # credential over its CPU per request without, measured in turn in the
@@ -1522,6 +1975,17 @@ def main():
         log(line)
     elif "http" in phases:
         log("(no ratio to the best peer for http: neither nginx nor HAProxy was measured)")
+    for k, cb in connect_best.items():
+        line = "%s as a ratio to the best peer (%s, %.1f us): %s" % (
+            k, cb["best_peer"], cb["best_peer_value"], ", ".join(
+                "%s x%.2f" % (n, r) for n, r in cb["ratio"].items()))
+        if "steeldoor_meets_goal" in cb:
+            line += "; goal for steeldoor: at most x%.2f (%s)" % (
+                cb["goal"], "met" if cb["steeldoor_meets_goal"] else "NOT met")
+        log(line)
+    if connect_checked:
+        log("connect check (client mode pointed at a wrong CA): %s" % ", ".join(
+            "%s %s" % kv for kv in connect_checked.items()))
     for phase, sf in second_factor.items():
         if sf["ratio"] is None:
             log("%s: no valid pair of runs with http (see the notes): no ratio" % phase)
@@ -1584,6 +2048,9 @@ def main():
         "ratio_to_haproxy": ratios2,
         "http_ratio_to_best_peer": http_best,
         "second_factor": second_factor,
+        "connect_ratio_to_best_peer": connect_best,
+        "connect_check": connect_checked,
+        "connect_upstream": args.connect_upstream,
         "not_applicable": not_applicable,
         "problems": problems,
         "steeldoor_log": log_summaries.get("steeldoor", []),
