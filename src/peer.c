@@ -101,6 +101,11 @@ void sd_peer_log(const struct sd_peer *p, struct sd_logline *l)
     }
     if (p->sni.s != NULL)
         sd_log_strn_bounded(l, "sni", p->sni.s, p->sni.len, SD_PEER_LOG_NAME_MAX);
+    /* Ours, not the peer's: bounded by the context's buffers. */
+    if (p->presented_subject != NULL)
+        sd_log_str(l, "client_cert_subject", p->presented_subject);
+    if (p->presented_serial != NULL)
+        sd_log_str(l, "client_cert_serial", p->presented_serial);
     pc = p->cert;
     if (pc != NULL) {
         if (pc->subject.s != NULL)

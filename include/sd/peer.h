@@ -103,6 +103,11 @@ struct sd_peer {
     int rule;                        /* index of the allow rule that admitted, or -1 */
     const char *rule_text;           /* "uri:spiffe://...", owned by the policy */
     struct sd_policy_hit hit;        /* which name admitted (kind, index) */
+    const char *presented_subject;   /* client role: the certificate we
+                                      * presented (owned by the TLS context,
+                                      * which outlives the stream), or NULL:
+                                      * none was asked for or it is unknown */
+    const char *presented_serial;    /* its serial, hex, or NULL */
 };
 
 /* The name that admitted p (points into p->cert), or NULL (no rule, SPKI

@@ -396,6 +396,38 @@ SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time)
     return tls->session;
 }
 
+/* Fills tls->own_subject and own_serial from the context's certificate.
+ * A name too long is cut (the log line is bounded); a failure leaves the
+ * field empty: the log then leaves it out, the connection is unaffected. */
+static void sd_tls_connector_own_cert(struct sd_tls *tls)
+{
+    X509 *x = SSL_CTX_get0_certificate(tls->ctx);
+    BIO *b;
+    BIGNUM *bn;
+    char *hex;
+    int n;
+
+    tls->own_subject[0] = '\0';
+    tls->own_serial[0] = '\0';
+    if (x == NULL)
+        return;
+    if ((b = BIO_new(BIO_s_mem())) != NULL) {
+        if (X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0 &&
+            (n = BIO_read(b, tls->own_subject, (int)sizeof(tls->own_subject) - 1)) > 0)
+            tls->own_subject[n] = '\0';
+        BIO_free(b);
+    }
+    if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL)) != NULL) {
+        if ((hex = BN_bn2hex(bn)) != NULL) {
+            if (strlen(hex) < sizeof(tls->own_serial))
+                memcpy(tls->own_serial, hex, strlen(hex) + 1);
+            OPENSSL_free(hex);
+        }
+        BN_free(bn);
+    }
+    ERR_clear_error();
+}
+
 struct sd_tls *sd_tls_connector_new(const struct sd_listener_conf *lc, struct sd_files *files,
                                     struct sd_err *err)
 {
@@ -425,6 +457,7 @@ struct sd_tls *sd_tls_connector_new(const struct sd_listener_conf *lc, struct sd
         return NULL;
     }
     tls->connector = 1;
+    sd_tls_connector_own_cert(tls);
     SSL_CTX_set_cert_cb(tls->ctx, sd_tls_connector_cert_cb, NULL);
     tls->session_lifetime_s = lc->session_lifetime_ms == 0
                                   ? 0 : (lc->session_lifetime_ms + 999) / 1000;

@@ -91,6 +91,12 @@ struct sd_tls {
     uint8_t sni_off;     /* client: the server name is an address: no SNI */
     SSL_SESSION *session;
     int64_t session_auth_time;
+    /* The certificate a connector presents, for each connection's log
+     * line (which one went out is what a rotation changes): the subject
+     * (RFC 2253, cut to fit) and the serial (hex, as nginx and openssl
+     * print it). Empty when unknown. */
+    char own_subject[256];
+    char own_serial[48];
 };
 
 /* One TLS connection: a struct sd_stream (first, so the stream ops reach

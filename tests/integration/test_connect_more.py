@@ -124,8 +124,10 @@ def test_server_that_requests_but_does_not_require_a_cert(pki, pyservers, connec
                          ids=["tls12", "tls13"])
 def test_no_request_refused_on_each_version(pki, pyservers, connects, ver):
     srv = pyservers(pki.server_cert, pki.server_key, ssl.CERT_NONE, max_version=ver)
-    refused(pki, connects, "127.0.0.1:%d" % srv.port, "server_did_not_request_client_cert",
-            ["--server-name", "localhost"])
+    line = refused(pki, connects, "127.0.0.1:%d" % srv.port,
+                   "server_did_not_request_client_cert", ["--server-name", "localhost"])
+    # nothing was asked for, so the log says no certificate went out
+    assert "client_cert_serial" not in line and "client_cert_subject" not in line, line
     # the refusal happened on the version we forced, not a fallback
     deadline = time.monotonic() + 2
     while not srv.versions and time.monotonic() < deadline:
@@ -213,6 +215,12 @@ stream {
         assert roundtrip(lport, b"through-nginx\n") == b"through-nginx\n"
         assert conn_lines(sd)[0]["result"] == "ok"
         client = x509.load_pem_x509_certificate(open(pki.client_cert, "rb").read())
+        deadline = time.monotonic() + 5
+        ours = []
+        while not ours and time.monotonic() < deadline:
+            ours = [l for l in conn_lines(sd) if l.get("bytes_in")]
+            time.sleep(0.05)
+        assert ours and int(ours[0]["client_cert_serial"], 16) == client.serial_number, ours
         # nginx writes the stream log line when the session ends. The port
         # probes have lines of their own with no bytes: wait_port's (TCP only,
         # NONE) and the connector's start-up wait (a caller that sent nothing)
@@ -293,6 +301,16 @@ def test_rotation_new_cert_for_new_connections_open_kept(pki, pyservers, connect
         assert roundtrip(port, b"after\n") == b"after\n"
         assert len(srv.peers) == n + 1
         assert serial_of(srv.peers[-1]) == new.cert.serial_number
+        # the log line says which certificate each connection presented
+        # (hex, compared as numbers: a leading zero is the printer's choice)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(conn_lines(sd)) < 3:
+            time.sleep(0.05)
+        lines = conn_lines(sd)
+        got = [int(l.get("client_cert_serial", "-1"), 16) for l in lines]
+        assert got[-2:] == [old.cert.serial_number, new.cert.serial_number], lines
+        assert set(got) <= {old.cert.serial_number, new.cert.serial_number}, lines
+        assert lines[-1]["client_cert_subject"] == "CN=new", lines[-1]
         # the connection opened before the reload still carries bytes
         opened.sendall(b"still-open\n")
         assert recv_exact(opened, 11) == b"still-open\n"
