@@ -458,10 +458,21 @@ static void sd_master_log_listening(const struct sd_master *m, const struct sd_l
     sd_log_str(&l, "listen", lc->listen);
     sd_log_str(&l, "target", lc->target);
     sd_log_str(&l, "cacert", lc->cacert);
-    sd_log_bool(&l, "client_cert_required", 1);
-    sd_log_u64(&l, "allow_rules", sd_policy_count(lc->policy));
-    sd_log_u64(&l, "crls", lc->ncrls);
-    sd_log_bool(&l, "proxy_protocol", lc->proxy_protocol);
+    if (lc->mode == SD_MODE_CONNECT) {
+        /* The other way round: which certificate goes out and how the
+         * server is checked (client_cert_required would read as a claim
+         * about the server, which is the server's to make). */
+        sd_log_str(&l, "cert", lc->cert);
+        if (lc->server_name != NULL)
+            sd_log_str(&l, "server_name", lc->server_name);
+        sd_log_u64(&l, "verify_rules", sd_policy_count(lc->policy));
+        sd_log_u64(&l, "crls", lc->ncrls);
+    } else {
+        sd_log_bool(&l, "client_cert_required", 1);
+        sd_log_u64(&l, "allow_rules", sd_policy_count(lc->policy));
+        sd_log_u64(&l, "crls", lc->ncrls);
+        sd_log_bool(&l, "proxy_protocol", lc->proxy_protocol);
+    }
     sd_log_str(&l, "mode", sd_config_mode_name(lc->mode));
     sd_log_i64(&l, "workers", m->nworkers);
     sd_log_bool(&l, "watch", m->watch.fd >= 0);

@@ -114,6 +114,10 @@ def test_server_that_requests_but_does_not_require_a_cert(pki, pyservers, connec
     sd = connects(connect_args(pki, "127.0.0.1:%d" % port, "127.0.0.1:%d" % srv.port,
                                ["--server-name", "localhost"]), wait=("127.0.0.1", port))
     assert roundtrip(port) == b"hello-through-connect\n"
+    listening = [l for l in sd.logs() if l.get("event") == "listening"][0]
+    assert listening["mode"] == "connect" and listening["cert"] == str(pki.client_cert)
+    assert listening["server_name"] == "localhost" and listening["verify_rules"] == 0
+    assert "client_cert_required" not in listening, listening
     client = x509.load_pem_x509_certificate(open(pki.client_cert, "rb").read())
     assert srv.peers and srv.peers[0] is not None
     assert serial_of(srv.peers[0]) == client.serial_number
