@@ -565,11 +565,18 @@ void sd_conn_judge(struct sd_conn *c, struct sd_gen *now)
         (c->state != SD_CONN_CONNECTING && c->state != SD_CONN_PROXYING) ||
         sd_gen_find_listener(now, &c->conf->listen_addr) < 0)
         return;
+    /* A connector's server is verified by the backend's handshake: until
+     * it ends there is nothing to judge (its end judges it against the
+     * generation then in force: sd_conn_handshake_done). */
+    if (c->mode->verified == SD_SIDE_BACKEND && c->state != SD_CONN_PROXYING)
+        return;
     reason = sd_conn_verdict(c, now);
     if (reason == SD_R_NONE)
         return;
     (void)sd_conn_close(c, SD_END_ERROR, reason,
-                        "open connection closed after reload: client no longer admitted");
+                        c->mode->verified == SD_SIDE_BACKEND
+                            ? "open connection closed after reload: server no longer admitted"
+                            : "open connection closed after reload: client no longer admitted");
 }
 
 void sd_conn_drain(struct sd_conn *c)

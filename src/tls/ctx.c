@@ -196,13 +196,15 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
         goto fail;
     tls->crl_grace_s = lc->crl_grace_s;
     if (sd_tls_load_crls(tls, ctx, files, (const char *const *)lc->crls, lc->ncrls, sid,
-                         err) != 0)
+                         err) != 0 ||
+        sd_tls_fix_own_chain(ctx, lc->cert, err) != 0)
         goto fail;
     tls->policy = lc->policy;
     tls->session_lifetime_s = lc->session_lifetime_ms == 0 ? 0
                               : (lc->session_lifetime_ms + 999) / 1000;
     SSL_CTX_set_app_data(ctx, tls);
     tls->chains = calloc(SD_CHAIN_CACHE_SIZE, sizeof(*tls->chains));
+    tls->chain_mask = SD_CHAIN_CACHE_SIZE - 1;
     /* Always: it also applies every loaded CRL (sd_tls_chain_revoked). */
     SSL_CTX_set_cert_verify_callback(ctx, sd_tls_cert_verify_cb, tls);
 
@@ -314,7 +316,8 @@ struct sd_tls *sd_tls_client_new(const struct sd_tls_client_conf *cc, struct sd_
     }
     /* Only the given CAs: never the system's default trust store. */
     if (sd_tls_load_cas(ctx, files, cc->cacert, sid, 0, err) != 0 ||
-        sd_tls_load_crls(tls, ctx, files, cc->crls, cc->ncrls, sid, err) != 0)
+        sd_tls_load_crls(tls, ctx, files, cc->crls, cc->ncrls, sid, err) != 0 ||
+        (cc->cert != NULL && sd_tls_fix_own_chain(ctx, cc->cert, err) != 0))
         goto fail;
     SSL_CTX_set_app_data(ctx, tls);
     SSL_CTX_set_cert_verify_callback(ctx, sd_tls_cert_verify_cb, tls);
@@ -348,7 +351,7 @@ static int sd_tls_connector_cert_cb(SSL *ssl, void *arg)
 }
 
 /* A new session from the server (TLS 1.2: at the end of the handshake;
- * TLS 1.3: a NewSessionTicket after it). Kept for the next connection only
+ * TLS 1.3: each NewSessionTicket after it). Kept for later connections only
  * when it descends from a full handshake that verified the server and in
  * which the server asked for our certificate: a resumed connection skips
  * both checks, so the session must carry them. Returns 1 when the context
@@ -359,7 +362,7 @@ static int sd_tls_connector_new_session_cb(SSL *ssl, SSL_SESSION *sess)
     struct sd_tls *tls = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
     int64_t auth_time;
 
-    if (c == NULL || tls == NULL || tls->session_lifetime_s == 0 ||
+    if (c == NULL || tls == NULL || tls->sessions == NULL ||
         SSL_get_verify_result(ssl) != X509_V_OK || SSL_get0_peer_certificate(ssl) == NULL)
         return 0;
     if (SSL_session_reused(ssl))
@@ -370,30 +373,52 @@ static int sd_tls_connector_new_session_cb(SSL *ssl, SSL_SESSION *sess)
         return 0;
     if (auth_time == 0)
         return 0;
-    SSL_SESSION_free(tls->session);
-    tls->session = sess;
-    tls->session_auth_time = auth_time;
+    if (tls->nsessions == SD_CONNECTOR_SESSIONS) {
+        /* Full: the oldest goes (it would expire first). */
+        SSL_SESSION_free(tls->sessions[0].sess);
+        memmove(&tls->sessions[0], &tls->sessions[1],
+                (SD_CONNECTOR_SESSIONS - 1) * sizeof(tls->sessions[0]));
+        tls->nsessions--;
+    }
+    tls->sessions[tls->nsessions].sess = sess;
+    tls->sessions[tls->nsessions].auth_time = auth_time;
+    tls->nsessions++;
     return 1;
 }
 
-/* The session for a new connection of a connector, or NULL: none, or no
- * longer resumable, or older than session-lifetime since the full
- * handshake that verified the server (then dropped). */
+/* The session for a new connection of a connector, or NULL. Sessions no
+ * longer resumable, or older than session-lifetime since the full handshake
+ * that verified the server, or made before the CRLs went stale, are dropped.
+ * The newest is taken out of the pool (a TLS 1.3 ticket is for one use; the
+ * connection's own new ticket replaces it), except the last one, which is
+ * shared: a TLS 1.2 session, or a server that accepts a ticket again, still
+ * resumes, and one that does not costs the full handshake it would have
+ * cost anyway. */
 SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time)
 {
     int64_t now = (int64_t)time(NULL);
+    struct sd_tls_sess *s;
 
-    if (tls->session == NULL)
-        return NULL;
-    if (!SSL_SESSION_is_resumable(tls->session) ||
-        now >= tls->session_auth_time + (int64_t)tls->session_lifetime_s ||
-        (tls->crl_fresh_until != 0 && now >= tls->crl_fresh_until)) {
-        SSL_SESSION_free(tls->session);
-        tls->session = NULL;
-        return NULL;
+    while (tls->nsessions > 0) {
+        s = &tls->sessions[tls->nsessions - 1];
+        if (SSL_SESSION_is_resumable(s->sess) &&
+            now < s->auth_time + (int64_t)tls->session_lifetime_s &&
+            (tls->crl_fresh_until == 0 || now < tls->crl_fresh_until))
+            break;
+        /* The newest is stale: so is every older one but for a ticket
+         * the server cut short; drop them one at a time. */
+        SSL_SESSION_free(s->sess);
+        tls->nsessions--;
     }
-    *auth_time = tls->session_auth_time;
-    return tls->session;
+    if (tls->nsessions == 0)
+        return NULL;
+    s = &tls->sessions[tls->nsessions - 1];
+    *auth_time = s->auth_time;
+    if (tls->nsessions > 1) {
+        tls->nsessions--;
+        return s->sess; /* the pool's reference passes to the caller */
+    }
+    return SSL_SESSION_up_ref(s->sess) ? s->sess : NULL;
 }
 
 /* Fills tls->own_subject and own_serial from the context's certificate.
@@ -461,8 +486,20 @@ struct sd_tls *sd_tls_connector_new(const struct sd_listener_conf *lc, struct sd
     SSL_CTX_set_cert_cb(tls->ctx, sd_tls_connector_cert_cb, NULL);
     tls->session_lifetime_s = lc->session_lifetime_ms == 0
                                   ? 0 : (lc->session_lifetime_ms + 999) / 1000;
+    /* The server's chain, once verified, is not verified again for a
+     * minute (as a listener's clients': sd_tls_cert_verify_cb); the
+     * server still proves its key in every full handshake. */
+    tls->chains = calloc(SD_CHAIN_CACHE_SIZE_CONNECTOR, sizeof(*tls->chains));
+    tls->chain_mask = SD_CHAIN_CACHE_SIZE_CONNECTOR - 1;
+    if (tls->chains == NULL ||
+        (tls->session_lifetime_s > 0 &&
+         (tls->sessions = calloc(SD_CONNECTOR_SESSIONS, sizeof(*tls->sessions))) == NULL)) {
+        sd_err_set(err, "out of memory");
+        sd_tls_free(tls);
+        return NULL;
+    }
     if (tls->session_lifetime_s > 0) {
-        /* The one session kept is ours (no OpenSSL store): handed out by
+        /* The sessions kept are ours (no OpenSSL store): handed out by
          * sd_tls_connector_session() to each new stream. */
         SSL_CTX_clear_options(tls->ctx, SSL_OP_NO_TICKET);
         SSL_CTX_set_session_cache_mode(tls->ctx, SSL_SESS_CACHE_CLIENT |
@@ -478,8 +515,10 @@ void sd_tls_free(struct sd_tls *tls)
 
     if (tls == NULL)
         return;
-    SSL_SESSION_free(tls->session);
-    for (i = 0; tls->chains != NULL && i < SD_CHAIN_CACHE_SIZE; i++)
+    for (i = 0; tls->sessions != NULL && i < tls->nsessions; i++)
+        SSL_SESSION_free(tls->sessions[i].sess);
+    free(tls->sessions);
+    for (i = 0; tls->chains != NULL && i <= tls->chain_mask; i++)
         sd_tls_chain_entry_clear(&tls->chains[i]);
     free(tls->chains);
     for (i = 0; i < tls->ncrls; i++) {

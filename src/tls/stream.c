@@ -607,12 +607,15 @@ static struct sd_stream *sd_tls_stream_make(struct sd_tls *tls, int fd, BIO *bio
         if (tls->server_name != NULL && !tls->sni_off &&
             !SSL_set_tlsext_host_name(c->ssl, tls->server_name))
             goto fail;
-        /* A connector resumes the last session of a verified full
-         * handshake; failing that, a full handshake as without one. */
-        if (tls->connector && (sess = sd_tls_connector_session(tls, &c->auth_time)) != NULL &&
-            !SSL_set_session(c->ssl, sess)) {
-            ERR_clear_error();
-            c->auth_time = 0;
+        /* A connector resumes a session of a verified full handshake;
+         * failing that, a full handshake as without one. */
+        if (tls->connector && tls->sessions != NULL &&
+            (sess = sd_tls_connector_session(tls, &c->auth_time)) != NULL) {
+            if (!SSL_set_session(c->ssl, sess)) {
+                ERR_clear_error();
+                c->auth_time = 0;
+            }
+            SSL_SESSION_free(sess);
         }
         SSL_set_connect_state(c->ssl);
     } else {

@@ -43,6 +43,8 @@
  * CRLs or rules empties the cache. The TLS handshake's own proof of
  * possession (CertificateVerify) is always checked. */
 #define SD_CHAIN_CACHE_SIZE 1024 /* entries per listener and worker; power of 2 */
+/* A connector sees its target's few certificates: a handful of entries. */
+#define SD_CHAIN_CACHE_SIZE_CONNECTOR 8
 #define SD_CHAIN_CACHE_TTL 60    /* seconds */
 struct sd_chain_entry {
     unsigned char key[32]; /* SHA-256 over the SHA-256 of each presented cert */
@@ -68,6 +70,18 @@ struct sd_tls_crl {
 
 enum sd_tls_role { SD_TLS_SERVER = 0, SD_TLS_CLIENT = 1 };
 
+/* A connector's session for a later connection, with when the full
+ * handshake it descends from verified the server. */
+struct sd_tls_sess {
+    SSL_SESSION *sess;
+    int64_t auth_time;
+};
+/* How many sessions a connector keeps per worker: TLS 1.3 tickets are
+ * meant to be used once (RFC 8446 C.4) and servers with a session cache
+ * honour that, so each concurrent connection needs its own. Bounded: past
+ * this many the oldest is dropped. */
+#define SD_CONNECTOR_SESSIONS 64
+
 struct sd_tls {
     SSL_CTX *ctx;
     enum sd_tls_role role;
@@ -82,15 +96,16 @@ struct sd_tls {
     int64_t crl_fresh_until;
     struct sd_tls_crl *crls;
     size_t ncrls;
-    struct sd_chain_entry *chains; /* server only */
+    struct sd_chain_entry *chains; /* verified peer chains; NULL: none kept */
+    size_t chain_mask;             /* entries - 1 (a power of 2) */
     /* A connector's (sd_tls_connector_new): the server must request our
      * certificate; the session to resume next and when the full
      * handshake it descends from verified the server. Per worker: each
      * worker builds its own generation's contexts. */
     uint8_t connector;
     uint8_t sni_off;     /* client: the server name is an address: no SNI */
-    SSL_SESSION *session;
-    int64_t session_auth_time;
+    struct sd_tls_sess *sessions; /* connector with resumption: a pool */
+    unsigned nsessions;
     /* The certificate a connector presents, for each connection's log
      * line (which one went out is what a rotation changes): the subject
      * (RFC 2253, cut to fit) and the serial (hex, as nginx and openssl
@@ -138,7 +153,8 @@ struct sd_tls_adm {
 /* ctx.c */
 int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg);
 /* A connector's session for its next connection (with the time its full
- * handshake verified the server), or NULL; the context keeps it. */
+ * handshake verified the server), or NULL. The caller owns the reference
+ * returned (SSL_set_session() takes its own; then SSL_SESSION_free()). */
 SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time);
 
 /* bio.c */
@@ -146,6 +162,7 @@ int sd_tls_bio_init(void);
 BIO *sd_tls_bio_new(struct sd_tls_conn *c);
 
 /* load.c */
+int sd_tls_fix_own_chain(SSL_CTX *ctx, const char *cert, struct sd_err *err);
 int sd_tls_load_identity(SSL_CTX *ctx, struct sd_files *files, const char *cert,
                          const char *key, const char *role, struct sd_err *err);
 int sd_tls_load_cas(SSL_CTX *ctx, struct sd_files *files, const char *path,

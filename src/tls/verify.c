@@ -80,7 +80,7 @@ static int sd_tls_chain_key(STACK_OF(X509) *sk, unsigned char key[32])
 
 static struct sd_chain_entry *sd_tls_chain_slot(struct sd_tls *tls, const unsigned char *key)
 {
-    size_t i = ((size_t)key[0] | (size_t)key[1] << 8) & (SD_CHAIN_CACHE_SIZE - 1);
+    size_t i = ((size_t)key[0] | (size_t)key[1] << 8) & tls->chain_mask;
 
     return &tls->chains[i];
 }
@@ -255,7 +255,10 @@ int sd_tls_cert_verify_cb(X509_STORE_CTX *xs, void *arg)
         }
         ok = 0;
     }
-    if (ok > 0 && have_key && c->peer.rule >= 0 && X509_STORE_CTX_get_error(xs) == X509_V_OK)
+    /* Admitted: by an allow rule, or (a client context without rules) by
+     * the server name the verification checked. */
+    if (ok > 0 && have_key && (c->peer.rule >= 0 || (tls->role == SD_TLS_CLIENT && tls->policy == NULL)) &&
+        X509_STORE_CTX_get_error(xs) == X509_V_OK)
         sd_tls_chain_remember(tls, key, xs, c, now);
     ERR_clear_error();
     return ok > 0 ? 1 : 0;
@@ -396,7 +399,8 @@ static STACK_OF(X509) *sd_tls_conn_untrusted(const struct sd_tls_conn *c)
 
     if (out == NULL)
         return NULL;
-    if (chain == NULL && !SSL_session_reused(c->ssl))
+    /* (A client's session keeps the server's chain as presented.) */
+    if (chain == NULL && (!SSL_session_reused(c->ssl) || !SSL_is_server(c->ssl)))
         chain = SSL_get_peer_cert_chain(c->ssl);
     if (chain != NULL) {
         for (i = 0; i < sk_X509_num(chain); i++) {
@@ -452,11 +456,6 @@ enum sd_reason sd_tls_judge(const struct sd_tls_conn *c, struct sd_tls *now)
 
     if (peer == NULL)
         return SD_R_NO_CLIENT_CERTIFICATE;
-    /* A connector's open connections keep the server their handshake
-     * verified; judging them again after a reload (new CA, CRL, rules) is
-     * a later step of client mode. New connections use the new context. */
-    if (now->role == SD_TLS_CLIENT)
-        return SD_R_NONE;
     memset(&scratch, 0, sizeof(scratch));
     scratch.peer.rule = -1;
     j.c = &scratch;
@@ -467,7 +466,8 @@ enum sd_reason sd_tls_judge(const struct sd_tls_conn *c, struct sd_tls *now)
     xs = X509_STORE_CTX_new();
     if (untrusted == NULL || xs == NULL ||
         !X509_STORE_CTX_init(xs, SSL_CTX_get_cert_store(now->ctx), peer, untrusted) ||
-        !X509_STORE_CTX_set_default(xs, "ssl_client") ||
+        !X509_STORE_CTX_set_default(xs, now->role == SD_TLS_CLIENT ? "ssl_server"
+                                                                   : "ssl_client") ||
         !X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(xs), SSL_CTX_get0_param(now->ctx)))
         goto out; /* (the same set-up as OpenSSL's for a handshake) */
     /* Many connections of one client share one verdict: the new context's
@@ -491,7 +491,9 @@ enum sd_reason sd_tls_judge(const struct sd_tls_conn *c, struct sd_tls *now)
         ok = 0;
         scratch.verify_err = X509_V_ERR_CERT_REVOKED;
     }
-    if (ok > 0 && scratch.peer.rule >= 0) {
+    /* A connector without verify rules: the server name (in the copied
+     * parameters) was checked by the verification itself. */
+    if (ok > 0 && (scratch.peer.rule >= 0 || (now->role == SD_TLS_CLIENT && now->policy == NULL))) {
         reason = SD_R_NONE;
         if (have_key)
             sd_tls_chain_remember(now, key, xs, &scratch, t);
