@@ -94,6 +94,7 @@ struct sd_listener_conf *sd_config_add_listener(struct sd_config *cfg,
     l->backend_pool_size = SD_DEFAULT_BACKEND_POOL_SIZE;
     l->jwt_leeway_s = SD_DEFAULT_JWT_LEEWAY_S;
     l->listen_mode = SD_DEFAULT_LISTEN_MODE;
+    l->warm_max_age_ms = SD_DEFAULT_WARM_MAX_AGE_MS;
     return l;
 }
 
@@ -485,8 +486,8 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * fields left out. This assertion fails the build until that is done
      * (and tests/unit/test_admission.c enumerates every config key). */
 #if UINTPTR_MAX == UINT64_MAX /* the layout below is LP64's */
-    _Static_assert(sizeof(struct sd_listener_conf) == 1216 &&
-                       offsetof(struct sd_listener_conf, listen_addr) == 688,
+    _Static_assert(sizeof(struct sd_listener_conf) == 1224 &&
+                       offsetof(struct sd_listener_conf, listen_addr) == 696,
                    "sd_listener_conf changed: decide in sd_config_admission() whether "
                    "the new field affects admission, then update this size");
 #endif
@@ -512,7 +513,9 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * factor (api-keys, jwks and their settings) is judged on every
      * request against the current generation, never at the handshake, so
      * a change to it needs no new session either. A connector's
-     * listen-mode is its socket file's permissions, not an admission. */
+     * listen-mode is its socket file's permissions, and warm and
+     * warm-max-age how many of its connections are made ahead: not
+     * admissions (a warm connection is verified by its own handshake). */
 }
 
 int sd_config_parse_duration_or_zero(const char *what, const char *text, uint32_t *ms,

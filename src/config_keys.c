@@ -225,6 +225,17 @@ const struct sd_config_key sd_config_keys[] = {
       .connector = SD_KEY_CONNECT_ONLY, .set = sd_config_key_set_file_mode, .def = "0600",
       .metavar = "MODE", .group = SD_GROUP_LISTENER,
       .help = "file mode of a unix:/path listen socket (octal, e.g. 0660)" },
+    { .name = "warm", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_UINT,
+      .connector = SD_KEY_CONNECT_ONLY, .min = 0, .max = SD_MAX_WARM,
+      .offset = L_OFF(warm), .def = "0", .metavar = "N", .group = SD_GROUP_SERVER,
+      .help = "connections to the server kept handshaken ahead, per worker, so a "
+              "caller skips the handshake; 0: none" },
+    { .name = "warm-max-age", .where = BOTH, .scope = SD_SCOPE_LISTENER,
+      .type = SD_KT_DURATION, .connector = SD_KEY_CONNECT_ONLY,
+      .offset = L_OFF(warm_max_age_ms), .def = "15s", .metavar = "DUR",
+      .group = SD_GROUP_SERVER,
+      .help = "a warm connection not handed out within this is replaced; keep it below "
+              "the server's idle timeout" },
     /* ---- Who may enter */
     { .name = "allow-uri", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
       .list = 1, .admission = 1, .set = sd_config_key_set_rule, .metavar = "PATTERN",

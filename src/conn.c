@@ -7,6 +7,11 @@
  *       v
  *    LINGER (alert sent, our FIN sent, discard input briefly, then close)
  *
+ * A connector's warm connection (its `warm` setting) starts without a
+ * caller in CONNECTING and, its handshake done, waits in WARM; a caller
+ * accepted then takes it over and it goes on to PROXYING. One waiting
+ * longer than warm-max-age is closed and replaced.
+ *
  * HANDSHAKE is the client side's handshake; CONNECTING the backend's
  * connect, then its handshake, then the mode's start (sd/mode.h); PROXYING
  * two single-direction pumps (sd/pump.h). The backend is contacted only
@@ -48,7 +53,17 @@ enum sd_conn_state {
     SD_CONN_CONNECTING, /* handshake done: the backend's connect and handshake */
     SD_CONN_PROXYING,
     SD_CONN_LINGER,     /* refused: the client reads our alert, then we close */
+    SD_CONN_WARM,       /* a connector's connection made ahead, waiting for a caller */
 };
+
+/* A connection's part in its connector's warm pool. */
+enum sd_conn_warm {
+    SD_WARM_NONE,     /* made for a caller */
+    SD_WARM_POOLED,   /* made ahead, no caller yet (on cs->warm[index]'s list) */
+    SD_WARM_ATTACHED, /* made ahead, then taken by a caller */
+};
+#define SD_WARM_BACKOFF_MIN_MS 1000u
+#define SD_WARM_BACKOFF_MAX_MS 30000u
 
 /* How a connection ends: what its line says, and what happens to it. */
 enum sd_conn_end {
@@ -91,6 +106,8 @@ struct sd_conn {
     uint8_t connected; /* the backend's connect completed */
     uint8_t closed;    /* sockets closed; memory freed by sd_conns_reap() */
     uint8_t tunnel;    /* a mode with its own engine handed over to the pumps */
+    uint8_t warm;      /* enum sd_conn_warm */
+    struct sd_conn *wprev, *wnext; /* SD_WARM_POOLED: cs->warm[index]'s list */
     void *mode_state;  /* the mode's (sd_conn_mode_state) */
     uint64_t count_in, count_out; /* bytes a mode's engine moved (sd_conn_count) */
     union {
@@ -103,6 +120,7 @@ struct sd_conn {
 
 static void sd_conn_free(struct sd_conn *c);
 static enum sd_step sd_conn_start_proxying(struct sd_conn *c);
+static void sd_conn_warm_unlink(struct sd_conn *c, int failed);
 
 int64_t sd_conn_now(const struct sd_conn *c)
 {
@@ -119,7 +137,10 @@ static void sd_conn_log(struct sd_conn *c, enum sd_conn_end end, enum sd_reason 
     struct sd_logline l;
     char peer[64];
 
-    sd_addr_format(&c->peer.sa, c->peerlen, peer, sizeof(peer));
+    if (c->peerlen > 0)
+        sd_addr_format(&c->peer.sa, c->peerlen, peer, sizeof(peer));
+    else
+        memcpy(peer, "-", 2); /* a warm connection no caller took */
     sd_log_begin(&l, end == SD_END_OK ? "info" : "warn", "conn");
     /* The verdict and the counters first: what the client controls (its
      * certificate's names) comes last and bounded, so it can never push
@@ -132,6 +153,8 @@ static void sd_conn_log(struct sd_conn *c, enum sd_conn_end end, enum sd_reason 
     sd_log_u64(&l, "bytes_in", c->pump[SD_SIDE_BACKEND].nread + c->count_in);
     sd_log_u64(&l, "bytes_out", c->pump[SD_SIDE_CLIENT].nwritten + c->count_out);
     sd_log_i64(&l, "duration_ms", sd_now_ms() - c->start_ms);
+    if (c->warm != SD_WARM_NONE)
+        sd_log_bool(&l, "warm", 1);
     sd_peer_log(verified != NULL ? sd_stream_peer(verified) : NULL, &l);
     sd_log_end(&l);
 }
@@ -146,8 +169,10 @@ static enum sd_step sd_conn_close(struct sd_conn *c, enum sd_conn_end end,
 
     if (c->state == SD_CONN_LINGER)
         end = SD_END_QUIET; /* its refusal was logged when the linger began */
+    if (client->io.s == NULL && end == SD_END_REJECTED)
+        end = SD_END_ERROR; /* a warm connection: no caller to tell */
     if ((end == SD_END_ERROR || end == SD_END_REJECTED) && c->state != SD_CONN_HANDSHAKE &&
-        !c->pump[SD_SIDE_CLIENT].shut) {
+        client->io.s != NULL && !c->pump[SD_SIDE_CLIENT].shut) {
         /* Best effort, non-blocking: tell the client we are closing, so it
          * sees a prompt, orderly close rather than waiting for a timeout. */
         (void)sd_stream_shutdown(client->io.s);
@@ -178,6 +203,8 @@ static void sd_conn_free(struct sd_conn *c)
 
     if (c->mode->fini != NULL)
         c->mode->fini(c);
+    if (c->warm == SD_WARM_POOLED)
+        sd_conn_warm_unlink(c, c->state != SD_CONN_WARM || c->deadline_ms > sd_conn_now(c));
     /* close() also removes the fds from epoll (they are never dup'ed). */
     for (i = SD_SIDE_BACKEND; i >= SD_SIDE_CLIENT; i--) {
         if (c->side[i].ev.fd >= 0)
@@ -354,7 +381,53 @@ static enum sd_step sd_conn_step_connecting(struct sd_conn *c)
     }
     if (sd_conn_handshake_done(c, SD_SIDE_BACKEND))
         return SD_STEP_WAIT;
+    if (c->warm == SD_WARM_POOLED) {
+        /* Ready: waits for a caller, at most warm-max-age from its start
+         * (the server's idle clock started with the connection). */
+        c->state = SD_CONN_WARM;
+        c->deadline_ms = c->start_ms + c->conf->warm_max_age_ms;
+        c->cs->warm[c->index].backoff_ms = 0;
+        return SD_STEP_AGAIN;
+    }
     return sd_conn_start_proxying(c);
+}
+
+/* A warm connection waiting for a caller. What the server sends meanwhile
+ * (TLS 1.3 session tickets, consumed by the stream; a greeting of a
+ * server-speaks-first protocol, kept for the caller, up to one buffer,
+ * the rest left in the socket) is read; its end or an error (the server's
+ * idle timeout, or its verdict on our certificate, which TLS 1.3 sends
+ * after our handshake is done) closes it. */
+static enum sd_step sd_conn_step_warm(struct sd_conn *c)
+{
+    struct sd_conn_side *b = &c->side[SD_SIDE_BACKEND];
+    struct sd_pump *p = &c->pump[SD_SIDE_CLIENT];
+    struct sd_buf *buf;
+    size_t n = 0;
+    enum sd_io r;
+
+    if (!sd_pump_side_ready(&b->io, b->io.rd_want))
+        return SD_STEP_WAIT;
+    if ((buf = sd_pump_buf(p, c->cs->pool)) == NULL)
+        return sd_conn_close(c, SD_END_ERROR, SD_R_OUT_OF_MEMORY, NULL);
+    if (sd_buf_room(buf) == 0)
+        return SD_STEP_WAIT; /* full: the caller reads the rest */
+    r = sd_stream_read(b->io.s, buf->data + buf->w, sd_buf_room(buf), &n);
+    if (r == SD_IO_OK) {
+        buf->w += (uint32_t)n;
+        p->nread += n;
+        return SD_STEP_AGAIN;
+    }
+    if (r == SD_IO_EOF || r == SD_IO_ERROR)
+        return sd_conn_close(c, SD_END_ERROR,
+                             r == SD_IO_EOF || b->io.s->reason == SD_R_NONE ? SD_R_BACKEND_RESET
+                                                                           : b->io.s->reason,
+                             r == SD_IO_EOF ? "the server closed a warm connection before a "
+                                              "caller came (is warm-max-age below its idle "
+                                              "timeout?)"
+                                            : b->io.s->detail);
+    sd_pump_side_blocked(&b->io, r, &b->io.rd_want);
+    return SD_STEP_WAIT;
 }
 
 static enum sd_step sd_conn_step_proxying(struct sd_conn *c)
@@ -437,6 +510,8 @@ static const struct sd_conn_state_info {
     [SD_CONN_PROXYING] = { sd_conn_step_proxying, SD_END_ERROR, SD_R_IDLE_TIMEOUT,
                            SD_END_ERROR },
     [SD_CONN_LINGER] = { sd_conn_step_linger, SD_END_QUIET, SD_R_NONE, SD_END_QUIET },
+    /* Too old to hand out: closed without a line, and replaced. */
+    [SD_CONN_WARM] = { sd_conn_step_warm, SD_END_QUIET, SD_R_NONE, SD_END_QUIET },
 };
 
 static void sd_conn_run(struct sd_conn *c)
@@ -480,16 +555,15 @@ static void sd_conn_on_backend(struct sd_ev *ev, uint32_t events)
 
 /* ---------------------------------------------------------- the worker's */
 
-void sd_conn_accept(struct sd_conns *cs, int index, const void *listener, int fd,
-                    const struct sockaddr *peer, socklen_t peerlen)
+/* A connection of listener `index` of cs->gen, with neither side's socket
+ * yet, linked into cs's list; NULL when out of memory. */
+static struct sd_conn *sd_conn_new(struct sd_conns *cs, int index, const void *listener)
 {
     struct sd_conn *c = calloc(1, sizeof(*c));
     int i;
 
-    if (c == NULL) {
-        close(fd);
-        return;
-    }
+    if (c == NULL)
+        return NULL;
     c->cs = cs;
     c->listener = listener;
     c->index = index;
@@ -513,32 +587,146 @@ void sd_conn_accept(struct sd_conns *cs, int index, const void *listener, int fd
     sd_pump_init(&c->pump[SD_SIDE_CLIENT], &c->side[SD_SIDE_BACKEND].io,
                  &c->side[SD_SIDE_CLIENT].io);
     c->start_ms = cs->loop->now_ms;
+    /* Linked at once, so sd_conn_free() can always unlink. */
+    c->next = cs->head;
+    if (cs->head != NULL)
+        cs->head->prev = c;
+    cs->head = c;
+    cs->n++;
+    return c;
+}
+
+/* Gives fd's caller a warm connection of connector `index`: one that is
+ * ready, made under the generation in force and younger than warm-max-age.
+ * Returns 0 (fd is the connection's now), or -1 (none; fd untouched). */
+static int sd_conn_warm_attach(struct sd_conns *cs, int index, int fd,
+                               const struct sockaddr *peer, socklen_t peerlen)
+{
+    struct sd_conn_side *client;
+    struct sd_conn *c;
+    int64_t now = cs->loop->now_ms;
+
+    for (c = cs->warm[index].head; c != NULL; c = c->wnext)
+        if (c->state == SD_CONN_WARM && c->gen == cs->gen && now < c->deadline_ms)
+            break;
+    if (c == NULL)
+        return -1;
+    client = &c->side[SD_SIDE_CLIENT];
+    client->io.s = c->mode->stream(c->gen, index, SD_SIDE_CLIENT, fd);
+    if (client->io.s == NULL)
+        return -1;
+    client->ev.fd = fd;
+    if (sd_loop_add(cs->loop, &client->ev) != 0) {
+        sd_stream_free(client->io.s);
+        client->io.s = NULL;
+        client->ev.fd = -1;
+        return -1;
+    }
+    sd_conn_warm_unlink(c, 0);
+    c->warm = SD_WARM_ATTACHED;
+    if (peerlen > sizeof(c->peer))
+        peerlen = sizeof(c->peer);
+    memcpy(&c->peer, peer, peerlen);
+    c->peerlen = peerlen;
+    /* Its line and its idle clock start with the caller. Bytes the
+     * stream may hold already (read ahead with a ticket) are looked for
+     * at once; a new socket is writable. */
+    c->start_ms = now;
+    c->handshake_ms = now;
+    c->side[SD_SIDE_BACKEND].io.rd = 1;
+    client->io.wr = 1;
+    if (sd_conn_start_proxying(c) == SD_STEP_AGAIN)
+        sd_conn_run(c);
+    return 0;
+}
+
+void sd_conn_accept(struct sd_conns *cs, int index, const void *listener, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen)
+{
+    struct sd_conn *c;
+
+    if (cs->warm[index].head != NULL && sd_conn_warm_attach(cs, index, fd, peer, peerlen) == 0) {
+        sd_conn_warm_fill(cs, index, listener); /* one was taken: replace it */
+        return;
+    }
+    if ((c = sd_conn_new(cs, index, listener)) == NULL) {
+        /* Not a connection yet: nothing to log, as when the kernel's
+         * queue overflows. */
+        close(fd);
+        return;
+    }
     c->deadline_ms = c->start_ms + c->conf->handshake_timeout_ms;
     c->state = SD_CONN_HANDSHAKE;
     if (peerlen > sizeof(c->peer))
         peerlen = sizeof(c->peer);
     memcpy(&c->peer, peer, peerlen);
     c->peerlen = peerlen;
-    c->side[SD_SIDE_CLIENT].io.s = c->mode->stream(c->gen, index, SD_SIDE_CLIENT, fd);
-    if (c->side[SD_SIDE_CLIENT].io.s == NULL)
-        goto fail;
     /* TCP_NODELAY comes from the listening socket (see sd_net_listen). */
-    c->side[SD_SIDE_CLIENT].ev.fd = fd;
-    /* Link first, so sd_conn_free() can always unlink. */
-    c->next = cs->head;
-    if (cs->head != NULL)
-        cs->head->prev = c;
-    cs->head = c;
-    cs->n++;
-    if (sd_loop_add(cs->loop, &c->side[SD_SIDE_CLIENT].ev) != 0)
+    c->side[SD_SIDE_CLIENT].ev.fd = fd; /* closed with the connection from now on */
+    c->side[SD_SIDE_CLIENT].io.s = c->mode->stream(c->gen, index, SD_SIDE_CLIENT, fd);
+    if (c->side[SD_SIDE_CLIENT].io.s == NULL ||
+        sd_loop_add(cs->loop, &c->side[SD_SIDE_CLIENT].ev) != 0)
         (void)sd_conn_close(c, SD_END_QUIET, SD_R_NONE, NULL);
-    return;
-fail:
-    /* Not a connection yet: nothing to log, as when the kernel's queue
-     * overflows. */
-    close(fd);
-    sd_gen_unref(c->gen);
-    free(c);
+}
+
+/* ------------------------------------------------------- warm connections */
+
+/* Takes c off its connector's warm list; failed: it ended before it was
+ * handed out or aged (the next attempts wait, longer each time). */
+static void sd_conn_warm_unlink(struct sd_conn *c, int failed)
+{
+    struct sd_conns_warm *w = &c->cs->warm[c->index];
+
+    if (c->wprev != NULL)
+        c->wprev->wnext = c->wnext;
+    else
+        w->head = c->wnext;
+    if (c->wnext != NULL)
+        c->wnext->wprev = c->wprev;
+    c->wprev = c->wnext = NULL;
+    w->n--;
+    c->warm = SD_WARM_NONE;
+    if (failed) {
+        w->backoff_ms = w->backoff_ms == 0 ? SD_WARM_BACKOFF_MIN_MS
+                        : w->backoff_ms >= SD_WARM_BACKOFF_MAX_MS / 2 ? SD_WARM_BACKOFF_MAX_MS
+                                                                     : w->backoff_ms * 2;
+        w->retry_ms = c->cs->loop->now_ms + w->backoff_ms;
+    }
+}
+
+void sd_conn_warm_fill(struct sd_conns *cs, int index, const void *listener)
+{
+    const struct sd_listener_conf *conf = &cs->gen->cfg->listeners[index];
+    struct sd_conns_warm *w = &cs->warm[index];
+    struct sd_conn *c;
+
+    if (conf->mode != SD_MODE_CONNECT)
+        return;
+    while (w->n < conf->warm && cs->loop->now_ms >= w->retry_ms) {
+        if ((c = sd_conn_new(cs, index, listener)) == NULL)
+            return;
+        c->warm = SD_WARM_POOLED;
+        c->wnext = w->head;
+        if (w->head != NULL)
+            w->head->wprev = c;
+        w->head = c;
+        w->n++;
+        c->state = SD_CONN_CONNECTING;
+        if (sd_conn_start_backend(c) == SD_STEP_CLOSED)
+            return; /* logged; the pause is set */
+    }
+}
+
+void sd_conn_warm_drop(struct sd_conns *cs)
+{
+    size_t i;
+
+    for (i = 0; i < SD_MAX_LISTENERS; i++) {
+        while (cs->warm[i].head != NULL)
+            (void)sd_conn_close(cs->warm[i].head, SD_END_QUIET, SD_R_NONE, NULL);
+        cs->warm[i].backoff_ms = 0;
+        cs->warm[i].retry_ms = 0;
+    }
 }
 
 void sd_conn_check_deadline(struct sd_conn *c)

@@ -202,6 +202,17 @@ static void sd_worker_stop_accepting(struct sd_worker *w)
 }
 
 /* Drains: no new connections, open ones finish or meet the drain timeout. */
+/* Each connector's warm connections, made up to its `warm` (not while
+ * draining). */
+static void sd_worker_warm_fill(struct sd_worker *w)
+{
+    size_t i;
+
+    for (i = 0; i < w->nls && !w->draining; i++)
+        if (w->ls[i].ev.fd >= 0 && w->ls[i].index >= 0)
+            sd_conn_warm_fill(&w->conns, w->ls[i].index, &w->ls[i]);
+}
+
 static void sd_worker_drain(struct sd_worker *w, const char *why)
 {
     struct sd_conn *c, *next;
@@ -212,6 +223,7 @@ static void sd_worker_drain(struct sd_worker *w, const char *why)
     w->draining = 1;
     w->drain_deadline_ms = w->loop.now_ms + w->drain_timeout_ms;
     sd_worker_stop_accepting(w);
+    sd_conn_warm_drop(&w->conns); /* no caller will come for them */
     sd_log_begin(&l, "info", "drain");
     sd_log_i64(&l, "worker", w->index);
     sd_log_str(&l, "trigger", why);
@@ -398,6 +410,9 @@ static void sd_worker_reload(struct sd_worker *w, uint64_t id, struct sd_files *
     sd_gen_unref(w->gen);
     w->gen = g;
     w->conns.gen = g;
+    /* Warm connections were made with the old certificates and rules. */
+    sd_conn_warm_drop(&w->conns);
+    sd_worker_warm_fill(w);
     sd_log_begin(&l, "info", "worker_reloaded");
     sd_log_i64(&l, "worker", w->index);
     sd_log_u64(&l, "generation", g->id);
@@ -558,6 +573,7 @@ static void sd_worker_tick(struct sd_worker *w)
         w->expire_sessions_ms = w->loop.now_ms + SD_SESSION_EXPIRY_MS;
     }
     sd_worker_resume(w, 1);
+    sd_worker_warm_fill(w);
     sd_mode_http_tick(w->loop.now_ms);
     for (c = sd_conns_first(&w->conns); c != NULL; c = next) {
         next = sd_conn_next(c);
@@ -649,6 +665,7 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
         rc = 1;
         goto out;
     }
+    sd_worker_warm_fill(&w);
     next_tick = w.loop.now_ms + SD_TICK_MS;
     sd_log_hold(1);
     for (;;) {

@@ -43,6 +43,8 @@
 #define SD_MAX_JWT_LEEWAY_S 300u
 #define SD_DEFAULT_EXPIRY_WARNING_S (7u * 86400u)
 #define SD_DEFAULT_LISTEN_MODE 0600u /* a connector's unix socket: its owner only */
+#define SD_MAX_WARM 64u                  /* warm connections per connector and worker */
+#define SD_DEFAULT_WARM_MAX_AGE_MS 15000u /* below common servers' idle timeouts */
 
 /* SD_MODE_CONNECT is a connector (client mode, `connectors:` in YAML,
  * `steeldoor connect`): plaintext accepted on loopback or a unix socket,
@@ -92,6 +94,8 @@ struct sd_listener_conf {
                                       * server's certificate must carry;
                                       * default: the target's host */
     uint32_t listen_mode;            /* file mode of a unix listen socket */
+    uint32_t warm;                   /* connections kept handshaken ahead, per worker */
+    uint32_t warm_max_age_ms;        /* ... and how long one may wait for a caller */
     struct sd_addr listen_addr; /* filled by sd_config_validate */
     struct sd_addr target_addr; /* filled by sd_config_validate */
 };

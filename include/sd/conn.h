@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "sd/buf.h"
+#include "sd/config.h"
 #include "sd/loop.h"
 #include "sd/reason.h"
 
@@ -35,6 +36,14 @@ struct sd_conns {
     struct sd_conn *head; /* every open connection */
     size_t n;
     struct sd_conn *dead; /* closed during this batch of events */
+    /* Each connector's warm connections (by listener index of gen): made
+     * ahead, no caller yet, handshaking or ready. */
+    struct sd_conns_warm {
+        struct sd_conn *head;
+        uint32_t n;
+        uint32_t backoff_ms; /* after a failure: wait this long, doubling */
+        int64_t retry_ms;    /* ... until then */
+    } warm[SD_MAX_LISTENERS];
 };
 
 /* Takes an accepted, non-blocking socket fd (ownership too: it is closed
@@ -44,6 +53,17 @@ struct sd_conns {
  * silently, as a kernel queue overflow would. */
 void sd_conn_accept(struct sd_conns *cs, int index, const void *listener, int fd,
                     const struct sockaddr *peer, socklen_t peerlen);
+
+/* A connector (listener `index` of cs->gen, `listener` its worker tag)
+ * with `warm` N: opens connections to its server until N are made ahead
+ * of callers (after a failure, not before a growing pause). A caller
+ * accepted by sd_conn_accept() gets a ready one when there is one. No-op
+ * for other listeners. */
+void sd_conn_warm_fill(struct sd_conns *cs, int index, const void *listener);
+
+/* Closes every warm connection that has no caller (a reload: they were
+ * made under the old configuration; draining: none is needed). */
+void sd_conn_warm_drop(struct sd_conns *cs);
 
 /* Closes c if its deadline has passed (handshake, connect, idle timeouts;
  * the end of a linger). */

@@ -481,6 +481,14 @@ static void sd_tls_stream_free(struct sd_stream *s)
 {
     struct sd_tls_conn *c = sd_tls_conn_of(s);
 
+    /* OpenSSL takes a session whose connection ends without our
+     * close_notify for a broken one and makes it unresumable, even when the
+     * server ended it cleanly with its own and closed the socket before
+     * ours could go (the usual end of a connector's connection): that
+     * would cost a connector the session the server just issued. A clean
+     * end from either side keeps it; a reset or an error still does not. */
+    if (!SSL_is_server(c->ssl) && (SSL_get_shutdown(c->ssl) & SSL_RECEIVED_SHUTDOWN))
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(c->ssl);
     X509_free(c->refused_leaf);
     X509_free(c->parsed_leaf);
