@@ -38,15 +38,17 @@ The client-mode phases (`connect-full`, `connect-resumed`,
 generator speaks plain TCP (`loadgen --plain`) to the server's client mode
 (steeldoor `connect`, stunnel `client = yes`, HAProxy `server ... ssl crt`,
 nginx's stream `proxy_ssl`), which opens a mutual-TLS connection to a fixed
-upstream, `steeldoor serve` in front of the same backend, presenting the
-client certificate and verifying the upstream's against the CA and the name
-localhost. Two upstreams run for the whole bench: one that issues no session
-tickets (`--session-lifetime 0`: every handshake of connect-full is full,
+upstream in front of the same backend (nginx's stream module requiring
+client certificates; `--connect-upstream steeldoor` for `steeldoor serve`),
+presenting the client certificate and verifying the upstream's against the
+CA and the name localhost. Two upstreams run for the whole bench: one that
+issues no session tickets (every handshake of connect-full is full,
 whatever the proxy's session reuse) and one that does (connect-resumed and
 connect-keepalive). The proxies' configurations are the same in all three
 phases, with session reuse on. Only the proxy's processes are measured;
-the upstream's log tells how many of the phase's handshakes resumed (at
-least 90% must in connect-resumed, none in connect-full). Figures are also
+the upstream's log tells how many of the phase's handshakes resumed (none
+may in connect-full; in connect-resumed steeldoor must resume at least 90%,
+and a peer that resumes less is noted, its figure kept). Figures are also
 given as a ratio to the best of the three peers (CONNECT_GOALS).
 `--connect-check` adds a one-off check: every proxy pointed at a wrong CA
 must get no exchange through.
@@ -1650,6 +1652,18 @@ def main():
         r["figures"] = figures_of(phase, r)
         r["problems"] = phase_problems(phase, r)
         results[key or phase] = r
+        if name != "steeldoor" and phase in CONNECT_PHASES:
+            # A peer's client mode that resumes less than it could (stunnel
+            # keeps one session per service) is that peer's own limit, not
+            # a broken measurement: its figure stays, with a note. steeldoor
+            # itself must resume.
+            soft = [p for p in r["problems"] if p.startswith("RESUMPTION FAILED")]
+            r["problems"] = [p for p in r["problems"] if p not in soft]
+            for p in soft:
+                p = p.replace("RESUMPTION FAILED: ", "resumed less: ") + (
+                    " (its own session reuse; the figure mixes full and resumed handshakes)")
+                problems[name].append("run %d %s: %s" % (run, key or phase, p))
+                log("bench: %s run %d %s: %s" % (name, run, key or phase, p))
         for p in r["problems"]:
             problems[name].append("run %d %s: %s" % (run, key or phase, p))
             log("bench: %s run %d %s: %s" % (name, run, key or phase, p))
