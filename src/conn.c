@@ -386,7 +386,6 @@ static enum sd_step sd_conn_step_connecting(struct sd_conn *c)
          * (the server's idle clock started with the connection). */
         c->state = SD_CONN_WARM;
         c->deadline_ms = c->start_ms + c->conf->warm_max_age_ms;
-        c->cs->warm[c->index].backoff_ms = 0;
         return SD_STEP_AGAIN;
     }
     return sd_conn_start_proxying(c);
@@ -671,8 +670,12 @@ void sd_conn_accept(struct sd_conns *cs, int index, const void *listener, int fd
 
 /* ------------------------------------------------------- warm connections */
 
-/* Takes c off its connector's warm list; failed: it ended before it was
- * handed out or aged (the next attempts wait, longer each time). */
+/* Takes c off its connector's warm list. failed: it ended before it was
+ * handed out or aged out: the next attempts wait, twice as long as after
+ * the previous round's failure (the connections of one round failing
+ * together count once). Otherwise the server took it (a TLS 1.3 server
+ * judges our certificate after our handshake is done, so reaching WARM
+ * is not yet success): the pause is forgotten. */
 static void sd_conn_warm_unlink(struct sd_conn *c, int failed)
 {
     struct sd_conns_warm *w = &c->cs->warm[c->index];
@@ -686,7 +689,9 @@ static void sd_conn_warm_unlink(struct sd_conn *c, int failed)
     c->wprev = c->wnext = NULL;
     w->n--;
     c->warm = SD_WARM_NONE;
-    if (failed) {
+    if (!failed) {
+        w->backoff_ms = 0;
+    } else if (c->cs->loop->now_ms >= w->retry_ms) {
         w->backoff_ms = w->backoff_ms == 0 ? SD_WARM_BACKOFF_MIN_MS
                         : w->backoff_ms >= SD_WARM_BACKOFF_MAX_MS / 2 ? SD_WARM_BACKOFF_MAX_MS
                                                                      : w->backoff_ms * 2;

@@ -33,6 +33,7 @@ static const char *const sd_reason_names[SD_R_COUNT_] = {
     [SD_R_HANDSHAKE_FAILED] = "handshake_failed",
     [SD_R_LISTENER_REMOVED] = "listener_removed",
     [SD_R_SERVER_DID_NOT_REQUEST_CLIENT_CERT] = "server_did_not_request_client_cert",
+    [SD_R_SERVER_ALERT] = "server_alert",
     [SD_R_SESSION_EXPIRED] = "session_expired",
     [SD_R_SESSION_INVALID] = "session_invalid",
     [SD_R_BACKEND_CONNECT_FAILED] = "backend_connect_failed",

@@ -40,8 +40,10 @@ enum sd_reason {
     SD_R_HANDSHAKE_ABORTED,
     SD_R_HANDSHAKE_FAILED,
     SD_R_LISTENER_REMOVED,
-    /* client mode: the server let us in without our certificate */
+    /* client mode: the server let us in without our certificate; the
+     * server sent an alert (it refused our certificate, say) */
     SD_R_SERVER_DID_NOT_REQUEST_CLIENT_CERT,
+    SD_R_SERVER_ALERT,
     /* resumed sessions (defence in depth) */
     SD_R_SESSION_EXPIRED,
     SD_R_SESSION_INVALID,

@@ -103,7 +103,7 @@ static unsigned long sd_tls_take_error(void)
 
 /* The log reason for an OpenSSL error that says what the peer sent, in
  * the handshake or after it, with *detail; SD_R_NONE for any other error. */
-static enum sd_reason sd_tls_client_fault(unsigned long e, const char **detail)
+static enum sd_reason sd_tls_client_fault(unsigned long e, int backend, const char **detail)
 {
     int r = ERR_GET_LIB(e) == ERR_LIB_SSL ? ERR_GET_REASON(e) : 0;
 
@@ -115,7 +115,9 @@ static enum sd_reason sd_tls_client_fault(unsigned long e, const char **detail)
     if (r > SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256) {
         const char *name = SSL_alert_desc_string_long(r - SSL_AD_REASON_OFFSET);
         *detail = strcmp(name, "unknown") != 0 ? name : "alert with an unknown description";
-        return SD_R_CLIENT_ALERT;
+        /* A connector's peer is the server: its alert (unknown CA: it
+         * does not trust our certificate) is the server's verdict. */
+        return backend ? SD_R_SERVER_ALERT : SD_R_CLIENT_ALERT;
     }
     switch (r) {
     case SSL_R_NO_RENEGOTIATION:
@@ -238,7 +240,7 @@ static void sd_tls_conn_handshake_failed(struct sd_tls_conn *c, int sslerr)
             break;
         }
         if (reason == SD_R_NONE)
-            reason = sd_tls_client_fault(e, &detail);
+            reason = sd_tls_client_fault(e, c->s.side == SD_SIDE_BACKEND, &detail);
         /* anything else: a negotiation OpenSSL could not complete (no
          * common group or signature algorithm, a bad CertificateVerify
          * signature, ...), in OpenSSL's words */
@@ -289,7 +291,7 @@ static enum sd_io sd_tls_io_result(struct sd_tls_conn *c, int ret)
         ERR_clear_error();
         return SD_IO_ERROR;
     default:
-        reason = sd_tls_client_fault(sd_tls_take_error(), &detail);
+        reason = sd_tls_client_fault(sd_tls_take_error(), backend, &detail);
         if (reason == SD_R_NONE)
             reason = SD_R_TLS_ERROR; /* not the peer's doing, as far as OpenSSL says */
         else if (c->reneg_pending &&

@@ -146,9 +146,11 @@ def test_server_from_another_ca_refused(pki, server, connects):
             ["--server-name", "localhost"], cacert=pki.other_ca)
 
 
-def python_server(cert, key, verify_mode, ca=None):
+def python_server(cert, key, verify_mode, ca=None, max_version=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
+    if max_version == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = verify_mode
     if ca:
         ctx.load_verify_locations(ca)

@@ -25,6 +25,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -1040,6 +1041,88 @@ def test_listener_removed(steeldoor, echo_backend, good_ctx, make_config, tmp_pa
         sd.signal(signal.SIGHUP)
         _until_closed(s, 5)
     check(_conn(sd, peer, since, "b"), "error", "listener_removed")
+
+
+@reason_test("server_alert")
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_server_alert(pki, sd_bin, tmp_path, version):
+    # client mode: a server that requires a client certificate but trusts
+    # another CA refuses ours with an alert (TLS 1.2: during the handshake;
+    # TLS 1.3: just after ours completed). It is the server's verdict, not a
+    # client's: server_alert, with the alert as the detail.
+    import test_connect as tc
+    other = tmp_path / "other-ca.crt"
+    other.write_bytes(_other_ca_pem())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(str(other))
+    if version == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    ls.settimeout(0.2)
+    stop = []
+
+    def serve():
+        while not stop:
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = ctx.wrap_socket(c, server_side=True, do_handshake_on_connect=False)
+            try:
+                t.do_handshake()
+            except (ssl.SSLError, OSError):
+                # let the alert be read before the close (unread bytes
+                # would turn the close into a reset that discards it)
+                time.sleep(0.5)
+            t.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = free_port()
+    sd = sdlib.Steeldoor(sd_bin, tc.connect_args(pki, "127.0.0.1:%d" % port,
+                                                 "127.0.0.1:%d" % ls.getsockname()[1],
+                                                 ["--server-name", "localhost"]),
+                         tmp_path, name="connect")
+    try:
+        sd.start(wait_ports=[("127.0.0.1", port)])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.settimeout(5)
+            s.sendall(b"x")
+            assert s.recv(10) == b""
+        line = tc.conn_lines(sd)[0]
+        # the caller was accepted, then the server refused us: an error
+        check(line, "error", "server_alert", "unknown CA")
+    finally:
+        stop.append(1)
+        ls.close()
+        if sd.proc is not None and sd.proc.poll() is None:
+            sd.stop(timeout=10, expect_rc=None)
+        sd.kill()
+        sd.close_files()
+
+
+def _other_ca_pem():
+    """A self-signed CA certificate (PEM) that signed nothing of ours."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "another CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 @reason_test("server_did_not_request_client_cert")
