@@ -328,8 +328,7 @@ static int sd_config_local_only(const struct sd_addr *a)
         return (ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr) >> 24) == 127;
     if (a->ss.ss_family == AF_INET6) {
         const struct in6_addr *in6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(in6) ||
-               (IN6_IS_ADDR_V4MAPPED(in6) && in6->s6_addr[12] == 127);
+        return IN6_IS_ADDR_LOOPBACK(in6);
     }
     return 0;
 }
@@ -354,6 +353,11 @@ static int sd_config_validate_connector(struct sd_listener_conf *l, const char *
         return sd_err_set(err, "%s: %s", where, sub.msg);
     if (sd_addr_parse(l->listen, 1, &l->listen_addr, &sub) != 0)
         return sd_err_set(err, "%s: listen: %s", where, sub.msg);
+    if (l->listen_addr.ss.ss_family == AF_INET6 &&
+        IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)&l->listen_addr.ss)->sin6_addr))
+        return sd_err_set(err, "%s: listen %s is an IPv4-mapped IPv6 address, which steeldoor "
+                          "does not listen on (its IPv6 sockets are IPv6-only): write the "
+                          "IPv4 address (127.0.0.1:PORT)", where, l->listen);
     if (!sd_config_local_only(&l->listen_addr))
         return sd_err_set(err, "%s: listen %s is not a loopback address or a unix socket: "
                           "a connector accepts plaintext, and a plaintext port on the "

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sd/gen.h"
@@ -269,8 +270,11 @@ static int sd_conn_handshake_done(struct sd_conn *c, enum sd_side side)
     reason = sd_conn_verdict(c, c->cs->gen);
     if (reason != SD_R_NONE) {
         (void)sd_conn_close(c, SD_END_REJECTED, reason,
-                            "handshake completed after a reload: the current "
-                            "configuration does not admit this client");
+                            side == SD_SIDE_BACKEND
+                                ? "handshake completed after a reload: the current "
+                                  "configuration does not admit this server"
+                                : "handshake completed after a reload: the current "
+                                  "configuration does not admit this client");
         return 1;
     }
     /* Admitted now too. It keeps the generation it started under: its TLS
@@ -383,9 +387,18 @@ static enum sd_step sd_conn_step_connecting(struct sd_conn *c)
         return SD_STEP_WAIT;
     if (c->warm == SD_WARM_POOLED) {
         /* Ready: waits for a caller, at most warm-max-age from its start
-         * (the server's idle clock started with the connection). */
+         * (the server's idle clock started with the connection), and never
+         * past the end of what verified the server (its certificate's
+         * notAfter, the CRLs' freshness): a caller must not get a
+         * connection a handshake now would refuse. */
+        const struct sd_peer *p = sd_stream_peer(b->io.s);
         c->state = SD_CONN_WARM;
         c->deadline_ms = c->start_ms + c->conf->warm_max_age_ms;
+        if (p != NULL && p->valid_until > 0) {
+            int64_t end = sd_conn_now(c) + (p->valid_until - (int64_t)time(NULL)) * 1000;
+            if (end < c->deadline_ms)
+                c->deadline_ms = end;
+        }
         return SD_STEP_AGAIN;
     }
     return sd_conn_start_proxying(c);
@@ -707,7 +720,9 @@ void sd_conn_warm_fill(struct sd_conns *cs, int index, const void *listener)
 
     if (conf->mode != SD_MODE_CONNECT)
         return;
-    while (w->n < conf->warm && cs->loop->now_ms >= w->retry_ms) {
+    /* Warm connections count against the worker's cap like any other;
+     * they never take the last place, which is a caller's. */
+    while (w->n < conf->warm && cs->loop->now_ms >= w->retry_ms && cs->n + 1 < cs->cap) {
         if ((c = sd_conn_new(cs, index, listener)) == NULL)
             return;
         c->warm = SD_WARM_POOLED;

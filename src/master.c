@@ -580,8 +580,17 @@ static void sd_master_reload(struct sd_master *m, const char *why)
         g = sd_gen_load(m->src, files, m->gen->id + 1, &err);
         for (k = 0; g != NULL && k < g->cfg->nlisteners; k++) {
             const struct sd_listener_conf *lc = &g->cfg->listeners[k];
-            if (sd_master_row_of(m, &lc->listen_addr) >= 0)
+            long row = sd_master_row_of(m, &lc->listen_addr);
+            if (row >= 0) {
+                /* Kept: its socket file takes the listen-mode in force. */
+                if (sd_net_unix_set_mode(&m->addrs[row], &m->owned[row], lc->listen_mode,
+                                         &err) != 0) {
+                    sd_err_prefix(&err, lc->name);
+                    sd_gen_unref(g);
+                    g = NULL;
+                }
                 continue;
+            }
             if (sd_master_open_row(m, &lc->listen_addr, lc->listen_mode, &err) != 0) {
                 sd_master_explain_bind(m, &lc->listen_addr, &err);
                 sd_err_prefix(&err, lc->name);

@@ -261,10 +261,11 @@ int sd_net_listen_unix(const struct sd_addr *addr, unsigned mode, int backlog,
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return sd_err_set(err, "%s: socket: %s", addr->text, strerror(errno));
-    /* Created without any access for others, then opened up to mode: no
-     * moment when the socket is more open than asked. */
+    /* Created with its mode (bind makes the file 0777 less the umask): no
+     * moment when the socket is more open than asked, and no chmod by
+     * path afterwards that a symbolic link swapped in could redirect. */
     {
-        mode_t old = umask(0777);
+        mode_t old = umask((mode_t)(~mode & 0777));
         int rc = bind(fd, (const struct sockaddr *)&addr->ss, addr->len);
         umask(old);
         if (rc != 0)
@@ -276,7 +277,7 @@ int sd_net_listen_unix(const struct sd_addr *addr, unsigned mode, int backlog,
         own->ino = st.st_ino;
         own->set = 1;
     }
-    if (chmod(sun->sun_path, (mode_t)mode) != 0 || listen(fd, backlog) != 0)
+    if (listen(fd, backlog) != 0)
         goto fail;
     return fd;
 fail:
@@ -284,6 +285,43 @@ fail:
     close(fd);
     sd_net_unlink_unix(addr, own);
     return -1;
+}
+
+int sd_net_unix_set_mode(const struct sd_addr *addr, const struct sd_unix_owned *own,
+                         unsigned mode, struct sd_err *err)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&addr->ss;
+    char proc[64];
+    struct stat st;
+    int fd, rc = -1;
+
+    if (addr->ss.ss_family != AF_UNIX)
+        return 0;
+    /* The file itself, never a link followed: held by an O_PATH descriptor
+     * from the check to the change, and changed only if it is still the
+     * socket we made. */
+    fd = open(sun->sun_path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return sd_err_set(err, "%s: cannot set its mode: %s", addr->text, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || !own->set || st.st_dev != own->dev ||
+        st.st_ino != own->ino) {
+        sd_err_set(err, "%s: cannot set its mode: the file is no longer the socket steeldoor "
+                   "made", addr->text);
+        goto out;
+    }
+    if ((st.st_mode & 07777) == (mode & 0777)) {
+        rc = 0;
+        goto out;
+    }
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    if (chmod(proc, (mode_t)(mode & 0777)) != 0) {
+        sd_err_set(err, "%s: cannot set its mode: %s", addr->text, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    close(fd);
+    return rc;
 }
 
 void sd_net_unlink_unix(const struct sd_addr *addr, struct sd_unix_owned *own)

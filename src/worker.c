@@ -113,6 +113,7 @@ static void sd_worker_set_cap(struct sd_worker *w)
         sd_log_end(&l);
     }
     w->conn_cap = cap;
+    w->conns.cap = cap;
 }
 
 static void sd_worker_accept(struct sd_worker *w, struct sd_listener_rt *l)
@@ -653,6 +654,7 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
     w.src = src;
     w.max_conns = gen->cfg->max_conns;
     w.conn_cap = w.max_conns;
+    w.conns.cap = w.conn_cap;
     w.drain_timeout_ms = gen->cfg->drain_timeout_ms;
     w.loop.now_ms = sd_now_ms();
     sd_bufpool_init(&w.pool, SD_POOL_SMALL_MAX, SD_POOL_LARGE_MAX);

@@ -29,6 +29,7 @@ struct sd_conns {
     struct sd_loop *loop;      /* their sockets' events; loop->now_ms is the clock */
     struct sd_bufpool *pool;   /* their buffers */
     struct sd_gen *gen;        /* current generation: admits at handshake, re-judges */
+    size_t cap;                /* the worker's connection cap (warm ones count) */
     /* Called each time a connection closes (the worker may accept again
      * when a listener waits at its cap). */
     void (*on_close)(struct sd_conns *cs);

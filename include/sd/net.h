@@ -56,6 +56,13 @@ int sd_net_listen_unix(const struct sd_addr *addr, unsigned mode, int backlog,
  * write): a file left behind is replaced by the next start anyway. */
 void sd_net_unlink_unix(const struct sd_addr *addr, struct sd_unix_owned *own);
 
+/* Sets the permission bits of a unix listen socket made by
+ * sd_net_listen_unix() (own) to mode, if the file at addr's path is still
+ * that socket (a reload that changes listen-mode). Links are never
+ * followed. No-op for other addresses. Returns 0, or -1 with err. */
+int sd_net_unix_set_mode(const struct sd_addr *addr, const struct sd_unix_owned *own,
+                         unsigned mode, struct sd_err *err);
+
 /* Checks that no other socket holds addr (see net.c for why). Returns 0, or
  * -1 with err. */
 int sd_net_check_free(const struct sd_addr *addr, struct sd_err *err);

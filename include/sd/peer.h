@@ -108,6 +108,10 @@ struct sd_peer {
                                       * which outlives the stream), or NULL:
                                       * none was asked for or it is unknown */
     const char *presented_serial;    /* its serial, hex, or NULL */
+    int64_t valid_until;             /* client role: until when (Unix time) the
+                                      * server's verification holds: the
+                                      * earliest notAfter of its chain, or the
+                                      * CRLs' freshness if sooner; 0 unknown */
 };
 
 /* The name that admitted p (points into p->cert), or NULL (no rule, SPKI

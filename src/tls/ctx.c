@@ -365,13 +365,13 @@ static int sd_tls_connector_new_session_cb(SSL *ssl, SSL_SESSION *sess)
     if (c == NULL || tls == NULL || tls->sessions == NULL ||
         SSL_get_verify_result(ssl) != X509_V_OK || SSL_get0_peer_certificate(ssl) == NULL)
         return 0;
-    if (SSL_session_reused(ssl))
-        auth_time = c->auth_time; /* set when the session was handed out */
-    else if (c->cert_requested)
-        auth_time = (int64_t)time(NULL);
-    else
+    /* When the server was verified: by the full handshake's verification
+     * (or chain cache), or the one the handed-out session descends from;
+     * not when this ticket arrived, which the server may delay. */
+    if (!SSL_session_reused(ssl) && !c->cert_requested)
         return 0;
-    if (auth_time == 0)
+    auth_time = c->auth_time;
+    if (auth_time == 0 || c->not_after == 0)
         return 0;
     if (tls->nsessions == SD_CONNECTOR_SESSIONS) {
         /* Full: the oldest goes (it would expire first). */
@@ -382,6 +382,7 @@ static int sd_tls_connector_new_session_cb(SSL *ssl, SSL_SESSION *sess)
     }
     tls->sessions[tls->nsessions].sess = sess;
     tls->sessions[tls->nsessions].auth_time = auth_time;
+    tls->sessions[tls->nsessions].not_after = c->not_after;
     tls->nsessions++;
     return 1;
 }
@@ -389,12 +390,15 @@ static int sd_tls_connector_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 /* The session for a new connection of a connector, or NULL. Sessions no
  * longer resumable, or older than session-lifetime since the full handshake
  * that verified the server, or made before the CRLs went stale, are dropped.
- * The newest is taken out of the pool (a TLS 1.3 ticket is for one use; the
+ * Nor one past the earliest notAfter of the chain it verified: a
+ * resumption skips the verification, so the certificate's end must be
+ * checked here. The newest is taken out of the pool (a TLS 1.3 ticket is for one use; the
  * connection's own new ticket replaces it), except the last one, which is
  * shared: a TLS 1.2 session, or a server that accepts a ticket again, still
  * resumes, and one that does not costs the full handshake it would have
  * cost anyway. */
-SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time)
+SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time,
+                                      int64_t *not_after)
 {
     int64_t now = (int64_t)time(NULL);
     struct sd_tls_sess *s;
@@ -402,7 +406,7 @@ SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time)
     while (tls->nsessions > 0) {
         s = &tls->sessions[tls->nsessions - 1];
         if (SSL_SESSION_is_resumable(s->sess) &&
-            now < s->auth_time + (int64_t)tls->session_lifetime_s &&
+            now < s->auth_time + (int64_t)tls->session_lifetime_s && now < s->not_after &&
             (tls->crl_fresh_until == 0 || now < tls->crl_fresh_until))
             break;
         /* The newest is stale: so is every older one but for a ticket
@@ -414,6 +418,7 @@ SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time)
         return NULL;
     s = &tls->sessions[tls->nsessions - 1];
     *auth_time = s->auth_time;
+    *not_after = s->not_after;
     if (tls->nsessions > 1) {
         tls->nsessions--;
         return s->sess; /* the pool's reference passes to the caller */

@@ -52,8 +52,8 @@ static void sd_tls_peer_fill(struct sd_tls_conn *c)
     if (authority == NULL)
         authority = tls != NULL && tls->role == SD_TLS_CLIENT
                         ? tls->server_name : SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
-    if (sni == NULL && tls != NULL && tls->role == SD_TLS_CLIENT)
-        sni = authority;
+    if (sni == NULL && tls != NULL && tls->role == SD_TLS_CLIENT && !tls->sni_off)
+        sni = authority; /* (an address is never sent as SNI) */
     c->peer.sni.s = sni;
     c->peer.sni.len = sni != NULL ? strlen(sni) : 0;
     c->peer.authority.s = authority;
@@ -67,6 +67,9 @@ static void sd_tls_peer_fill(struct sd_tls_conn *c)
     /* A connector's certificate went out when the server asked for it,
      * or in the full handshake a resumed session descends from (the same
      * context, so the same certificate: a reload makes a new context). */
+    if (tls != NULL && tls->connector && c->not_after > 0)
+        c->peer.valid_until = tls->crl_fresh_until != 0 && tls->crl_fresh_until < c->not_after
+                                  ? tls->crl_fresh_until : c->not_after;
     if (tls != NULL && tls->connector && (c->cert_requested || SSL_session_reused(c->ssl))) {
         c->peer.presented_subject = tls->own_subject[0] != '\0' ? tls->own_subject : NULL;
         c->peer.presented_serial = tls->own_serial[0] != '\0' ? tls->own_serial : NULL;
@@ -620,7 +623,7 @@ static struct sd_stream *sd_tls_stream_make(struct sd_tls *tls, int fd, BIO *bio
         /* A connector resumes a session of a verified full handshake;
          * failing that, a full handshake as without one. */
         if (tls->connector && tls->sessions != NULL &&
-            (sess = sd_tls_connector_session(tls, &c->auth_time)) != NULL) {
+            (sess = sd_tls_connector_session(tls, &c->auth_time, &c->not_after)) != NULL) {
             if (!SSL_set_session(c->ssl, sess)) {
                 ERR_clear_error();
                 c->auth_time = 0;

@@ -74,7 +74,8 @@ enum sd_tls_role { SD_TLS_SERVER = 0, SD_TLS_CLIENT = 1 };
  * handshake it descends from verified the server. */
 struct sd_tls_sess {
     SSL_SESSION *sess;
-    int64_t auth_time;
+    int64_t auth_time; /* ... and the earliest notAfter of the chain it verified */
+    int64_t not_after;
 };
 /* How many sessions a connector keeps per worker: TLS 1.3 tickets are
  * meant to be used once (RFC 8446 C.4) and servers with a session cache
@@ -155,7 +156,8 @@ int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg);
 /* A connector's session for its next connection (with the time its full
  * handshake verified the server), or NULL. The caller owns the reference
  * returned (SSL_set_session() takes its own; then SSL_SESSION_free()). */
-SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time);
+SSL_SESSION *sd_tls_connector_session(struct sd_tls *tls, int64_t *auth_time,
+                                      int64_t *not_after);
 
 /* bio.c */
 int sd_tls_bio_init(void);
