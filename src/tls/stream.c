@@ -64,12 +64,14 @@ static void sd_tls_peer_fill(struct sd_tls_conn *c)
     c->peer.hit.rule = c->peer.rule;
     c->peer.rule_text = c->peer.rule >= 0 && tls != NULL && tls->policy != NULL
                             ? sd_policy_rule_text(tls->policy, (size_t)c->peer.rule) : NULL;
-    /* A connector's certificate went out when the server asked for it,
-     * or in the full handshake a resumed session descends from (the same
-     * context, so the same certificate: a reload makes a new context). */
+    /* How long what verified a connector's server holds (a warm
+     * connection is not handed out past it). */
     if (tls != NULL && tls->connector && c->not_after > 0)
         c->peer.valid_until = tls->crl_fresh_until != 0 && tls->crl_fresh_until < c->not_after
                                   ? tls->crl_fresh_until : c->not_after;
+    /* A connector's certificate went out when the server asked for it,
+     * or in the full handshake a resumed session descends from (the same
+     * context, so the same certificate: a reload makes a new context). */
     if (tls != NULL && tls->connector && (c->cert_requested || SSL_session_reused(c->ssl))) {
         c->peer.presented_subject = tls->own_subject[0] != '\0' ? tls->own_subject : NULL;
         c->peer.presented_serial = tls->own_serial[0] != '\0' ? tls->own_serial : NULL;

@@ -21,21 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from conftest import _find_ca_key, _now, _write_cert, _write_key, make_leaf
 from sdlib import Steeldoor, free_port, run
 from test_connect import connect_args, conn_lines, roundtrip, server  # noqa: F401
-from test_connect_more import PyServer
-
-
-@pytest.fixture
-def pyservers():
-    made = []
-
-    def make(*a, **kw):
-        s = PyServer(*a, **kw)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
+from test_connect_more import pyservers  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
