@@ -839,6 +839,16 @@ const struct sd_auth *sd_conn_auth(const struct sd_conn *c, uint64_t *gen_id)
     return g->auth[i];
 }
 
+struct sd_gen *sd_conn_current_gen(const struct sd_conn *c)
+{
+    return c->cs->gen;
+}
+
+int sd_conn_worker(const struct sd_conn *c)
+{
+    return c->cs->worker;
+}
+
 struct sd_stream *sd_conn_stream(const struct sd_conn *c, enum sd_side side)
 {
     return c->side[side].io.s;

@@ -50,7 +50,13 @@
  * `steeldoor connect`): plaintext accepted on loopback or a unix socket,
  * mutual TLS as a client to the target. It shares the listener's struct,
  * generation, worker and connection life; only its mode differs. */
-enum sd_listener_mode { SD_MODE_TCP = 0, SD_MODE_HTTP = 1, SD_MODE_CONNECT = 2 };
+/* SD_MODE_ADMIN is the admin listener (`admin:` in YAML, --admin): it
+ * answers /metrics, /healthz, /readyz and /status itself (mode/admin.c),
+ * has no target, and is plaintext only on loopback or a unix socket, else
+ * mutual TLS with its own CA and allow rules (docs/operations.md). */
+enum sd_listener_mode { SD_MODE_TCP = 0, SD_MODE_HTTP = 1, SD_MODE_CONNECT = 2,
+                        SD_MODE_ADMIN = 3 };
+#define SD_ADMIN_NAME "admin" /* the admin listener's name (logs, metrics) */
 
 struct sd_listener_conf {
     char *name;      /* for logs; defaults to the listen text */

@@ -30,6 +30,10 @@ struct sd_conns {
     struct sd_bufpool *pool;   /* their buffers */
     struct sd_gen *gen;        /* current generation: admits at handshake, re-judges */
     size_t cap;                /* the worker's connection cap (warm ones count) */
+    int worker;                /* the worker's index (its block of sd/stats.h) */
+    /* Each listener's counters in this worker, by listener index of gen
+     * (set by the worker with each generation; NULL entries count nothing). */
+    struct sd_stats_lst *stats[SD_MAX_LISTENERS];
     /* Called each time a connection closes (the worker may accept again
      * when a listener waits at its cap). */
     void (*on_close)(struct sd_conns *cs);

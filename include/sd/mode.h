@@ -92,6 +92,7 @@ const struct sd_mode_ops *sd_mode_for(const struct sd_listener_conf *lc);
 extern const struct sd_mode_ops sd_mode_tcp;
 extern const struct sd_mode_ops sd_mode_http;
 extern const struct sd_mode_ops sd_mode_connect;
+extern const struct sd_mode_ops sd_mode_admin;
 
 /* The worker's tick: HTTP mode closes pooled backend connections idle past
  * their time. */
@@ -103,6 +104,11 @@ void sd_mode_http_tick(int64_t now_ms);
 const struct sd_listener_conf *sd_conn_conf(const struct sd_conn *c);
 /* The stream of one side (the backend's is NULL before the connect). */
 struct sd_stream *sd_conn_stream(const struct sd_conn *c, enum sd_side side);
+/* The worker's current generation (what /status and /metrics describe),
+ * which may be newer than the one that admitted the connection; and the
+ * worker's index (0..workers-1). */
+struct sd_gen *sd_conn_current_gen(const struct sd_conn *c);
+int sd_conn_worker(const struct sd_conn *c);
 /* The client's address. */
 const struct sockaddr *sd_conn_peer_addr(const struct sd_conn *c, socklen_t *len);
 /* The buffer of bytes bound for side `to`, taken from the pool if empty, to
