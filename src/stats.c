@@ -13,6 +13,8 @@ const uint32_t sd_stats_hs_bounds_us[SD_STATS_HS_BUCKETS] = {
     2500000, 10000000,
 };
 
+const char *const sd_stats_result_words[SD_STATS_RESULTS] = { "ok", "refused", "error" };
+
 /* Every word sd_auth_check() refuses with (src/auth/auth.c, jwt.c), then
  * "other": tests/unit/test_stats.c checks the list against the sources. */
 const char *const sd_stats_auth_kinds[SD_STATS_AUTH_KINDS] = {

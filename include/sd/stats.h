@@ -51,14 +51,16 @@ extern const uint32_t sd_stats_hs_bounds_us[SD_STATS_HS_BUCKETS];
 #define SD_STATS_AUTH_KINDS 19
 extern const char *const sd_stats_auth_kinds[SD_STATS_AUTH_KINDS];
 #define SD_STATS_MSG_MAX 512
+/* A closed connection's result, as its log line says it. */
+enum sd_stats_result { SD_STATS_OK = 0, SD_STATS_REFUSED, SD_STATS_ERROR, SD_STATS_RESULTS };
+extern const char *const sd_stats_result_words[SD_STATS_RESULTS]; /* "ok", "refused", "error" */
 
 /* One listener in one worker. Only that worker writes it. */
 struct sd_stats_lst {
     uint64_t accepted;               /* connections accepted (TCP) */
     int64_t open;                    /* gauge: accepted and not yet closed */
-    uint64_t closed[SD_R_COUNT_];    /* closed connections by reason (NONE: "ok") */
-    uint64_t closed_refused;         /* ... of which ended "refused" (result) */
-    uint64_t closed_error;           /* ... of which ended "error" */
+    /* Closed connections by the log line's result and reason. */
+    uint64_t closed[SD_STATS_RESULTS][SD_R_COUNT_];
     uint64_t hs_full, hs_resumed;    /* completed TLS handshakes */
     uint64_t hs_bucket[SD_STATS_HS_BUCKETS + 1]; /* not cumulative; last: +Inf */
     uint64_t hs_sum_us;
@@ -88,6 +90,11 @@ struct sd_stats_master {
     uint64_t worker_restarts_total;
     char names[SD_STATS_SLOTS][SD_STATS_NAME_MAX]; /* "" : free */
     uint64_t name_gen[SD_STATS_SLOTS]; /* last generation that had the name */
+    /* The master's own probes of an idle listener's target (a TCP connect
+     * when no worker connected to it lately): wall clock of the last that
+     * succeeded / failed, 0: none. Single int64 stores, outside seq. */
+    int64_t probe_ok_ms[SD_STATS_SLOTS];
+    int64_t probe_fail_ms[SD_STATS_SLOTS];
 };
 
 struct sd_stats; /* the mapping */
