@@ -17,8 +17,11 @@
 
 const char *sd_config_mode_name(unsigned mode)
 {
-    return mode == SD_MODE_TCP ? "tcp" : mode == SD_MODE_HTTP ? "http"
-                                        : mode == SD_MODE_CONNECT ? "connect" : "?";
+    return mode == SD_MODE_TCP       ? "tcp"
+           : mode == SD_MODE_HTTP    ? "http"
+           : mode == SD_MODE_CONNECT ? "connect"
+           : mode == SD_MODE_ADMIN   ? "admin"
+                                     : "?";
 }
 
 struct sd_config *sd_config_new(void)
@@ -69,6 +72,7 @@ void sd_config_free(struct sd_config *cfg)
     sd_config_drop_listeners(cfg);
     free(cfg->source);
     free(cfg->user);
+    free(cfg->admin);
     free(cfg);
 }
 
@@ -389,6 +393,71 @@ static int sd_config_validate_connector(struct sd_listener_conf *l, const char *
     return 0;
 }
 
+/* The admin listener: no back door either. Without a certificate it is
+ * plaintext, so it may listen only where only this host reaches it; with
+ * one it is mutual TLS like any listener (its own CA and allow rules, deny
+ * by default), and may listen anywhere. Half a TLS setup is refused rather
+ * than served in plaintext. */
+static int sd_config_validate_admin(struct sd_listener_conf *l, int from_flags,
+                                    struct sd_err *err)
+{
+    const char *pre = from_flags ? "--admin: " : "admin: ";
+    int tls = l->cert != NULL || l->key != NULL || l->cacert != NULL;
+    struct sd_err sub;
+
+    if (l->target != NULL)
+        return sd_err_set(err, "%shas no target (it answers /metrics, /healthz, /readyz "
+                          "and /status itself)", pre);
+    if (sd_addr_parse(l->listen, 1, &l->listen_addr, &sub) != 0)
+        return sd_err_set(err, "%slisten: %s", pre, sub.msg);
+    if (l->listen_addr.ss.ss_family == AF_INET6 &&
+        IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)&l->listen_addr.ss)->sin6_addr))
+        return sd_err_set(err, "%s%s is an IPv4-mapped IPv6 address, which steeldoor does "
+                          "not listen on: write the IPv4 address (127.0.0.1:PORT)", pre,
+                          l->listen);
+    if (tls) {
+        if (l->cert == NULL || l->key == NULL || l->cacert == NULL)
+            return sd_err_set(err, "%smutual TLS needs cert, key and cacert together (the "
+                              "admin listener never serves plaintext on an address a "
+                              "certificate was meant to protect)", pre);
+        if (sd_policy_check(l->policy, &sub) != 0)
+            return sd_err_set(err, "%s%s", pre, sub.msg);
+    } else {
+        if (sd_policy_count(l->policy) > 0 || l->ncrls > 0)
+            return sd_err_set(err, "%sallow rules and CRLs judge client certificates: they "
+                              "need cert, key and cacert (mutual TLS)", pre);
+        if (!sd_config_local_only(&l->listen_addr))
+            return sd_err_set(err, "%slisten %s is not a loopback address or a unix socket: "
+                              "a plaintext admin port on the network would be a back door "
+                              "(use 127.0.0.1:PORT, [::1]:PORT or unix:/path, or give it "
+                              "cert, key, cacert and allow rules in the config file's "
+                              "admin: mapping for mutual TLS)", pre, l->listen);
+    }
+    if (l->name == NULL || strcmp(l->name, SD_ADMIN_NAME) != 0)
+        return sd_config_set_str(&l->name, SD_ADMIN_NAME, err);
+    return 0;
+}
+
+/* --admin ADDR (or `admin: ADDR`) becomes the admin listener, once. */
+static int sd_config_add_admin(struct sd_config *cfg, struct sd_err *err)
+{
+    struct sd_listener_conf *l;
+    size_t i;
+
+    if (cfg->admin == NULL)
+        return 0;
+    for (i = 0; i < cfg->nlisteners; i++)
+        if (cfg->listeners[i].mode == SD_MODE_ADMIN)
+            return sd_err_set(err, "admin is given twice (the --admin flag or admin: "
+                              "address, and an admin: mapping)");
+    if ((l = sd_config_add_listener(cfg, err)) == NULL)
+        return -1;
+    l->mode = SD_MODE_ADMIN;
+    l->listen = cfg->admin;
+    cfg->admin = NULL;
+    return sd_config_set_str(&l->name, SD_ADMIN_NAME, err);
+}
+
 static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
                                        int from_flags, struct sd_err *err)
 {
@@ -396,7 +465,11 @@ static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
     char where[64];
 
     if (l->listen == NULL)
-        return sd_err_set(err, "listener %zu: missing listen address (--listen)", idx);
+        return sd_err_set(err, "%s %zu: missing listen address (%slisten)",
+                          l->mode == SD_MODE_ADMIN ? "admin" : "listener", idx,
+                          from_flags ? "--" : "");
+    if (l->mode == SD_MODE_ADMIN)
+        return sd_config_validate_admin(l, from_flags, err);
     if (l->mode == SD_MODE_CONNECT) {
         snprintf(where, sizeof(where), "connector %s", l->name ? l->name : l->listen);
         return sd_config_validate_connector(l, where, from_flags, err);
@@ -427,9 +500,17 @@ static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
 
 int sd_config_validate(struct sd_config *cfg, struct sd_err *err)
 {
-    size_t i, j;
+    size_t i, j, nadmin = 0;
 
-    if (cfg->nlisteners == 0) {
+    if (sd_config_add_admin(cfg, err) != 0)
+        goto fail;
+    for (i = 0; i < cfg->nlisteners; i++)
+        nadmin += cfg->listeners[i].mode == SD_MODE_ADMIN;
+    if (nadmin > 1) {
+        sd_err_set(err, "admin is given twice");
+        goto fail;
+    }
+    if (cfg->nlisteners == nadmin) {
         sd_err_set(err, "no listener configured (use --listen ... or --config FILE)");
         goto fail;
     }

@@ -377,6 +377,11 @@ const struct sd_config_key sd_config_keys[] = {
       .offset = P_OFF(user), .metavar = "NAME[:GROUP]", .group = SD_GROUP_PROCESS,
       .help = "after binding, run as this account (start as root): no capabilities, no "
               "new privileges; reloads read the files as it" },
+    { .name = "admin", .where = BOTH, .scope = SD_SCOPE_PROCESS, .type = SD_KT_STRING,
+      .offset = P_OFF(admin), .metavar = "ADDR", .group = SD_GROUP_PROCESS,
+      .help = "admin listener (/metrics, /healthz, /readyz, /status): 127.0.0.1:PORT, "
+              "[::1]:PORT or unix:/path; mutual TLS on other addresses through the config "
+              "file's admin: mapping (docs/operations.md)" },
     /* ---- Reload */
     { .name = "watch", .flag = "no-watch", .where = BOTH, .scope = SD_SCOPE_PROCESS,
       .type = SD_KT_BOOL, .flag_sets = 0, .offset = P_OFF(watch), .def = "true",

@@ -149,11 +149,31 @@ static int sd_yaml_words(struct sd_yaml *y, yaml_node_t *vn, const char *k, char
     return 0;
 }
 
-/* One mapping of 'listeners' (connector 0) or of 'connectors' (1). */
+/* The keys of the admin: mapping: where it listens, and the mutual TLS
+ * that lets it listen beyond loopback. Names and targets are not its
+ * (it is "admin" and answers itself). */
+static int sd_yaml_admin_key(const char *k)
+{
+    static const char *const keys[] = {
+        "listen", "cert", "key", "cacert", "crl", "crl-grace", "verify-depth",
+        "handshake-timeout", "idle-timeout", "session-lifetime", "listen-mode",
+    };
+    size_t i;
+
+    if (strncmp(k, "allow-", 6) == 0)
+        return 1;
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strcmp(k, keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* One mapping of 'listeners' (connector 0), of 'connectors' (1) or the
+ * 'admin' mapping (2). */
 static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map, int connector,
                             struct sd_config *cfg, struct sd_err *err)
 {
-    const char *kind = connector ? "connector" : "listener";
+    const char *kind = connector == 2 ? "admin" : connector ? "connector" : "listener";
     struct sd_listener_conf *l;
     yaml_node_pair_t *p;
     size_t idx;
@@ -165,7 +185,7 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map, int connector,
     if (l == NULL)
         return -1;
     if (connector)
-        l->mode = SD_MODE_CONNECT;
+        l->mode = connector == 2 ? SD_MODE_ADMIN : SD_MODE_CONNECT;
     idx = cfg->nlisteners - 1 - y->first;
     y->map_line[idx] = sd_yaml_line(map);
     for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
@@ -187,9 +207,16 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map, int connector,
         if (sd_config_refuse_weakening(k, err) != 0)
             return sd_err_prefix(err, where);
         key = sd_config_key_yaml(k, SD_SCOPE_LISTENER);
-        if (key != NULL && !sd_config_key_for(key, connector))
+        if (connector == 2 && !sd_yaml_admin_key(k))
+            return sd_err_set(err, "%s: '%s' is not an admin key (admin takes listen, and "
+                              "for mutual TLS cert, key, cacert, allow-* rules, crl, "
+                              "crl-grace, verify-depth, handshake-timeout, idle-timeout, "
+                              "session-lifetime; listen-mode for a unix socket)", where, k);
+        if (connector == 2 && strcmp(k, "listen-mode") == 0)
+            key = sd_config_key_yaml(k, SD_SCOPE_LISTENER); /* a connector key, taken here */
+        else if (key != NULL && !sd_config_key_for(key, connector == 1))
             return sd_err_set(err, "%s: '%s' is not a %s key%s", where, k, kind,
-                              connector ? " (a connector verifies the server with "
+                              connector == 1 ? " (a connector verifies the server with "
                                           "verify-uri, verify-dns or verify-spki)"
                                         : " (it belongs in 'connectors:')");
         if (key != NULL && key->list) {
@@ -306,6 +333,11 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
                                      err) != 0)
                     return -1;
             have_listeners = 1;
+            continue;
+        }
+        if (strcmp(k, "admin") == 0 && vn != NULL && vn->type == YAML_MAPPING_NODE) {
+            if (sd_yaml_listener(y, vn, 2, cfg, err) != 0)
+                return -1;
             continue;
         }
         if (v == NULL)

@@ -44,6 +44,7 @@
 #include "sd/net.h"
 #include "sd/peer.h"
 #include "sd/pump.h"
+#include "sd/stats.h"
 
 #define SD_LINGER_MS 1000
 #define SD_LINGER_MAX_BYTES 65536
@@ -111,6 +112,8 @@ struct sd_conn {
     struct sd_conn *wprev, *wnext; /* SD_WARM_POOLED: cs->warm[index]'s list */
     void *mode_state;  /* the mode's (sd_conn_mode_state) */
     uint64_t count_in, count_out; /* bytes a mode's engine moved (sd_conn_count) */
+    struct sd_stats_lst *st;      /* its listener's counters in this worker, or NULL */
+    int64_t start_us;             /* monotonic, for the handshake histogram */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -128,7 +131,51 @@ int64_t sd_conn_now(const struct sd_conn *c)
     return c->cs->loop->now_ms;
 }
 
+/* The monotonic clock in microseconds: the handshake histogram's first
+ * buckets are below the loop clock's millisecond. */
+static int64_t sd_conn_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* --------------------------------------------------------- the close path */
+
+/* A backend connect ended: ok, or failed (refused, unreachable, timed
+ * out), for steeldoor_backend_connect_failures_total and /readyz. */
+static void sd_conn_backend_result(struct sd_conn *c, int ok)
+{
+    struct sd_stats_lst *st = c->st;
+
+    if (st == NULL)
+        return;
+    if (!ok)
+        sd_stats_add(&st->backend_fail, 1);
+    sd_stats_seti(ok ? &st->backend_ok_ms : &st->backend_fail_ms, sd_stats_wall_ms());
+}
+
+/* The counters of a connection that ends with a line: one per line, by
+ * the line's result and reason, and its bytes (counted at the close, as
+ * the line counts them: a scrape sees a long connection's bytes when it
+ * ends). */
+static void sd_conn_count_closed(struct sd_conn *c, enum sd_conn_end end, enum sd_reason reason)
+{
+    struct sd_stats_lst *st = c->st;
+    enum sd_stats_result res = end == SD_END_OK      ? SD_STATS_OK
+                               : end == SD_END_ERROR ? SD_STATS_ERROR
+                                                     : SD_STATS_REFUSED;
+
+    if (st == NULL)
+        return;
+    sd_stats_add(&st->closed[res][(unsigned)reason < SD_R_COUNT_ ? reason : SD_R_INTERNAL_ERROR],
+                 1);
+    sd_stats_add(&st->bytes_from_client, c->pump[SD_SIDE_BACKEND].nread + c->count_in);
+    sd_stats_add(&st->bytes_to_client, c->pump[SD_SIDE_CLIENT].nwritten + c->count_out);
+    if (reason == SD_R_BACKEND_CONNECT_TIMEOUT)
+        sd_conn_backend_result(c, 0);
+}
 
 static void sd_conn_log(struct sd_conn *c, enum sd_conn_end end, enum sd_reason reason,
                         const char *detail)
@@ -158,6 +205,7 @@ static void sd_conn_log(struct sd_conn *c, enum sd_conn_end end, enum sd_reason 
         sd_log_bool(&l, "warm", 1);
     sd_peer_log(verified != NULL ? sd_stream_peer(verified) : NULL, &l);
     sd_log_end(&l);
+    sd_conn_count_closed(c, end, reason);
 }
 
 /* Ends c, the one way every connection ends: logs its line (see enum
@@ -224,6 +272,8 @@ static void sd_conn_free(struct sd_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     cs->n--;
+    if (c->st != NULL)
+        sd_stats_addi(&c->st->open, -1);
     c->closed = 1;
     sd_gen_unref(c->gen);
     c->gen = NULL;
@@ -265,6 +315,12 @@ static int sd_conn_handshake_done(struct sd_conn *c, enum sd_side side)
 
     if (!io->hup && sd_stream_read_dry(io->s))
         io->rd = 0;
+    if (side == c->mode->verified && c->st != NULL) {
+        const struct sd_peer *p = sd_stream_peer(io->s); /* NULL: plain TCP, no TLS */
+        int64_t us = sd_conn_now_us() - c->start_us;
+        if (p != NULL)
+            sd_stats_handshake(c->st, p->resumed, us > 0 ? (uint64_t)us : 0);
+    }
     if (side != c->mode->verified || c->gen == c->cs->gen)
         return 0;
     reason = sd_conn_verdict(c, c->cs->gen);
@@ -293,6 +349,8 @@ static enum sd_step sd_conn_start_backend(struct sd_conn *c)
         int e = errno;
         /* Out of descriptors, the backend was never tried: say so rather
          * than blame it. The accept cap (worker.c) makes this rare. */
+        if (e != EMFILE && e != ENFILE)
+            sd_conn_backend_result(c, 0);
         return sd_conn_close(c, SD_END_ERROR,
                              e == EMFILE || e == ENFILE ? SD_R_FD_LIMIT
                                                         : SD_R_BACKEND_CONNECT_FAILED,
@@ -369,6 +427,7 @@ static enum sd_step sd_conn_step_connecting(struct sd_conn *c)
         /* A failed connect always reports EPOLLERR/EPOLLHUP; without them
          * the connect succeeded and SO_ERROR need not be read. */
         e = b->io.hup ? sd_net_connect_result(b->ev.fd) : 0;
+        sd_conn_backend_result(c, e == 0);
         if (e != 0)
             return sd_conn_close(c, SD_END_ERROR, SD_R_BACKEND_CONNECT_FAILED, strerror(e));
         c->connected = 1;
@@ -605,6 +664,11 @@ static struct sd_conn *sd_conn_new(struct sd_conns *cs, int index, const void *l
         cs->head->prev = c;
     cs->head = c;
     cs->n++;
+    c->st = cs->stats[index];
+    if (c->st != NULL) {
+        c->start_us = sd_conn_now_us();
+        sd_stats_addi(&c->st->open, 1);
+    }
     return c;
 }
 
@@ -657,6 +721,8 @@ void sd_conn_accept(struct sd_conns *cs, int index, const void *listener, int fd
 {
     struct sd_conn *c;
 
+    if (cs->stats[index] != NULL)
+        sd_stats_add(&cs->stats[index]->accepted, 1);
     if (cs->warm[index].head != NULL && sd_conn_warm_attach(cs, index, fd, peer, peerlen) == 0) {
         sd_conn_warm_fill(cs, index, listener); /* one was taken: replace it */
         return;
@@ -849,6 +915,11 @@ int sd_conn_worker(const struct sd_conn *c)
     return c->cs->worker;
 }
 
+struct sd_stats_lst *sd_conn_stats(const struct sd_conn *c)
+{
+    return c->st;
+}
+
 struct sd_stream *sd_conn_stream(const struct sd_conn *c, enum sd_side side)
 {
     return c->side[side].io.s;
@@ -933,6 +1004,8 @@ enum sd_reason sd_conn_backend_open(struct sd_conn *c, int fd, const char **deta
     }
     if (!pooled && (fd = sd_net_connect(&c->conf->target_addr)) < 0) {
         int e = errno;
+        if (e != EMFILE && e != ENFILE)
+            sd_conn_backend_result(c, 0);
         *detail = e != 0 ? strerror(e) : NULL;
         return e == EMFILE || e == ENFILE ? SD_R_FD_LIMIT : SD_R_BACKEND_CONNECT_FAILED;
     }
@@ -981,6 +1054,7 @@ int sd_conn_backend_ready(struct sd_conn *c, enum sd_reason *reason, const char 
          * of events, may have set them on this one. */
         e = sd_net_connect_result(b->ev.fd);
         if (e != 0) {
+            sd_conn_backend_result(c, 0);
             *reason = SD_R_BACKEND_CONNECT_FAILED;
             *detail = strerror(e);
             return -1;
@@ -990,6 +1064,7 @@ int sd_conn_backend_ready(struct sd_conn *c, enum sd_reason *reason, const char 
             b->io.hup = 0;
             return 0;
         }
+        sd_conn_backend_result(c, 1);
         c->connected = 1;
     }
     if (!sd_pump_side_ready(&b->io, b->io.hs_want))

@@ -135,9 +135,13 @@ struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_
     g->id = id;
     g->cfg = cfg;
     for (i = 0; i < cfg->nlisteners; i++) {
-        g->tls[i] = cfg->listeners[i].mode == SD_MODE_CONNECT
-                        ? sd_tls_connector_new(&cfg->listeners[i], files, err)
-                        : sd_tls_server_new(&cfg->listeners[i], files, err);
+        const struct sd_listener_conf *lc = &cfg->listeners[i];
+        /* A plaintext admin listener (loopback or unix only, checked by
+         * sd_config_validate) has no TLS context. */
+        if (lc->mode == SD_MODE_ADMIN && lc->cert == NULL)
+            continue;
+        g->tls[i] = lc->mode == SD_MODE_CONNECT ? sd_tls_connector_new(lc, files, err)
+                                                : sd_tls_server_new(lc, files, err);
         if (g->tls[i] == NULL) {
             sd_gen_unref(g);
             return NULL;

@@ -21,6 +21,7 @@
 #include "sd/log.h"
 #include "sd/privs.h"
 #include "sd/sesscache.h"
+#include "sd/stats.h"
 #include "sd/tls.h"
 #include "sd/watch.h"
 #include "sd/worker.h"
@@ -57,6 +58,7 @@ struct sd_master {
     int64_t kill_at_ms;
     int64_t expiry_check_ms;
     struct sd_sesscache *cache;  /* shared by all workers */
+    struct sd_stats *stats;      /* the counters, shared with the workers */
     struct sd_privs privs;       /* the --user account, when dropped is set */
     int dropped;                 /* runs as privs since start (no capabilities) */
 };
@@ -128,6 +130,8 @@ static void sd_master_free(struct sd_master *m)
     sd_tls_set_session_cache(NULL);
     sd_sesscache_free(m->cache);
     m->cache = NULL;
+    sd_stats_free(m->stats);
+    m->stats = NULL;
 }
 
 static void sd_master_warn_expiry(struct sd_master *m)
@@ -135,8 +139,9 @@ static void sd_master_warn_expiry(struct sd_master *m)
     size_t i;
 
     for (i = 0; i < m->gen->cfg->nlisteners; i++)
-        sd_tls_warn_expiry(m->gen->tls[i], &m->gen->cfg->listeners[i],
-                           m->gen->cfg->expiry_warning_s);
+        if (m->gen->tls[i] != NULL) /* a plaintext admin listener has none */
+            sd_tls_warn_expiry(m->gen->tls[i], &m->gen->cfg->listeners[i],
+                               m->gen->cfg->expiry_warning_s);
     m->expiry_check_ms = sd_now_ms() + SD_EXPIRY_PERIOD_MS;
 }
 
@@ -307,7 +312,7 @@ static void sd_master_worker_main(struct sd_master *m, int index, int ctl)
 static int sd_master_spawn(struct sd_master *m, int index)
 {
     struct sd_logline l;
-    int sv[2];
+    int sv[2], restart;
     pid_t pid;
 
     /* The control socket carries configuration snapshots to the worker. */
@@ -330,15 +335,27 @@ static int sd_master_spawn(struct sd_master *m, int index)
         sd_master_worker_main(m, index, sv[1]);
     }
     close(sv[1]);
+    restart = m->slots[index].started_ms != 0;
+    sd_stats_master_begin(m->stats);
+    sd_stats_master(m->stats)->worker_pid[index] = pid;
+    if (restart) {
+        sd_stats_master(m->stats)->worker_restarts[index]++;
+        sd_stats_master(m->stats)->worker_restarts_total++;
+    }
+    sd_stats_master_end(m->stats);
     if (m->slots[index].ctl >= 0)
         close(m->slots[index].ctl);
     m->slots[index].ctl = sv[0];
     m->slots[index].pid = pid;
     m->slots[index].started_ms = sd_now_ms();
     m->slots[index].restart_at_ms = 0;
-    sd_log_begin(&l, "info", "worker_started");
+    sd_log_begin(&l, restart ? "warn" : "info", restart ? "worker_restarted" : "worker_started");
     sd_log_i64(&l, "worker", index);
     sd_log_i64(&l, "worker_pid", pid);
+    if (restart) {
+        sd_log_u64(&l, "restarts", sd_stats_master(m->stats)->worker_restarts[index]);
+        sd_log_u64(&l, "restarts_total", sd_stats_master(m->stats)->worker_restarts_total);
+    }
     sd_log_end(&l);
     return 0;
 }
@@ -357,6 +374,12 @@ static void sd_master_reap(struct sd_master *m)
             if (s->pid != pid)
                 continue;
             s->pid = 0;
+            /* Its connections died with it: its gauges go to zero; its
+             * counters stay, and its successor adds to them. */
+            sd_stats_master_begin(m->stats);
+            sd_stats_master(m->stats)->worker_pid[i] = 0;
+            sd_stats_master_end(m->stats);
+            sd_stats_worker_down(m->stats, i);
             sd_log_begin(&l, m->stopping ? "info" : "error", "worker_exited");
             sd_log_i64(&l, "worker", i);
             sd_log_i64(&l, "worker_pid", pid);
@@ -458,7 +481,12 @@ static void sd_master_log_listening(const struct sd_master *m, const struct sd_l
     sd_log_str(&l, "listen", lc->listen);
     sd_log_str(&l, "target", lc->target);
     sd_log_str(&l, "cacert", lc->cacert);
-    if (lc->mode == SD_MODE_CONNECT) {
+    if (lc->mode == SD_MODE_ADMIN) {
+        /* Plaintext only where this host alone reaches it (config.c). */
+        sd_log_bool(&l, "mutual_tls", lc->cert != NULL);
+        if (lc->cert != NULL)
+            sd_log_u64(&l, "allow_rules", sd_policy_count(lc->policy));
+    } else if (lc->mode == SD_MODE_CONNECT) {
         /* The other way round: which certificate goes out and how the
          * server is checked (client_cert_required would read as a claim
          * about the server, which is the server's to make). */
@@ -557,6 +585,25 @@ static void sd_master_explain_bind(const struct sd_master *m, const struct sd_ad
              port, start, m->privs.spec);
 }
 
+/* The result of a reload, for /metrics, /readyz and /status: a failure
+ * leaves the old configuration serving and marks it stale until a reload
+ * works. */
+static void sd_master_record_reload(struct sd_master *m, int ok, const char *msg)
+{
+    struct sd_stats_master *sm = sd_stats_master(m->stats);
+
+    sd_stats_master_begin(m->stats);
+    if (ok)
+        sm->reloads_ok++;
+    else
+        sm->reloads_failed++;
+    sm->stale = !ok;
+    sm->last_reload_ok = ok;
+    sm->last_reload_ms = sd_stats_wall_ms();
+    snprintf(sm->last_reload_msg, sizeof(sm->last_reload_msg), "%s", msg);
+    sd_stats_master_end(m->stats);
+}
+
 /* Builds and checks a whole new generation from a fresh snapshot of the
  * files; only if all of it is valid (and the sockets of the listeners it
  * adds are open) is it swapped in, and the workers get that same snapshot,
@@ -604,6 +651,7 @@ static void sd_master_reload(struct sd_master *m, const char *why)
         }
     }
     if (g == NULL) {
+        sd_master_record_reload(m, 0, err.msg);
         while (m->nls > first)
             sd_master_drop_row(m, m->nls - 1);
         sd_log_begin(&l, "error", "reload_failed");
@@ -642,6 +690,9 @@ static void sd_master_reload(struct sd_master *m, const char *why)
     m->files = files;
     sd_files_free(m->tried);
     m->tried = NULL;
+    /* The new names get their counters before any worker can count. */
+    sd_stats_assign(m->stats, g->cfg, g->id);
+    sd_master_record_reload(m, 1, "");
     memset(&msg, 0, offsetof(struct sd_ctl_msg, add));
     msg.gen_id = g->id;
     msg.nadd = (uint32_t)(m->nls - first);
@@ -799,6 +850,15 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
      * snapshots packed): keep only the files' digests, not their bytes. */
     sd_files_drop_data(m.files);
     m.nworkers = m.gen->cfg->workers;
+    /* Before the first fork: every worker, and every restarted one,
+     * inherits the one mapping. */
+    if ((m.stats = sd_stats_new(m.nworkers, &err)) == NULL) {
+        fprintf(stderr, "steeldoor: %s\n", err.msg);
+        goto out;
+    }
+    sd_stats_set(m.stats);
+    sd_stats_master(m.stats)->started_ms = sd_stats_wall_ms();
+    sd_stats_assign(m.stats, m.gen->cfg, m.gen->id);
     sd_master_raise_nofile(); /* before the sockets are opened */
     if (sd_master_prepare(&m, &err) != 0) {
         fprintf(stderr, "steeldoor: %s\n", err.msg);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "sd/err.h"
 
@@ -96,12 +97,16 @@ struct sd_stats_master *sd_stats_master(struct sd_stats *st)
 
 void sd_stats_master_begin(struct sd_stats *st)
 {
+    if (st == NULL)
+        return;
     __atomic_store_n(&st->master->seq, st->master->seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 void sd_stats_master_end(struct sd_stats *st)
 {
+    if (st == NULL)
+        return;
     __atomic_thread_fence(__ATOMIC_RELEASE);
     __atomic_store_n(&st->master->seq, st->master->seq + 1, __ATOMIC_RELAXED);
 }
@@ -250,4 +255,12 @@ size_t sd_stats_auth_kind(const char *why)
         if (strcmp(sd_stats_auth_kinds[i], why) == 0)
             return i;
     return SD_STATS_AUTH_KINDS - 1;
+}
+
+int64_t sd_stats_wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

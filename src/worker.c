@@ -26,6 +26,7 @@
 #include "sd/log.h"
 #include "sd/mode.h"
 #include "sd/net.h"
+#include "sd/stats.h"
 
 #define SD_TICK_MS 250
 #define SD_SESSION_EXPIRY_MS 10000 /* how often expired sessions are dropped */
@@ -348,6 +349,20 @@ static void sd_worker_close_socks(const struct sd_listen_sock *s, size_t n)
             close(s[i].fd);
 }
 
+/* Points each listener of the current generation at this worker's block
+ * of its counters (sd/stats.h), found by the listener's name, which the
+ * master registered before it told the workers of the generation. */
+static void sd_worker_bind_stats(struct sd_worker *w)
+{
+    struct sd_stats *st = sd_stats_get();
+    size_t i;
+
+    memset(w->conns.stats, 0, sizeof(w->conns.stats));
+    for (i = 0; i < w->gen->cfg->nlisteners; i++)
+        w->conns.stats[i] = sd_stats_lst(st, w->index,
+                                         sd_stats_slot(st, w->gen->cfg->listeners[i].name));
+}
+
 /* A snapshot from the master, which has already validated exactly these
  * bytes: build the new generation from them (never from the disk, which may
  * have changed since), pair every listener with its socket by address (the
@@ -411,6 +426,7 @@ static void sd_worker_reload(struct sd_worker *w, uint64_t id, struct sd_files *
     sd_gen_unref(w->gen);
     w->gen = g;
     w->conns.gen = g;
+    sd_worker_bind_stats(w);
     /* Warm connections were made with the old certificates and rules. */
     sd_conn_warm_drop(&w->conns);
     sd_worker_warm_fill(w);
@@ -570,7 +586,8 @@ static void sd_worker_tick(struct sd_worker *w)
     sd_log_flush(); /* lines a stalled log reader left queued */
     if (w->loop.now_ms >= w->expire_sessions_ms) {
         for (i = 0; i < w->gen->cfg->nlisteners; i++)
-            sd_tls_expire_sessions(w->gen->tls[i]);
+            if (w->gen->tls[i] != NULL) /* a plaintext admin listener has none */
+                sd_tls_expire_sessions(w->gen->tls[i]);
         w->expire_sessions_ms = w->loop.now_ms + SD_SESSION_EXPIRY_MS;
     }
     sd_worker_resume(w, 1);
@@ -661,6 +678,8 @@ int sd_worker_run(struct sd_gen *gen, const struct sd_source *src,
     w.conns.loop = &w.loop;
     w.conns.pool = &w.pool;
     w.conns.gen = w.gen;
+    w.conns.worker = index;
+    sd_worker_bind_stats(&w);
     w.conns.on_close = sd_worker_conn_closed;
     if (sd_worker_setup(&w, socks, nsocks) != 0) {
         sd_log_msg("error", "worker", "worker %d: set-up failed: %s", index, strerror(errno));

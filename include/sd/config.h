@@ -118,6 +118,11 @@ struct sd_config {
     int close_revoked;         /* on reload, close connections no longer admitted */
     uint32_t expiry_warning_s; /* warn about certificates expiring within this */
     char *user;                /* NAME[:GROUP] to run as after binding, or NULL */
+    /* --admin ADDR / `admin: ADDR`: a plaintext admin listener's address
+     * (loopback or unix only); sd_config_validate() turns it into the
+     * SD_MODE_ADMIN listener and frees it. The `admin:` mapping adds that
+     * listener directly (with mutual TLS if it names cert, key, cacert). */
+    char *admin;
 };
 
 /* "tcp" or "http": the word a listener's mode is written as (static);

@@ -109,6 +109,8 @@ struct sd_stream *sd_conn_stream(const struct sd_conn *c, enum sd_side side);
  * worker's index (0..workers-1). */
 struct sd_gen *sd_conn_current_gen(const struct sd_conn *c);
 int sd_conn_worker(const struct sd_conn *c);
+/* Its listener's counters in this worker (sd/stats.h), or NULL. */
+struct sd_stats_lst *sd_conn_stats(const struct sd_conn *c);
 /* The client's address. */
 const struct sockaddr *sd_conn_peer_addr(const struct sd_conn *c, socklen_t *len);
 /* The buffer of bytes bound for side `to`, taken from the pool if empty, to

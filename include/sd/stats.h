@@ -150,6 +150,10 @@ static inline uint64_t sd_stats_load(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+/* The wall clock in milliseconds (CLOCK_REALTIME): the times shown to
+ * operators; durations use the monotonic clock. */
+int64_t sd_stats_wall_ms(void);
+
 /* A handshake of duration_us completed (resumed or full). */
 void sd_stats_handshake(struct sd_stats_lst *l, int resumed, uint64_t duration_us);
 /* The index of an auth failure word in sd_stats_auth_kinds (the last,

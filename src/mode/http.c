@@ -55,6 +55,7 @@
 #include "sd/net.h"
 #include "sd/peer.h"
 #include "sd/proxy_proto.h"
+#include "sd/stats.h"
 #include "sd/tls.h"
 
 #define SD_HTTP_MAX_CERTS 8          /* leaf and intermediates handed on */
@@ -254,8 +255,12 @@ static void sd_http_log_request(struct sd_http *h)
 {
     const struct sd_peer *p = sd_stream_peer(sd_conn_stream(h->c, SD_SIDE_CLIENT));
     const struct sd_name *who = p != NULL ? sd_peer_identity(p) : NULL;
+    struct sd_stats_lst *st = sd_conn_stats(h->c);
     struct sd_logline l;
 
+    if (st != NULL && h->status >= SD_STATS_HTTP_MIN &&
+        h->status < SD_STATS_HTTP_MIN + SD_STATS_HTTP_N)
+        sd_stats_add(&st->http[h->status - SD_STATS_HTTP_MIN], 1);
     sd_log_begin(&l, h->own && h->status >= 400 ? "warn" : "info", "http");
     sd_log_str(&l, "listener", sd_http_conf(h)->name);
     sd_log_str(&l, "peer", h->peer);
@@ -743,6 +748,9 @@ static long sd_http_auth(struct sd_http *h, const struct sd_http_req *q,
         h->auth_who[n] = '\0';
     }
     if (ar.status != 0) {
+        struct sd_stats_lst *st = sd_conn_stats(h->c);
+        if (st != NULL)
+            sd_stats_add(&st->auth_fail[sd_stats_auth_kind(ar.why)], 1);
         if (ar.stolen)
             sd_http_log_stolen(h, peer, &ar);
         sd_http_answer_ch(h, ar.status, ar.why, ar.challenge);
