@@ -20,6 +20,7 @@
 #include "sd/gen.h"
 #include "sd/log.h"
 #include "sd/privs.h"
+#include "sd/probe.h"
 #include "sd/sesscache.h"
 #include "sd/stats.h"
 #include "sd/tls.h"
@@ -59,6 +60,7 @@ struct sd_master {
     int64_t expiry_check_ms;
     struct sd_sesscache *cache;  /* shared by all workers */
     struct sd_stats *stats;      /* the counters, shared with the workers */
+    struct sd_probe probe;       /* idle backends, tried for /readyz */
     struct sd_privs privs;       /* the --user account, when dropped is set */
     int dropped;                 /* runs as privs since start (no capabilities) */
 };
@@ -130,6 +132,7 @@ static void sd_master_free(struct sd_master *m)
     sd_tls_set_session_cache(NULL);
     sd_sesscache_free(m->cache);
     m->cache = NULL;
+    sd_probe_close(&m->probe);
     sd_stats_free(m->stats);
     m->stats = NULL;
 }
@@ -292,6 +295,7 @@ static void sd_master_worker_main(struct sd_master *m, int index, int ctl)
     close(m->sigfd);
     m->sigfd = -1;
     sd_watch_close(&m->watch);
+    sd_probe_close(&m->probe); /* the master's, in flight at the fork */
     if (mine != NULL) {
         for (i = 0; i < nl; i++) {
             mine[i].fd = m->fds[i * nw + (size_t)index];
@@ -737,11 +741,11 @@ static void sd_master_reload(struct sd_master *m, const char *why)
 static int sd_master_loop(struct sd_master *m)
 {
     for (;;) {
-        struct pollfd pfd[2] = { { .fd = m->sigfd, .events = POLLIN },
-                                 { .fd = m->watch.fd, .events = POLLIN } };
+        struct pollfd pfd[2 + SD_MAX_LISTENERS] = { { .fd = m->sigfd, .events = POLLIN },
+                                                    { .fd = m->watch.fd, .events = POLLIN } };
         struct signalfd_siginfo si;
-        int64_t now = sd_now_ms(), wake = -1;
-        int i, timeout, reload = 0;
+        int64_t now = sd_now_ms(), wake = -1, pw;
+        int i, timeout, reload = 0, nprobe = 0;
 
         if (m->stopping && sd_master_alive(m) == 0)
             return 0;
@@ -768,6 +772,11 @@ static int sd_master_loop(struct sd_master *m)
             if (wake < 0 || m->expiry_check_ms < wake)
                 wake = m->expiry_check_ms;
         }
+        if (!m->stopping && (pw = sd_probe_tick(&m->probe, m->stats, m->gen, now)) >= 0) {
+            if (wake < 0 || pw < wake)
+                wake = pw;
+            nprobe = sd_probe_pollfds(&m->probe, &pfd[2]);
+        }
         if (m->stopping) {
             if (now >= m->kill_at_ms) {
                 for (i = 0; i < m->nworkers; i++)
@@ -779,8 +788,12 @@ static int sd_master_loop(struct sd_master *m)
         }
         timeout = wake < 0 ? -1 : (int)(wake > now ? wake - now : 0);
         timeout = sd_log_flush_timeout(timeout); /* queued log lines: retry soon */
-        if (poll(pfd, m->watch.fd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR)
+        if (m->watch.fd < 0)
+            pfd[1].fd = -1; /* poll ignores it; the probes follow at [2] */
+        if (poll(pfd, (nfds_t)(2 + nprobe), timeout) < 0 && errno != EINTR)
             return 1;
+        if (nprobe > 0)
+            sd_probe_events(&m->probe, m->stats, &pfd[2], nprobe, sd_now_ms());
         if (m->watch.fd >= 0 && (pfd[1].revents & POLLIN) && sd_watch_read(&m->watch) &&
             m->watch.due_ms == 0)
             m->watch.due_ms = sd_now_ms() + SD_WATCH_DEBOUNCE_MS;
@@ -816,6 +829,7 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     int w, rc = 1;
 
     memset(&m, 0, sizeof(m));
+    sd_probe_init(&m.probe);
     m.sigfd = -1;
     m.watch.fd = -1;
     m.src = src;
