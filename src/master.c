@@ -19,6 +19,7 @@
 #include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/log.h"
+#include "sd/notify.h"
 #include "sd/privs.h"
 #include "sd/probe.h"
 #include "sd/sesscache.h"
@@ -335,6 +336,7 @@ static int sd_master_spawn(struct sd_master *m, int index)
     }
     if (pid == 0) {
         sd_log_after_fork(); /* the master still owns its queued log lines */
+        sd_notify_forget();  /* only the master speaks to systemd */
         close(sv[0]);
         sd_master_worker_main(m, index, sv[1]);
     }
@@ -416,6 +418,7 @@ static void sd_master_stop(struct sd_master *m, const char *why)
     if (m->stopping)
         return;
     m->stopping = 1;
+    sd_notifyf("STOPPING=1\nSTATUS=draining connections (%s)", why);
     sd_log_msg("info", "shutdown", "%s: closing listeners, draining connections", why);
     /* Closing the master's copies as well as the workers' removes the
      * sockets from the kernel, so new connections are refused at once. */
@@ -625,6 +628,7 @@ static void sd_master_reload(struct sd_master *m, const char *why)
     size_t first = m->nls, r, k, nremoved = 0;
     int i, fd = -1;
 
+    sd_notify_reloading();
     if (files == NULL) {
         sd_err_set(&err, "out of memory");
     } else {
@@ -664,6 +668,9 @@ static void sd_master_reload(struct sd_master *m, const char *why)
         sd_log_u64(&l, "generation", m->gen->id);
         sd_log_str(&l, "result", "the running configuration stays in force");
         sd_log_end(&l);
+        /* Still serving (the old generation): systemd must not wait. */
+        sd_notifyf("READY=1\nSTATUS=serving generation %llu; the last reload failed: %s",
+                   (unsigned long long)m->gen->id, err.msg);
         /* Remember what was tried, so the same broken files are not tried
          * again on every event; the next change triggers the next attempt. */
         if (files != NULL) {
@@ -736,6 +743,8 @@ static void sd_master_reload(struct sd_master *m, const char *why)
         sd_master_check_nofile(m);
     sd_watch_set(&m->watch, files);
     sd_master_warn_expiry(m);
+    sd_notifyf("READY=1\nSTATUS=serving generation %llu, %zu listeners",
+               (unsigned long long)g->id, g->cfg->nlisteners);
 }
 
 static int sd_master_loop(struct sd_master *m)
@@ -914,6 +923,10 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     }
     for (w = 0; w < m.nworkers; w++)
         sd_master_spawn(&m, w);
+    /* Every socket is bound and listening (the kernel queues for the
+     * workers from now on): a client systemd lets in now is served. */
+    sd_notifyf("READY=1\nMAINPID=%ld\nSTATUS=serving generation %llu, %zu listeners",
+               (long)getpid(), (unsigned long long)m.gen->id, m.gen->cfg->nlisteners);
     rc = sd_master_loop(&m);
     sd_log_msg("info", "stopped", "all workers have exited");
 out:
