@@ -295,6 +295,13 @@ static enum sd_reason sd_conn_verdict(const struct sd_conn *c, struct sd_gen *no
 
     if (i < 0)
         return SD_R_LISTENER_REMOVED;
+    /* An admin listener switched between plaintext and mutual TLS on the
+     * same address: what admitted its open connections no longer exists
+     * (and a TLS stream cannot be judged by no context). */
+    if ((now->tls[i] == NULL) != (c->gen->tls[c->index] == NULL))
+        return SD_R_LISTENER_REMOVED;
+    if (now->tls[i] == NULL)
+        return SD_R_NONE; /* a plaintext admin listener verifies nobody */
     return sd_stream_judge(c->side[c->mode->verified].io.s, now->tls[i]);
 }
 

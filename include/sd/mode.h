@@ -86,7 +86,7 @@ struct sd_mode_ops {
 
 
 /* The mode of a listener: sd_mode_http for SD_MODE_HTTP, sd_mode_connect
- * for SD_MODE_CONNECT, else sd_mode_tcp. */
+ * for SD_MODE_CONNECT, sd_mode_admin for SD_MODE_ADMIN, else sd_mode_tcp. */
 const struct sd_mode_ops *sd_mode_for(const struct sd_listener_conf *lc);
 
 extern const struct sd_mode_ops sd_mode_tcp;

@@ -118,4 +118,60 @@ void sd_tls_expire_sessions(struct sd_tls *tls);
 void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf *lc,
                         uint32_t within_s);
 
+/* --- what a context holds, for /metrics, /readyz and /status (info.c).
+ * Plain structs: the admin pages never see an OpenSSL type. */
+
+#define SD_TLS_INFO_NAME_MAX 256  /* bytes of a name's text, NUL included */
+#define SD_TLS_INFO_SERIAL_MAX 48 /* hex digits of a serial (and a sign), NUL included */
+
+/* One certificate of a context. */
+struct sd_tls_cert_info {
+    /* "server": a serve or admin listener's own certificate; "client": a
+     * connector's own; "chain": a certificate sent after it; "ca": a CA
+     * certificate of the store (lc->cacert). Static text. */
+    const char *role;
+    const char *file; /* lc->cert or lc->cacert (the config's text; for a CA
+                       * directory, the directory), or NULL */
+    /* One RFC 2253 line, every byte above 0x7f and every control
+     * character escaped (plain ASCII), cut to fit. */
+    char subject[SD_TLS_INFO_NAME_MAX];
+    char issuer[SD_TLS_INFO_NAME_MAX];
+    char serial[SD_TLS_INFO_SERIAL_MAX]; /* upper-case hex ("" if too long) */
+    char sha256[65];                     /* of the DER, lower-case hex */
+    int64_t not_before, not_after;       /* Unix seconds (0: unreadable) */
+};
+
+/* One CRL of a context (a file may hold several). */
+struct sd_tls_crl_info {
+    const char *file; /* the CRL file it came from (lc->crls[i]'s text) */
+    char issuer[SD_TLS_INFO_NAME_MAX]; /* as subject above */
+    int64_t last_update;               /* Unix seconds */
+    int64_t next_update;               /* Unix seconds; 0: the CRL has none */
+    int delta;                         /* a delta CRL */
+};
+
+/* Called once per certificate or CRL; the struct is valid during the call
+ * only. Returns 0 to go on, anything else to stop the walk. */
+typedef int sd_tls_cert_fn(void *arg, const struct sd_tls_cert_info *ci);
+typedef int sd_tls_crl_fn(void *arg, const struct sd_tls_crl_info *ci);
+
+/* Gives fn every certificate of tls, the context of listener lc: its own
+ * (role "server", or "client" for a connector), then the chain it sends
+ * ("chain"), then the CA certificates of its store ("ca"). tls NULL (a
+ * plaintext admin listener): nothing. Returns 0, or the first non-zero
+ * result of fn. */
+int sd_tls_info_certs(const struct sd_tls *tls, const struct sd_listener_conf *lc,
+                      sd_tls_cert_fn *fn, void *arg);
+/* Gives fn every CRL of tls, in load order. Same results. */
+int sd_tls_info_crls(const struct sd_tls *tls, sd_tls_crl_fn *fn, void *arg);
+/* Until when tls's CRLs are fresh (Unix seconds): for each issuer its
+ * newest full CRL's nextUpdate, the earliest of those, plus the listener's
+ * crl-grace; from then on every client whose chain they cover is refused
+ * (crl_expired). 0: no CRL with a nextUpdate (or tls NULL). */
+int64_t sd_tls_info_crl_fresh_until(const struct sd_tls *tls);
+
+/* The OpenSSL version steeldoor runs with ("OpenSSL 3.0.17 1 Jul 2025"),
+ * static text. */
+const char *sd_tls_openssl_version(void);
+
 #endif

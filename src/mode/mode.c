@@ -9,8 +9,11 @@
 
 const struct sd_mode_ops *sd_mode_for(const struct sd_listener_conf *lc)
 {
-    /* Anything but an explicit http or connect is L4: sd_config_validate()
-     * admits only the three values, and the default is tcp. */
+    /* Anything but an explicit http, connect or admin is L4:
+     * sd_config_validate() admits only the four values, and the default
+     * is tcp. */
+    if (lc->mode == SD_MODE_ADMIN)
+        return &sd_mode_admin;
     if (lc->mode == SD_MODE_CONNECT)
         return &sd_mode_connect;
     return lc->mode == SD_MODE_HTTP ? &sd_mode_http : &sd_mode_tcp;
