@@ -355,10 +355,13 @@ static int sd_master_spawn(struct sd_master *m, int index)
     m->slots[index].pid = pid;
     m->slots[index].started_ms = sd_now_ms();
     m->slots[index].restart_at_ms = 0;
-    sd_log_begin(&l, restart ? "warn" : "info", restart ? "worker_restarted" : "worker_started");
+    /* One event for every start (log pipelines follow worker_started); a
+     * restart says so, with the counts /metrics shows. */
+    sd_log_begin(&l, restart ? "warn" : "info", "worker_started");
     sd_log_i64(&l, "worker", index);
     sd_log_i64(&l, "worker_pid", pid);
     if (restart) {
+        sd_log_bool(&l, "restart", 1);
         sd_log_u64(&l, "restarts", sd_stats_master(m->stats)->worker_restarts[index]);
         sd_log_u64(&l, "restarts_total", sd_stats_master(m->stats)->worker_restarts_total);
     }
