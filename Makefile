@@ -113,6 +113,48 @@ run:
 clean:
 	rm -rf build build-san
 
+# ---- steeldoor(1) and make install
+# The man page is written by the binary itself (`steeldoor help-man`, a
+# hidden command), from the same texts and table of keys as --help, so it
+# cannot describe a flag the binary does not have.
+#   make install [PREFIX=/usr/local] [DESTDIR=/tmp/stage]
+# installs the binary, the man page, the systemd unit (its ExecStart under
+# PREFIX), the unit's sysusers.d entry and an example configuration under
+# share/doc; never anything in /etc (the unit reads
+# /etc/steeldoor/steeldoor.yaml, which is the administrator's).
+# `make uninstall` removes exactly those files.
+PREFIX  ?= /usr/local
+INSTALL ?= install
+SD_INST_BIN     = $(DESTDIR)$(PREFIX)/bin/steeldoor
+SD_INST_MAN     = $(DESTDIR)$(PREFIX)/share/man/man1/steeldoor.1
+SD_INST_UNIT    = $(DESTDIR)$(PREFIX)/lib/systemd/system/steeldoor.service
+SD_INST_USERS   = $(DESTDIR)$(PREFIX)/lib/sysusers.d/steeldoor.conf
+SD_INST_EXAMPLE = $(DESTDIR)$(PREFIX)/share/doc/steeldoor/steeldoor.yaml
+
+.PHONY: man install uninstall
+man: $(BUILD)/steeldoor.1
+
+$(BUILD)/steeldoor.1: $(BUILD)/steeldoor
+	$(BUILD)/steeldoor help-man > $@.tmp
+	mv $@.tmp $@
+
+# contrib/steeldoor.service names /usr/bin/steeldoor (PREFIX=/usr); the
+# copy installed names the binary under this PREFIX. Written on every
+# install: PREFIX is not a file make could compare dates with.
+install: $(BUILD)/steeldoor $(BUILD)/steeldoor.1
+	sed 's|/usr/bin/steeldoor|$(PREFIX)/bin/steeldoor|g' contrib/steeldoor.service \
+	  > $(BUILD)/steeldoor.service.tmp
+	$(INSTALL) -D -m 0755 $(BUILD)/steeldoor $(SD_INST_BIN)
+	$(INSTALL) -D -m 0644 $(BUILD)/steeldoor.1 $(SD_INST_MAN)
+	$(INSTALL) -D -m 0644 $(BUILD)/steeldoor.service.tmp $(SD_INST_UNIT)
+	$(INSTALL) -D -m 0644 contrib/steeldoor.sysusers $(SD_INST_USERS)
+	$(INSTALL) -D -m 0644 contrib/steeldoor.yaml $(SD_INST_EXAMPLE)
+	rm -f $(BUILD)/steeldoor.service.tmp
+
+uninstall:
+	rm -f $(SD_INST_BIN) $(SD_INST_MAN) $(SD_INST_UNIT) $(SD_INST_USERS) $(SD_INST_EXAMPLE)
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/steeldoor 2>/dev/null
+
 -include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
 # make fuzz / make fuzz-run: libFuzzer targets (clang)
 -include fuzz/fuzz.mk

@@ -53,6 +53,23 @@ given as a ratio to the best of the three peers (CONNECT_GOALS).
 `--connect-check` adds a one-off check: every proxy pointed at a wrong CA
 must get no exchange through.
 
+The metrics phase (`keepalive-metrics`; issue 16) is steeldoor only: the
+`keepalive` phase's load (the same load-generator arguments) against a second
+L4 instance with `--admin 127.0.0.1:PORT` (first put, unmeasured, through
+the phases the plain instance ran before its keepalive), while a scraper in
+this script GETs /metrics every METRICS_SCRAPE_INTERVAL (1 s, the harsh case:
+Prometheus scrapes every 15-60 s) from the start of the measured window to
+its end, counting its successful scrapes. The CPU charged is the whole server's
+(master and workers, scrapes included) per request, as for `keepalive`. In
+every run the two instances' phases are measured back to back, the order
+swapped every other run, both from the scheduler's ns count
+(tree_cpu_ns); the figure is the median of the runs' own ratios
+(keepalive-metrics over keepalive), against the issue's goal of x1.01. A run
+with no successful scrape, or whose /metrics lacks METRICS_REQUIRED, fails
+the bench (METRICS FAILED). After the phase, the same instance is scraped
+METRICS_COST_SCRAPES times in a row with no load, for its CPU per scrape:
+what the phase's scrapes alone add (finer than two phases can resolve).
+
 Every server runs from a temporary configuration in a temporary directory,
 on free loopback ports, in the foreground, as a child of this script; no
 system service is touched. A server whose program is missing is skipped
@@ -76,6 +93,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -114,8 +132,11 @@ PHASES = {
     "connect-keepalive": ["--plain", "--mode", "keepalive", "--conns", "32", "--count",
                           "5000000", "--time", "2.5"],
 }
-PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "bulk", "tiny", "http",
-               "http-apikey", "http-jwt", "connect-full", "connect-resumed",
+# The metrics phase (issue 16): exactly the keepalive phase's load, against
+# steeldoor with its admin listener scraped (METRICS_PHASE below).
+PHASES["keepalive-metrics"] = list(PHASES["keepalive"])
+PHASE_ORDER = ("idle", "full", "resumed", "keepalive", "keepalive-metrics", "bulk", "tiny",
+               "http", "http-apikey", "http-jwt", "connect-full", "connect-resumed",
                "connect-keepalive")
 # The client-mode phases (issue 15), each with the upstream it runs against:
 # "full" issues no session tickets, "resume" does.
@@ -151,6 +172,26 @@ JWT_ISSUER = "https://issuer.bench"
 JWT_AUDIENCE = "steeldoor-bench"
 JWT_SUB = "bench-client"
 CLIENT_URI = "spiffe://bench.steeldoor.test/loadgen"
+# The metrics phase (issue 16): steeldoor only, on a second L4 instance with
+# an admin listener, its /metrics scraped every METRICS_SCRAPE_INTERVAL
+# seconds during the measured window; compared with steeldoor's `keepalive`
+# of the same run (measured right before or right after it, the order
+# swapped every other run). A scrape: one connection, `GET /metrics`, the
+# whole answer read (at most METRICS_SCRAPE_TIMEOUT s, METRICS_MAX_BYTES).
+METRICS_PHASE = "keepalive-metrics"
+METRICS_BASE = "keepalive"
+METRICS_SERVER = "steeldoor"
+METRICS_LIMIT = 1.01  # metrics add at most 1% server CPU per keep-alive request
+METRICS_SCRAPE_INTERVAL = 1.0
+METRICS_SCRAPE_TIMEOUT = 2.0
+METRICS_MAX_BYTES = 4 << 20
+METRICS_REQUIRED = "steeldoor_connections_accepted_total"
+# After the phase, on the same instance with the load stopped: this many
+# scrapes one after the other, for the server's CPU per scrape (scrape_cost):
+# what the scrapes alone add, finer than two 2.5 s phases can resolve.
+METRICS_COST_SCRAPES = 20
+METRICS_NOT_APPLICABLE = ("a steeldoor feature (its admin listener's /metrics), measured "
+                          "against steeldoor's keepalive without it")
 # The goal for steeldoor's CPU per HTTP request, as a ratio to the best
 # peer's (issue 13).
 HTTP_PEERS = ("nginx", "haproxy")
@@ -164,6 +205,8 @@ FIGURES = (
     ("full_cpu_us", "CPU per full handshake", "us", "full", 0),
     ("resumed_cpu_us", "CPU per resumed handshake", "us", "resumed", 0),
     ("keepalive_cpu_us", "CPU per keep-alive request", "us", "keepalive", 1),
+    ("metrics_keepalive_cpu_us", "CPU per keep-alive request, /metrics scraped every 1 s",
+     "us", "keepalive-metrics", 1),
     ("bulk_cpu_s_per_gib", "CPU per GiB of bulk", "s", "bulk", 2),
     ("tiny_cpu_ns_per_record", "CPU per one-byte record", "ns", "tiny", 0),
     ("http_cpu_us", "CPU per HTTP request", "us", "http", 1),
@@ -180,6 +223,8 @@ FIGURES = (
     ("resumed_p99_ms", "resumed: latency p99", "ms", "resumed", 1),
     ("keepalive_p50_us", "keep-alive: latency p50", "us", "keepalive", 0),
     ("keepalive_p99_us", "keep-alive: latency p99", "us", "keepalive", 0),
+    ("metrics_keepalive_p50_us", "keepalive-metrics: latency p50", "us", "keepalive-metrics", 0),
+    ("metrics_keepalive_p99_us", "keepalive-metrics: latency p99", "us", "keepalive-metrics", 0),
     ("http_p50_us", "http: latency p50", "us", "http", 0),
     ("http_p99_us", "http: latency p99", "us", "http", 0),
     ("http_apikey_p50_us", "http-apikey: latency p50", "us", "http-apikey", 0),
@@ -195,6 +240,8 @@ FIGURES = (
     ("full_per_s", "full handshakes/s", "/s", "full", 0),
     ("resumed_per_s", "resumed handshakes/s", "/s", "resumed", 0),
     ("keepalive_per_s", "keep-alive requests/s", "/s", "keepalive", 0),
+    ("metrics_keepalive_per_s", "keep-alive requests/s, /metrics scraped", "/s",
+     "keepalive-metrics", 0),
     ("http_per_s", "HTTP requests/s", "/s", "http", 0),
     ("http_apikey_per_s", "HTTP requests/s with an API key", "/s", "http-apikey", 0),
     ("http_jwt_per_s", "HTTP requests/s with a JWT", "/s", "http-jwt", 0),
@@ -209,6 +256,12 @@ FIGURES = (
      "", "connect-full", 3),
     ("connect_resumed_upstream_resumed_fraction",
      "connect-resumed: fraction resumed (upstream's log)", "", "connect-resumed", 3),
+    ("metrics_scrapes", "keepalive-metrics: successful scrapes of /metrics", "",
+     "keepalive-metrics", 0),
+    ("metrics_scrape_ms", "keepalive-metrics: time of a scrape (median)", "ms",
+     "keepalive-metrics", 2),
+    ("metrics_scrape_cpu_us", "keepalive-metrics: server CPU per scrape, no load", "us",
+     "keepalive-metrics", 0),
     ("full_tickets_per_conn", "tickets sent per full handshake", "", "full", 1),
     ("resumed_tickets_per_conn", "tickets sent per resumed handshake", "", "resumed", 1),
 )
@@ -348,6 +401,7 @@ class Server:
         self.logfile = None
         self.http = False  # this instance is the HTTP-mode one
         self.auth = None   # its second-factor phase (AUTH_PHASES), else None
+        self.admin_port = None  # steeldoor's admin listener (METRICS_PHASE), else None
         self.skip = (0, 0)  # byte range of the log written during the no-cert probe
 
     def missing(self):
@@ -373,14 +427,16 @@ class Server:
             return ["--mode", "http", "--count", "1", "--conns", "1", "--time", "5"]
         return ["--mode", "full", "--count", "1", "--conns", "1", "--time", "5"]
 
-    def start(self, run, http=False, auth=None):
+    def start(self, run, http=False, auth=None, admin=False):
         self.http = http
         self.auth = auth
         if auth:
             self.ctx.auth_prepare(auth)
         self.port = free_port()
-        self.dir = os.path.join(self.ctx.tmp, "%s-%d%s" % (
-            self.name, run, ("-" + auth if auth else "-http") if http else ""))
+        self.admin_port = free_port() if admin else None
+        self.dir = os.path.join(self.ctx.tmp, "%s-%d%s%s" % (
+            self.name, run, ("-" + auth if auth else "-http") if http else "",
+            "-metrics" if admin else ""))
         os.makedirs(self.dir)
         cmd = self.command()
         self.logfile = os.path.join(self.dir, "server.log")
@@ -728,7 +784,9 @@ class Steeldoor(Server):
                 "--cert", p + "/server.crt", "--key", p + "/server.key",
                 "--cacert", p + "/ca.crt", "--allow-all", "--workers", "1",
                 "--name", "bench"] + (["--http"] if self.http else []) + (
-                    self.ctx.auth_serve_args(self.auth))
+                    self.ctx.auth_serve_args(self.auth)) + (
+                        ["--admin", "127.0.0.1:%d" % self.admin_port] if self.admin_port
+                        else [])
 
     def log_notes(self):
         """Per-connection results and worker events from its JSON log."""
@@ -783,7 +841,8 @@ class Steeldoor(Server):
             if other:
                 notes.append("AUTH FAILED: requests in its log without \"auth\":\"%s\": %s" % (
                     want, ", ".join("%s x%d" % kv for kv in sorted(other.items()))))
-        self.log_summary = {"mode": (self.auth or "http") if self.http else "tcp",
+        self.log_summary = {"mode": ((self.auth or "http") if self.http else "tcp") + (
+                                "+admin" if self.admin_port else ""),
                             "results": results, "not_ok": reasons, "events": events,
                             "resumed_true": resumed, "non_json_lines": bad}
         if self.http:
@@ -997,12 +1056,146 @@ class LineReader:
         return line.decode()
 
 
-def run_phase(ctx, server, phase, lg_args=None, label=None):
+class Scraper:
+    """GETs http://127.0.0.1:port/metrics every `interval` seconds, the
+    first at once, in a thread, until stop() (and at most max_scrapes
+    times): what Prometheus does, more often. Each scrape is one connection
+    (the admin listener answers one request per connection), the answer read
+    to its end, its status and Content-Length checked, and whether it has a
+    sample of METRICS_REQUIRED."""
+
+    def __init__(self, port, interval, max_scrapes):
+        self.port = port
+        self.interval = interval
+        self.max_scrapes = max_scrapes
+        self.stop_ev = threading.Event()
+        self.thread = None
+        self.attempts = 0
+        self.ok = 0
+        self.failures = []        # why each failed one failed
+        self.without_required = 0  # answered 200, but no sample of METRICS_REQUIRED
+        self.durations_ms = []
+        self.body_bytes = None     # of the last successful one
+        self.accepted = None       # METRICS_REQUIRED of the L4 listener, last scrape
+
+    def start(self):
+        self.thread = threading.Thread(target=self._loop, name="scraper", daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        """Stops it and waits for a scrape in flight (bounded by its timeout),
+        so that what the server spends on it is inside the phase's CPU."""
+        self.stop_ev.set()
+        if self.thread:
+            self.thread.join(METRICS_SCRAPE_TIMEOUT + 1)
+
+    def _loop(self):
+        t0 = time.monotonic()
+        while self.attempts < self.max_scrapes and not self.stop_ev.is_set():
+            self.attempts += 1
+            try:
+                self._scrape()
+            except (OSError, ValueError) as e:
+                self.failures.append(str(e)[:200])
+            wake = t0 + self.attempts * self.interval
+            self.stop_ev.wait(max(0.0, wake - time.monotonic()))
+
+    def _scrape(self):
+        t = time.monotonic()
+        deadline = t + METRICS_SCRAPE_TIMEOUT
+        data = b""
+        with socket.create_connection(("127.0.0.1", self.port),
+                                      timeout=METRICS_SCRAPE_TIMEOUT) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"User-Agent: steeldoor-bench\r\nAccept: text/plain\r\n"
+                         b"Connection: close\r\n\r\n")
+            while len(data) <= METRICS_MAX_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ValueError("scrape timed out after %.1fs" % METRICS_SCRAPE_TIMEOUT)
+                sock.settimeout(left)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        lines = head.decode(errors="replace").split("\r\n")
+        if not sep or not lines[0].startswith("HTTP/1.1 "):
+            raise ValueError("not an HTTP answer: %r" % data[:80])
+        status = lines[0].split(" ", 2)[1]
+        if status != "200":
+            raise ValueError("status %s: %s" % (status, lines[0]))
+        length = None
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            if k.strip().lower() == "content-length":
+                length = int(v.strip())
+        if length is not None and length != len(body):
+            raise ValueError("Content-Length %d, %d bytes of body" % (length, len(body)))
+        self.durations_ms.append((time.monotonic() - t) * 1000)
+        self.ok += 1
+        self.body_bytes = len(body)
+        text = body.decode(errors="replace")
+        found = False
+        for line in text.splitlines():
+            if line.startswith(METRICS_REQUIRED + "{") or line.startswith(METRICS_REQUIRED + " "):
+                found = True
+                if 'listener="bench"' in line:
+                    self.accepted = float(line.rsplit(" ", 1)[1])
+        if not found:
+            self.without_required += 1
+
+    def result(self):
+        return {"scrapes_attempted": self.attempts, "scrapes_ok": self.ok,
+                "scrape_failures": self.failures[:5],
+                "scrapes_without_required": self.without_required,
+                "scrape_ms": [round(d, 2) for d in self.durations_ms],
+                "scrape_bytes": self.body_bytes,
+                "accepted_total_bench": self.accepted,
+                "scrape_interval_s": self.interval}
+
+
+def scrape_cost(server, n):
+    """The server's CPU per scrape of /metrics with no other load: n scrapes
+    one after the other, its processes' ns count (tree_cpu_ns) across them,
+    less what they spend idle for as long right after."""
+    root = server.proc.pid
+    sc = Scraper(server.admin_port, 0.0, n)
+    ns0, t0 = tree_cpu_ns(root), time.monotonic()
+    if ns0 is None:
+        return {}
+    for _ in range(n):
+        sc.attempts += 1
+        try:
+            sc._scrape()
+        except (OSError, ValueError) as e:
+            sc.failures.append(str(e)[:200])
+    ns1, wall = tree_cpu_ns(root), time.monotonic() - t0
+    time.sleep(wall)
+    idle = tree_cpu_ns(root) - ns1
+    out = {"cost_scrapes": sc.ok, "cost_scrape_failures": sc.failures[:3],
+           "cost_busy_us": (ns1 - ns0) / 1e3, "cost_idle_us": idle / 1e3,
+           "cost_wall_ms": wall * 1e3}
+    if sc.ok:
+        out["scrape_cpu_us"] = max(0, ns1 - ns0 - idle) / 1e3 / sc.ok
+    return out
+
+
+def run_phase(ctx, server, phase, lg_args=None, label=None, ns=False):
     """One phase against a running server: its loadgen result plus the
     server's CPU seconds (and RSS for idle) across exactly the phase.
     lg_args (a slice of the phase) replace the phase's own; the CPU is then
-    also read in ns (tree_cpu_ns)."""
+    also read in ns (tree_cpu_ns), as it is with ns. The metrics phase
+    scrapes the server's admin listener during the phase (Scraper)."""
     cmd = server.loadgen_cmd() + (lg_args or PHASES[phase]) + ["--sync"]
+    scraper = None
+    if phase == METRICS_PHASE:
+        if not server.admin_port:
+            raise BenchError("%s: the server has no admin listener" % phase)
+        a = lg_args or PHASES[phase]
+        phase_time = float(a[a.index("--time") + 1])
+        scraper = Scraper(server.admin_port, METRICS_SCRAPE_INTERVAL,
+                          int(phase_time / METRICS_SCRAPE_INTERVAL) + 2)
     err_path = os.path.join(server.dir, "loadgen-%s.err" % (label or phase))
     with open(err_path, "w+") as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
@@ -1013,10 +1206,16 @@ def run_phase(ctx, server, phase, lg_args=None, label=None):
             root = server.proc.pid
             rss0 = tree_rss_kib(root)
             cpu0 = tree_cpu_seconds(root)
-            ns0 = tree_cpu_ns(root) if lg_args else None
+            ns0 = tree_cpu_ns(root) if (lg_args or ns) else None
             proc.stdin.write(b"go\n")
             proc.stdin.flush()
-            res = json.loads(reader.readline(180))
+            if scraper:
+                scraper.start()
+            try:
+                res = json.loads(reader.readline(180))
+            finally:
+                if scraper:
+                    scraper.stop()
             ns1 = tree_cpu_ns(root) if ns0 is not None else None
             cpu1 = tree_cpu_seconds(root)
             if phase == "idle":
@@ -1036,6 +1235,8 @@ def run_phase(ctx, server, phase, lg_args=None, label=None):
     res["server_cpu_s"] = cpu1 - cpu0
     if ns1 is not None:
         res["server_cpu_ns"] = ns1 - ns0
+    if scraper:
+        res.update(scraper.result())
     res["exit_status"] = status
     res["stderr"] = stderr[-1000:]
     return res
@@ -1090,6 +1291,21 @@ def figures_of(phase, r):
         else:
             f[phase + "_p50_ms"] = r["p50_us"] / 1000
             f[phase + "_p99_ms"] = r["p99_us"] / 1000
+    if phase == METRICS_PHASE and ops:
+        # metrics_keepalive_*: the keepalive figures, with /metrics scraped
+        f["metrics_keepalive_cpu_us"] = cpu / ops * 1e6
+        f["metrics_keepalive_per_s"] = r["ops_per_s"]
+        f["metrics_keepalive_p50_us"] = r["p50_us"]
+        f["metrics_keepalive_p99_us"] = r["p99_us"]
+        f["metrics_scrapes"] = r.get("scrapes_ok", 0)
+        if r.get("scrape_ms"):
+            f["metrics_scrape_ms"] = statistics.median(r["scrape_ms"])
+        if r.get("scrape_cpu_us") is not None:
+            f["metrics_scrape_cpu_us"] = r["scrape_cpu_us"]
+            # the ratio the phase's scrapes alone would give, at this cost
+            extra = r["scrape_cpu_us"] * r.get("scrapes_ok", 0)
+            if cpu * 1e6 > extra:
+                f["metrics_scrapes_implied_ratio"] = cpu * 1e6 / (cpu * 1e6 - extra)
     if phase in HTTP_PHASES and ops:
         k = phase_key(phase)
         f[k + "_cpu_us"] = cpu / ops * 1e6
@@ -1156,6 +1372,29 @@ def phase_problems(phase, r):
         if phase == "connect-full" and res:
             probs.append("%d of %d upstream handshakes resumed in the full phase"
                          % (res, up))
+    if phase == METRICS_PHASE:
+        # What was measured must include scrapes that worked: none, or an
+        # answer without the counters, fails the bench (like AUTH FAILED).
+        if not r.get("scrapes_ok"):
+            probs.append("METRICS FAILED: no successful scrape of /metrics (%d attempted%s)" % (
+                r.get("scrapes_attempted", 0), (": " + "; ".join(r["scrape_failures"][:3]))
+                if r.get("scrape_failures") else ""))
+        elif r.get("scrapes_without_required"):
+            probs.append("METRICS FAILED: %d of %d answers of /metrics had no %s" % (
+                r["scrapes_without_required"], r["scrapes_ok"], METRICS_REQUIRED))
+        else:
+            failed = r.get("scrapes_attempted", 0) - r["scrapes_ok"]
+            if failed:
+                # fewer scrapes than asked: the figure would be too kind
+                probs.append("%d of %d scrapes of /metrics failed: %s" % (
+                    failed, r["scrapes_attempted"], "; ".join(r["scrape_failures"][:3])))
+            if r.get("accepted_total_bench") is None:
+                probs.append("METRICS FAILED: /metrics had no %s{listener=\"bench\"}"
+                             % METRICS_REQUIRED)
+            elif r["accepted_total_bench"] < r.get("conns", 1):
+                probs.append("METRICS FAILED: %s{listener=\"bench\"} was %g with %d "
+                             "connections open" % (METRICS_REQUIRED, r["accepted_total_bench"],
+                                                    r.get("conns", 1)))
     if phase == "idle" and r.get("connected", 0) < 2000:
         probs.append("only %d of 2000 idle connections were held" % r.get("connected", 0))
     if r.get("tls_version") and (r["tls_version"] != "TLSv1.3" or r["group"] != "x25519"):
@@ -1582,6 +1821,10 @@ def main():
     if auth_asked and "http" not in phases:
         phases.insert(phases.index(auth_asked[0]), "http")
         log("bench: phase http added: %s are measured against it" % ", ".join(auth_asked))
+    # Likewise the metrics phase is a ratio to steeldoor's keepalive.
+    if METRICS_PHASE in phases and METRICS_BASE not in phases:
+        phases.insert(phases.index(METRICS_PHASE), METRICS_BASE)
+        log("bench: phase %s added: %s is measured against it" % (METRICS_BASE, METRICS_PHASE))
     args.phases = ",".join(phases)
 
     t_start = time.monotonic()
@@ -1621,14 +1864,17 @@ def main():
                 why = srv.no_http
             elif phase in AUTH_PHASES and name != AUTH_SERVER:
                 why = AUTH_NOT_APPLICABLE
+            elif phase == METRICS_PHASE and name != METRICS_SERVER:
+                why = METRICS_NOT_APPLICABLE
             if why:
                 not_applicable.setdefault(name, {})[phase] = why
                 log("bench: %s: phase %s not applicable (%s)" % (name, phase, why))
 
-    def open_instance(srv, run, http, auth=None):
+    def open_instance(srv, run, http, auth=None, admin=False):
         """Starts one instance of a server (L4, or HTTP mode, with the
-        second factor of phase `auth` or none) and warms it up."""
-        srv.start(run, http=http, auth=auth)
+        second factor of phase `auth` or none; with an admin listener) and
+        warms it up."""
+        srv.start(run, http=http, auth=auth, admin=admin)
         if http:
             # Warm-up: the request path, and the server's pool of
             # backend connections.
@@ -1638,12 +1884,13 @@ def main():
             warm = ["--mode", "full", "--conns", "16", "--count", "300", "--time", "2"]
         subprocess.run(srv.loadgen_cmd() + warm, capture_output=True, check=False)
 
-    def close_instance(name, srv, run, http, auth=None):
+    def close_instance(name, srv, run, http, auth=None, what=None):
         """Stops it, and notes what its log says."""
         srv.stop()
         for note in srv.log_notes():
             problems[name].append("run %d log%s: %s" % (
-                run, " (%s)" % (auth or "HTTP mode") if http else "", note))
+                run, " (%s)" % (auth or "HTTP mode") if http else
+                " (%s)" % what if what else "", note))
         if getattr(srv, "log_summary", None):
             log_summaries[name].append(srv.log_summary)
             srv.log_summary = None
@@ -1668,17 +1915,24 @@ def main():
             problems[name].append("run %d %s: %s" % (run, key or phase, p))
             log("bench: %s run %d %s: %s" % (name, run, key or phase, p))
 
-    def run_instance(name, srv, run, inst_phases, http, results, keep=False):
+    def run_instance(name, srv, run, inst_phases, http, results, keep=False, metrics=False):
         """Starts an instance, runs inst_phases on it into results, stops it
-        (unless keep, and it worked). Returns whether it worked."""
+        (unless keep, and it worked). Returns whether it worked. With
+        metrics, the metrics phase runs on its own instance right before
+        or right after this one's keepalive (run_metrics)."""
         ok = False
         try:
             open_instance(srv, run, http)
-            for phase in inst_phases:
-                record(name, run, phase, run_phase(ctx, srv, phase), results)
+            for i, phase in enumerate(inst_phases):
+                pair = metrics and phase == METRICS_BASE
+                if pair and run % 2 == 0:
+                    run_metrics(name, run, results, "before", inst_phases[:i])
+                record(name, run, phase, run_phase(ctx, srv, phase, ns=pair), results)
                 if not srv.alive():
                     raise BenchError("the server exited (status %s) during %s"
                                      % (srv.proc.returncode, phase))
+                if pair and run % 2 == 1:
+                    run_metrics(name, run, results, "after", inst_phases[:i])
             ok = True
         except (BenchError, OSError, ValueError, subprocess.SubprocessError) as e:
             what = "%s (HTTP mode)" % ",".join(inst_phases)
@@ -1689,6 +1943,42 @@ def main():
             if not (keep and ok):
                 close_instance(name, srv, run, http)
         return ok
+
+    def run_metrics(name, run, results, order, prior):
+        """The metrics phase: a second L4 instance of steeldoor with an admin
+        listener on a free loopback port, warmed up like the first and put
+        through the phases the first ran before its keepalive (`prior`,
+        unmeasured: a fresh instance spends less per keep-alive request
+        than one that has been through full and resumed), the keepalive
+        load run on it while the scraper GETs /metrics, then stopped.
+        Measured right `order` (before or after) the first instance's
+        keepalive; the CPU in ns, as that keepalive's."""
+        inst = SERVER_CLASSES[name](ctx)
+        inst.missing()
+        try:
+            open_instance(inst, run, False, admin=True)
+            for ph in prior:
+                c = run_phase(ctx, inst, ph, label="conditioning-" + ph)
+                probs = phase_problems(ph, c)
+                if probs:
+                    raise BenchError("%s before it (as on the plain instance): %s" % (
+                        ph, "; ".join(probs)))
+            r = run_phase(ctx, inst, METRICS_PHASE, ns=True)
+            r["conditioned_with"] = list(prior)
+            # What one scrape costs it, the load gone (its closes done).
+            time.sleep(0.3)
+            r.update(scrape_cost(inst, METRICS_COST_SCRAPES))
+            r["order"] = "%s %s" % (order, METRICS_BASE)
+            r["admin"] = "127.0.0.1:%d" % inst.admin_port
+            record(name, run, METRICS_PHASE, r, results)
+            if not inst.alive():
+                raise BenchError("the server exited (status %s) during %s"
+                                 % (inst.proc.returncode, METRICS_PHASE))
+        except (BenchError, OSError, ValueError, subprocess.SubprocessError) as e:
+            problems[name].append("run %d FAILED: %s: %s" % (run, METRICS_PHASE, e))
+            log("bench: %s run %d FAILED: %s: %s" % (name, run, METRICS_PHASE, e))
+        finally:
+            close_instance(name, inst, run, False, what="with --admin")
 
     def run_connect(name, run, cphases, results):
         """The client-mode phases of one server: an instance per upstream
@@ -1826,15 +2116,18 @@ def main():
         for run in range(1, args.runs + 1):
             for name, srv in servers.items():
                 run_phases = [p for p in phases if p != "idle" or run <= args.idle_runs]
+                metrics = (METRICS_PHASE in run_phases and
+                           METRICS_PHASE not in not_applicable.get(name, {}))
                 l4_phases = [p for p in run_phases
-                             if p not in HTTP_PHASES and p not in CONNECT_PHASES]
+                             if p not in HTTP_PHASES and p not in CONNECT_PHASES and
+                             p != METRICS_PHASE]
                 connect_phases = [p for p in run_phases if p in CONNECT_PHASES]
                 http_phases = [p for p in run_phases
                                if p in HTTP_PHASES and p not in not_applicable.get(name, {})]
                 results = {"run": run}
                 t0 = time.monotonic()
                 if l4_phases:
-                    run_instance(name, srv, run, l4_phases, False, results)
+                    run_instance(name, srv, run, l4_phases, False, results, metrics=metrics)
                 plain = [p for p in http_phases if p not in AUTH_PHASES]
                 auth_phases = [p for p in http_phases if p in AUTH_PHASES]
                 if auth_phases:
@@ -1845,16 +2138,24 @@ def main():
                     run_connect(name, run, connect_phases, results)
                 per_run[name].append(results)
                 short = []
-                for phase in l4_phases + plain + (["http-interleaved"] if auth_phases else []) + (
-                        auth_phases) + connect_phases:
+                for phase in l4_phases + ([METRICS_PHASE] if metrics else []) + plain + (
+                        ["http-interleaved"] if auth_phases else []) + auth_phases + (
+                            connect_phases):
                     fig = results.get(phase, {}).get("figures", {})
                     k = {"full": "full_cpu_us", "resumed": "resumed_cpu_us",
                          "keepalive": "keepalive_cpu_us", "bulk": "bulk_cpu_s_per_gib",
                          "idle": "idle_rss_kib_per_conn", "http-interleaved": "http_cpu_us",
-                         "tiny": "tiny_cpu_ns_per_record"}.get(
+                         "tiny": "tiny_cpu_ns_per_record",
+                         METRICS_PHASE: "metrics_keepalive_cpu_us"}.get(
                              phase, phase_key(phase) + "_cpu_us")
                     if k in fig:
                         short.append("%s %.4g" % (phase, fig[k]))
+                mk = results.get(METRICS_PHASE, {}).get("figures", {})
+                pk = results.get(METRICS_BASE, {}).get("figures", {})
+                if mk.get("metrics_keepalive_cpu_us") and pk.get("keepalive_cpu_us"):
+                    short.append("metrics x%.3f of keepalive (%s, %d scrapes)" % (
+                        mk["metrics_keepalive_cpu_us"] / pk["keepalive_cpu_us"],
+                        results[METRICS_PHASE].get("order", "?"), mk.get("metrics_scrapes", 0)))
                 log("bench: run %d %-9s %5.1fs  %s" % (run, name, time.monotonic() - t0,
                                                       ", ".join(short)))
     except BaseException:
@@ -1966,6 +2267,53 @@ def main():
             second_factor[phase]["ratio_to_padded"] = statistics.median(
                 p["ratio_to_padded"] for p in padded)
 
+    # The metrics phase: per run, steeldoor's CPU per keep-alive request with
+    # /metrics scraped over its CPU per request in the keepalive phase of the
+    # same run (measured back to back, both in ns); the median of those
+    # ratios is the figure, the spread is the runs' own.
+    metrics_overhead = None
+    if METRICS_PHASE in phases and METRICS_SERVER in per_run:
+        pairs = []
+        for results in per_run[METRICS_SERVER]:
+            m, b = results.get(METRICS_PHASE), results.get(METRICS_BASE)
+            if (m and b and not m["problems"] and not b["problems"] and
+                    "metrics_keepalive_cpu_us" in m["figures"] and
+                    "keepalive_cpu_us" in b["figures"]):
+                mv, bv = m["figures"]["metrics_keepalive_cpu_us"], b["figures"]["keepalive_cpu_us"]
+                pairs.append({"run": results["run"], "order": m.get("order"),
+                              "keepalive_cpu_us": bv, "metrics_keepalive_cpu_us": mv,
+                              "ratio": mv / bv, "scrapes_ok": m.get("scrapes_ok"),
+                              "scrapes_attempted": m.get("scrapes_attempted"),
+                              "requests": m.get("ops"), "keepalive_requests": b.get("ops"),
+                              "scrape_bytes": m.get("scrape_bytes"),
+                              "scrape_cpu_us": m["figures"].get("metrics_scrape_cpu_us"),
+                              "implied_ratio": m["figures"].get(
+                                  "metrics_scrapes_implied_ratio")})
+        metrics_overhead = {"figure": "metrics_keepalive_cpu_us", "base": "keepalive_cpu_us",
+                            "limit": METRICS_LIMIT, "scrape_interval_s": METRICS_SCRAPE_INTERVAL,
+                            "runs": pairs, "ratio": None, "within_limit": None}
+        if pairs:
+            rs = sorted(p["ratio"] for p in pairs)
+            ratio = statistics.median(rs)
+            metrics_overhead.update({
+                "ratio": ratio, "within_limit": ratio <= METRICS_LIMIT,
+                "metrics_keepalive_cpu_us": statistics.median(
+                    p["metrics_keepalive_cpu_us"] for p in pairs),
+                "keepalive_cpu_us": statistics.median(p["keepalive_cpu_us"] for p in pairs),
+                "ratio_min": rs[0], "ratio_max": rs[-1],
+                # the spread: the range, and the median absolute deviation
+                "ratio_mad": statistics.median(abs(r - ratio) for r in rs),
+                "ratio_of_means": (statistics.mean(p["metrics_keepalive_cpu_us"] for p in pairs) /
+                                   statistics.mean(p["keepalive_cpu_us"] for p in pairs)),
+                "scrapes_ok": sum(p["scrapes_ok"] or 0 for p in pairs),
+                "scrapes_attempted": sum(p["scrapes_attempted"] or 0 for p in pairs)})
+            costs = [p for p in pairs if p["implied_ratio"] is not None]
+            if costs:
+                metrics_overhead["scrape_cpu_us"] = statistics.median(
+                    p["scrape_cpu_us"] for p in costs)
+                metrics_overhead["implied_ratio"] = statistics.median(
+                    p["implied_ratio"] for p in costs)
+
     expected = {p: (min(args.runs, args.idle_runs) if p == "idle" else args.runs)
                 for p in phases}
     table = print_table(list(servers), medians, ratios, counts, expected, not_applicable)
@@ -1973,6 +2321,9 @@ def main():
     log(table)
     log("CPU = the server's own processes (utime+stime from /proc/PID/stat), "
         "loadgen excluded; idle RSS = (held - before) / connections.")
+    if metrics_overhead:
+        log("(%s, and %s's %s, from the scheduler's ns count: /proc/PID/task/TID/schedstat)"
+            % (METRICS_PHASE, METRICS_SERVER, METRICS_BASE))
     if BASELINE not in medians:
         log("(no ratios: nginx was not measured)")
     if ratios2 and "tiny" in phases:
@@ -2018,6 +2369,26 @@ def main():
                     phase, sf["ratio_to_padded"], sf["padded_cpu_us"], " ".join(
                         "x%.3f" % p["ratio_to_padded"] for p in sf["runs"]
                         if "ratio_to_padded" in p)))
+    if metrics_overhead and metrics_overhead["ratio"] is None:
+        log("%s: no valid pair of runs with %s (see the notes): no ratio" % (
+            METRICS_PHASE, METRICS_BASE))
+    elif metrics_overhead:
+        mo = metrics_overhead
+        log("%s: %.2f us/req, x%.3f of %s (goal at most x%.2f): %s. The ratio is the median of "
+            "%d runs' own (%s; spread x%.3f..x%.3f, median deviation %.3f), each to steeldoor's "
+            "keepalive measured right before or after it (median %.2f us/req); /metrics scraped "
+            "every %g s: %d of %d scrapes answered" % (
+                METRICS_PHASE, mo["metrics_keepalive_cpu_us"], mo["ratio"], METRICS_BASE,
+                METRICS_LIMIT, "met" if mo["within_limit"] else "NOT met", len(mo["runs"]),
+                " ".join("x%.3f" % p["ratio"] for p in mo["runs"]), mo["ratio_min"],
+                mo["ratio_max"], mo["ratio_mad"], mo["keepalive_cpu_us"],
+                METRICS_SCRAPE_INTERVAL, mo["scrapes_ok"], mo["scrapes_attempted"]))
+        if "implied_ratio" in mo:
+            log("%s: a scrape costs the server %.0f us of CPU (median; %d scrapes in a row "
+                "after the phase, no load): the phase's scrapes alone come to x%.4f of its "
+                "CPU; a ratio above that is the noise of two separate phases, or a cost "
+                "beside the scrapes" % (METRICS_PHASE, mo["scrape_cpu_us"],
+                                        METRICS_COST_SCRAPES, mo["implied_ratio"]))
     for name, whys in not_applicable.items():
         for phase, why in whys.items():
             log("not applicable: %s %s (%s)" % (name, phase, why))
@@ -2053,7 +2424,21 @@ def main():
                       "http-jwt": "--jwks: one ES256 key (P-256); the token: sub %s, iss %s, "
                                   "aud %s, exp in an hour, cnf.x5t#S256 of the client "
                                   "certificate" % (JWT_SUB, JWT_ISSUER, JWT_AUDIENCE),
-                      "limit": AUTH_LIMIT}},
+                      "limit": AUTH_LIMIT},
+                  "metrics": {
+                      METRICS_PHASE: "the %s load against a second steeldoor instance with "
+                                     "--admin 127.0.0.1:PORT, GET /metrics every %g s during "
+                                     "the measured window (the first at its start), each on "
+                                     "its own connection; the instance first put through "
+                                     "the phases the plain one ran before keepalive "
+                                     "(unmeasured); CPU of master and workers in ns "
+                                     "(schedstat), as for steeldoor's %s of the same run, "
+                                     "measured right before (even runs) or after (odd runs)" % (
+                                         METRICS_BASE, METRICS_SCRAPE_INTERVAL, METRICS_BASE),
+                      "scrape_cost": "after the phase, on the same instance with the load "
+                                     "stopped: %d scrapes in a row, CPU in ns less the "
+                                     "instance's idle CPU for as long" % METRICS_COST_SCRAPES,
+                      "limit": METRICS_LIMIT}},
         "versions": versions,
         "skipped": skipped,
         "figures": {k: {"label": label, "unit": unit} for k, label, unit, _p, _d in FIGURES},
@@ -2062,6 +2447,7 @@ def main():
         "ratio_to_haproxy": ratios2,
         "http_ratio_to_best_peer": http_best,
         "second_factor": second_factor,
+        "metrics_overhead": metrics_overhead,
         "connect_ratio_to_best_peer": connect_best,
         "connect_check": connect_checked,
         "connect_upstream": args.connect_upstream,

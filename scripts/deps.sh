@@ -8,7 +8,7 @@ build="gcc make pkg-config libssl-dev libyaml-dev libjansson-dev openssl"
 case "${1:-build}" in
 build) want="$build" ;;
 run)   want="$build curl python3" ;;
-test)  want="$build binutils curl python3 python3-pytest python3-cryptography libcmocka-dev libjansson-dev libhttp-parser-dev procps iproute2 nginx-light haproxy gunicorn python3-flask python3-websocket python3-jwt" ;;
+test)  want="$build binutils curl python3 python3-pytest python3-cryptography libcmocka-dev libjansson-dev libhttp-parser-dev procps iproute2 nginx-light haproxy gunicorn python3-flask python3-websocket python3-jwt prometheus python3-prometheus-client mandoc man-db systemd" ;;
 bench) want="$build curl python3 nginx-light libnginx-mod-stream haproxy stunnel4" ;;
 fuzz)  want="$build clang libclang-rt-14-dev libjansson-dev" ;;
 *) echo "usage: $0 build|run|test|bench|fuzz" >&2; exit 2 ;;

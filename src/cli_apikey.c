@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "sd/apikeys.h"
+#include "sd/cli.h" /* the usage texts, shared with the man page */
 
 #define SD_AK_EXIT_OK    0
 #define SD_AK_EXIT_FAIL  1
@@ -53,7 +54,7 @@ enum {
     SD_AK_OPT_JSON,
 };
 
-static const char sd_ak_usage_main[] =
+const char sd_ak_usage_main[] =
     "usage: steeldoor apikey COMMAND [OPTIONS]\n"
     "\n"
     "API keys bound to client identities: an HTTP listener with api-keys FILE\n"
@@ -69,7 +70,7 @@ static const char sd_ak_usage_main[] =
     "Run 'steeldoor apikey COMMAND --help' for a command's options.\n"
     "Exit status: 0 ok, 1 failure, 2 usage error.\n";
 
-static const char sd_ak_usage_new[] =
+const char sd_ak_usage_new[] =
     "usage: steeldoor apikey new --file FILE --id ID --bind PATTERN [--bind PATTERN]...\n"
     "                            [--expires DATE] [--path PREFIX]...\n"
     "\n"
@@ -98,7 +99,7 @@ static const char sd_ak_usage_new[] =
     "                   \"/api\" admits /api and /api/..., \"/api/\" only /api/...\n"
     "                   (default: every path)\n";
 
-static const char sd_ak_usage_list[] =
+const char sd_ak_usage_list[] =
     "usage: steeldoor apikey list --file FILE [--json]\n"
     "\n"
     "Shows each key of FILE: ID, STATUS (active, expired or revoked), BOUND TO,\n"
@@ -108,7 +109,7 @@ static const char sd_ak_usage_list[] =
     "  --json       one JSON array of objects (id, status, bind, expires,\n"
     "               revoked, paths) instead of the table\n";
 
-static const char sd_ak_usage_revoke[] =
+const char sd_ak_usage_revoke[] =
     "usage: steeldoor apikey revoke --file FILE --id ID\n"
     "\n"
     "Marks key ID of FILE revoked now: requests with it are refused (401,\n"

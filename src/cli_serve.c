@@ -20,7 +20,7 @@
 #define SD_CLI_HELP_COL 28   /* where the help text of a flag starts */
 #define SD_CLI_HELP_WIDTH 80 /* longest line of --help */
 
-static const char sd_serve_usage_head[] =
+const char sd_serve_usage_head[] =
     "Usage: steeldoor serve --listen ADDR:PORT --target ADDR:PORT|unix:/PATH\n"
     "                       --cert FILE --key FILE --cacert FILE|DIR RULE... [options]\n"
     "       steeldoor serve --config FILE [--workers N] [--drain-timeout DUR] [--max-conns N]\n"
@@ -33,7 +33,7 @@ static const char sd_serve_usage_head[] =
     "\n";
 
 /* The titles of the key groups, in enum sd_key_group order. */
-static const char *const sd_serve_groups[SD_GROUP_COUNT_] = {
+const char *const sd_serve_groups[SD_GROUP_COUNT_] = {
     [SD_GROUP_LISTENER] = "Listener (one listener from flags; many with --config):",
     [SD_GROUP_SERVER] = "The server (repeatable rules; any match admits):",
     [SD_GROUP_WHO] = ("Who may enter (repeatable; any match admits; without a rule "
@@ -55,7 +55,7 @@ static const char *const sd_connect_groups[SD_GROUP_COUNT_] = {
     [SD_GROUP_IDENTITY] = "Names and timeouts:",
 };
 
-static const char sd_connect_usage_head[] =
+const char sd_connect_usage_head[] =
     "Usage: steeldoor connect --listen 127.0.0.1:PORT|[::1]:PORT|unix:/PATH\n"
     "                         --target HOST:PORT --cert FILE --key FILE --cacert FILE|DIR\n"
     "                         [--server-name NAME] [--verify-uri PATTERN | --verify-dns NAME |\n"
@@ -69,7 +69,7 @@ static const char sd_connect_usage_head[] =
     "and listeners, in one process: 'connectors:' in steeldoor serve --config.\n"
     "\n";
 
-static const char sd_serve_usage_foot[] =
+const char sd_serve_usage_foot[] =
     "DUR is 500ms, 10s, 5m, 1h or a number of seconds. Logs are JSON lines on stderr.\n";
 
 /* A flag that would weaken client authentication gets an explanation, not

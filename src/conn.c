@@ -114,6 +114,8 @@ struct sd_conn {
     uint64_t count_in, count_out; /* bytes a mode's engine moved (sd_conn_count) */
     struct sd_stats_lst *st;      /* its listener's counters in this worker, or NULL */
     int64_t start_us;             /* monotonic, for the handshake histogram */
+    uint8_t open_counted;         /* in st->open: a caller's connection (a warm
+                                   * one counts once a caller takes it) */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -272,7 +274,7 @@ static void sd_conn_free(struct sd_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     cs->n--;
-    if (c->st != NULL)
+    if (c->open_counted)
         sd_stats_addi(&c->st->open, -1);
     c->closed = 1;
     sd_gen_unref(c->gen);
@@ -672,11 +674,20 @@ static struct sd_conn *sd_conn_new(struct sd_conns *cs, int index, const void *l
     cs->head = c;
     cs->n++;
     c->st = cs->stats[index];
-    if (c->st != NULL) {
+    if (c->st != NULL)
         c->start_us = sd_conn_now_us();
-        sd_stats_addi(&c->st->open, 1);
-    }
     return c;
+}
+
+/* c is a caller's connection from now on: steeldoor_connections_open
+ * counts it until it is freed (warm ones no caller took are not open
+ * connections of the listener). */
+static void sd_conn_count_open(struct sd_conn *c)
+{
+    if (c->st == NULL || c->open_counted)
+        return;
+    c->open_counted = 1;
+    sd_stats_addi(&c->st->open, 1);
 }
 
 /* Gives fd's caller a warm connection of connector `index`: one that is
@@ -707,6 +718,7 @@ static int sd_conn_warm_attach(struct sd_conns *cs, int index, int fd,
     }
     sd_conn_warm_unlink(c, 0);
     c->warm = SD_WARM_ATTACHED;
+    sd_conn_count_open(c);
     if (peerlen > sizeof(c->peer))
         peerlen = sizeof(c->peer);
     memcpy(&c->peer, peer, peerlen);
@@ -734,7 +746,9 @@ void sd_conn_accept(struct sd_conns *cs, int index, const void *listener, int fd
         sd_conn_warm_fill(cs, index, listener); /* one was taken: replace it */
         return;
     }
-    if ((c = sd_conn_new(cs, index, listener)) == NULL) {
+    if ((c = sd_conn_new(cs, index, listener)) != NULL)
+        sd_conn_count_open(c);
+    if (c == NULL) {
         /* Not a connection yet: nothing to log, as when the kernel's
          * queue overflows. */
         close(fd);

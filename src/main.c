@@ -49,6 +49,8 @@ int main(int argc, char **argv)
         fputs(sd_usage, stdout);
         return 0;
     }
+    if (strcmp(argv[1], "help-man") == 0) /* hidden: the Makefile builds steeldoor.1 */
+        return sd_cli_man(stdout, sd_usage) == 0 ? 0 : 1;
     if (strcmp(argv[1], "serve") == 0)
         return sd_cli_serve_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "connect") == 0)

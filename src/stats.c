@@ -133,14 +133,26 @@ void sd_stats_master_read(const struct sd_stats *st, struct sd_stats_master *out
         out->names[tries][SD_STATS_NAME_MAX - 1] = '\0';
 }
 
+/* FNV-1a over the whole name: the row keeps only its first bytes. */
+static uint64_t sd_stats_name_hash(const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (; *name != '\0'; name++)
+        h = (h ^ (uint8_t)*name) * 0x100000001b3ull;
+    return h;
+}
+
 int sd_stats_slot(const struct sd_stats *st, const char *name)
 {
+    uint64_t h;
     int i;
 
     if (st == NULL || name == NULL)
         return -1;
+    h = sd_stats_name_hash(name);
     for (i = 0; i < SD_STATS_SLOTS; i++)
-        if (st->master->names[i][0] != '\0' &&
+        if (st->master->names[i][0] != '\0' && st->master->name_hash[i] == h &&
             strncmp(st->master->names[i], name, SD_STATS_NAME_MAX - 1) == 0)
             return i;
     return -1;
@@ -179,6 +191,7 @@ void sd_stats_assign(struct sd_stats *st, const struct sd_config *cfg, uint64_t 
                 continue; /* cannot happen: SLOTS > MAX_LISTENERS */
             memset(st->master->names[slot], 0, SD_STATS_NAME_MAX);
             strncpy(st->master->names[slot], name, SD_STATS_NAME_MAX - 1);
+            st->master->name_hash[slot] = sd_stats_name_hash(name);
         }
         st->master->name_gen[slot] = gen_id;
     }

@@ -90,6 +90,8 @@ struct sd_stats_master {
     uint64_t worker_restarts_total;
     char names[SD_STATS_SLOTS][SD_STATS_NAME_MAX]; /* "" : free */
     uint64_t name_gen[SD_STATS_SLOTS]; /* last generation that had the name */
+    uint64_t name_hash[SD_STATS_SLOTS]; /* of the whole name: two names alike in
+                                         * their first bytes keep their own rows */
     /* The master's own probes of an idle listener's target (a TCP connect
      * when no worker connected to it lately): wall clock of the last that
      * succeeded / failed, 0: none. Single int64 stores, outside seq. */

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sd/cli.h" /* the usage text, shared with the man page */
+
 #define SD_AUDIT_EXIT_OK    0
 #define SD_AUDIT_EXIT_DOOR  1
 #define SD_AUDIT_EXIT_ERROR 2
@@ -33,7 +35,7 @@ enum {
     SD_AUDIT_OPT_TIMEOUT,
 };
 
-static const char sd_audit_usage[] =
+const char sd_audit_usage[] =
     "usage: steeldoor audit HOST:PORT --cacert CA.pem --cert CLIENT.crt --key CLIENT.key\n"
     "                       [--servername NAME]... [--http] [--json] [--timeout DUR]\n"
     "\n"

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sd/cli.h" /* the usage texts, shared with the man page */
+
 #define SD_PKI_EXIT_OK    0
 #define SD_PKI_EXIT_FAIL  1
 #define SD_PKI_EXIT_USAGE 2
@@ -37,7 +39,7 @@ enum {
     SD_PKI_OPT_SERIAL,
 };
 
-static const char sd_pki_usage_main[] =
+const char sd_pki_usage_main[] =
     "usage: steeldoor pki COMMAND [OPTIONS]\n"
     "\n"
     "A small development PKI. One directory holds one CA and everything it\n"
@@ -59,7 +61,7 @@ static const char sd_pki_usage_main[] =
     "Run 'steeldoor pki COMMAND --help' for a command's options.\n"
     "Exit status: 0 ok, 1 failure, 2 usage error.\n";
 
-static const char sd_pki_usage_init[] =
+const char sd_pki_usage_init[] =
     "usage: steeldoor pki init --dir DIR [--days N] [--cn NAME] [--force]\n"
     "\n"
     "Creates a self-signed CA in DIR (created with mode 0700 if missing):\n"
@@ -71,7 +73,7 @@ static const char sd_pki_usage_init[] =
     "  --force      replace the CA in an existing DIR (other files are kept);\n"
     "               certificates issued by the old CA will no longer verify\n";
 
-static const char sd_pki_usage_issue[] =
+const char sd_pki_usage_issue[] =
     "usage: steeldoor pki issue --dir DIR --name NAME (--server | --client)...\n"
     "                           [--dns NAME]... [--ip ADDR]... [--uri URI]...\n"
     "                           [--cn CN] [--days N] [--reissue]\n"
@@ -97,7 +99,7 @@ static const char sd_pki_usage_issue[] =
     "               'revoke --name NAME' revokes every certificate NAME was issued.\n"
     "               Without --reissue, an existing NAME is an error.\n";
 
-static const char sd_pki_usage_revoke[] =
+const char sd_pki_usage_revoke[] =
     "usage: steeldoor pki revoke --dir DIR (--name NAME | --serial HEX)\n"
     "\n"
     "Records certificates as revoked by appending lines to DIR/revoked.txt;\n"
@@ -117,7 +119,7 @@ static const char sd_pki_usage_revoke[] =
     "  --serial HEX one certificate, by its serial from DIR/issued.txt\n"
     "               (as 'pki issue' printed it; ':' separators allowed)\n";
 
-static const char sd_pki_usage_crl[] =
+const char sd_pki_usage_crl[] =
     "usage: steeldoor pki crl --dir DIR [--days N]\n"
     "\n"
     "Writes DIR/crl.pem: a v2 CRL signed by the CA, listing every serial in\n"
