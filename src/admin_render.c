@@ -34,6 +34,11 @@
 #define SD_ADMIN_DETAIL_MAX 1024u /* bytes of a readyz check's detail */
 #define SD_ADMIN_CHAIN_SEEN 32u   /* chain certificates told apart per listener */
 #define SD_ADMIN_CRL_MAX 4096u    /* CRLs per listener (src/tls keeps at most as many) */
+/* CA certificates shown per listener, the soonest to expire: a bundle of
+ * thousands (a system-like store) must not push every other metric past
+ * the page's cap; the count of all is a gauge of its own. */
+#define SD_ADMIN_CA_SHOWN 64u
+#define SD_ADMIN_CA_SCAN 65536u   /* CA certificates looked at per listener */
 
 /* ----------------------------------------------------------- the output */
 
@@ -572,8 +577,73 @@ static void sd_admin_metrics_listeners(const struct sd_admin_snap *s, const stru
  * once per role: the CA store keeps no duplicates, but a chain file may
  * name one certificate twice, and two equal series would make the page
  * invalid. */
+/* Which CA certificates of a listener are shown: the SD_ADMIN_CA_SHOWN
+ * that expire first. Two passes over the store: their notAfter times,
+ * then the certificates at or before the cut. */
+struct sd_admin_ca_cut {
+    int64_t *t;       /* notAfter of each CA seen (first pass) */
+    size_t n, cap;
+    int64_t cut;      /* shown: not_after <= cut, at most SD_ADMIN_CA_SHOWN */
+    size_t total;     /* CA certificates in the store */
+    size_t shown;
+};
+
+static int sd_admin_ca_collect(void *arg, const struct sd_tls_cert_info *ci)
+{
+    struct sd_admin_ca_cut *k = arg;
+
+    if (strcmp(ci->role, "ca") != 0)
+        return 0;
+    k->total++;
+    if (k->n == k->cap) {
+        size_t cap = k->cap > 0 ? k->cap * 2 : 64;
+        int64_t *more;
+        if (k->cap >= SD_ADMIN_CA_SCAN)
+            return 0;
+        if ((more = realloc(k->t, cap * sizeof(*more))) == NULL)
+            return 0; /* shown by the order of the store instead */
+        k->t = more;
+        k->cap = cap;
+    }
+    k->t[k->n++] = ci->not_after;
+    return 0;
+}
+
+static int sd_admin_i64_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static void sd_admin_ca_cut_of(const struct sd_tls *tls, const struct sd_listener_conf *lc,
+                               struct sd_admin_ca_cut *k)
+{
+    memset(k, 0, sizeof(*k));
+    k->cut = INT64_MAX;
+    (void)sd_tls_info_certs(tls, lc, sd_admin_ca_collect, k);
+    if (k->n > SD_ADMIN_CA_SHOWN) {
+        qsort(k->t, k->n, sizeof(k->t[0]), sd_admin_i64_cmp);
+        k->cut = k->t[SD_ADMIN_CA_SHOWN - 1];
+    }
+    free(k->t);
+    k->t = NULL;
+}
+
+/* Is this certificate shown (every one that is not a CA; CAs up to the cut)? */
+static int sd_admin_ca_show(struct sd_admin_ca_cut *k, const struct sd_tls_cert_info *ci)
+{
+    if (strcmp(ci->role, "ca") != 0)
+        return 1;
+    if (ci->not_after > k->cut || k->shown >= SD_ADMIN_CA_SHOWN)
+        return 0;
+    k->shown++;
+    return 1;
+}
+
 struct sd_admin_certs_metric {
     struct sd_admin_fam *f;
+    struct sd_admin_ca_cut ca;
     const char *listener;
     char seen[SD_ADMIN_CHAIN_SEEN][65];
     size_t nseen;
@@ -584,6 +654,8 @@ static int sd_admin_cert_metric(void *arg, const struct sd_tls_cert_info *ci)
     struct sd_admin_certs_metric *m = arg;
     size_t i;
 
+    if (!sd_admin_ca_show(&m->ca, ci))
+        return 0;
     if (strcmp(ci->role, "chain") == 0) {
         for (i = 0; i < m->nseen; i++)
             if (strcmp(m->seen[i], ci->sha256) == 0)
@@ -662,17 +734,33 @@ static void sd_admin_metrics_expiry(const struct sd_gen *g, struct sd_admin_out 
 {
     struct sd_admin_certs_metric m;
     struct sd_admin_fam f;
-    size_t i, j;
+    size_t i, j, *nca = calloc(g->cfg->nlisteners + 1, sizeof(*nca));
 
+    if (nca == NULL) {
+        o->failed = 1;
+        return;
+    }
     sd_admin_fam(&f, o, "steeldoor_certificate_not_after_timestamp_seconds", "gauge",
                  "When each certificate a listener presents or trusts expires (notAfter), in "
-                 "Unix seconds.");
+                 "Unix seconds; of its CA certificates, the 64 that expire first.");
     for (i = 0; i < g->cfg->nlisteners; i++) {
         memset(&m, 0, sizeof(m));
         m.f = &f;
         m.listener = g->cfg->listeners[i].name;
+        sd_admin_ca_cut_of(g->tls[i], &g->cfg->listeners[i], &m.ca);
+        nca[i] = m.ca.total;
         (void)sd_tls_info_certs(g->tls[i], &g->cfg->listeners[i], sd_admin_cert_metric, &m);
     }
+    sd_admin_fam(&f, o, "steeldoor_ca_certificates", "gauge",
+                 "CA certificates a listener trusts (its cacert).");
+    for (i = 0; i < g->cfg->nlisteners; i++) {
+        if (g->tls[i] == NULL)
+            continue;
+        sd_admin_s(&f, NULL);
+        sd_admin_l(&f, "listener", g->cfg->listeners[i].name);
+        sd_admin_vi(&f, (int64_t)nca[i]);
+    }
+    free(nca);
     /* One series per listener, issuer and file: a file may hold several
      * CRLs of one issuer (an old one next to its successor), and the
      * newest nextUpdate is the one that decides. CRLs without one are
@@ -1044,13 +1132,17 @@ out:
 struct sd_admin_certs_json {
     json_t *a;
     int bad;
+    struct sd_admin_ca_cut ca;
 };
 
 static int sd_admin_cert_json(void *arg, const struct sd_tls_cert_info *ci)
 {
     struct sd_admin_certs_json *k = arg;
-    json_t *o = json_object();
+    json_t *o;
 
+    if (!sd_admin_ca_show(&k->ca, ci))
+        return 0;
+    o = json_object();
     sd_admin_jset(o, "role", json_string(ci->role), &k->bad);
     sd_admin_jset(o, "subject", sd_admin_jstr(ci->subject), &k->bad);
     sd_admin_jset(o, "issuer", sd_admin_jstr(ci->issuer), &k->bad);
@@ -1082,7 +1174,8 @@ static json_t *sd_admin_listener_json(const struct sd_admin_snap *s, const struc
                                       size_t i, int *bad)
 {
     const struct sd_listener_conf *lc = &g->cfg->listeners[i];
-    struct sd_admin_certs_json certs = { json_array(), 0 }, crls = { json_array(), 0 };
+    struct sd_admin_certs_json certs = { json_array(), 0, { 0 } },
+                               crls = { json_array(), 0, { 0 } };
     json_t *o = json_object();
 
     sd_admin_jset(o, "name", sd_admin_jstr(lc->name), bad);
@@ -1101,9 +1194,12 @@ static json_t *sd_admin_listener_json(const struct sd_admin_snap *s, const struc
     if (certs.a == NULL || crls.a == NULL)
         *bad = 1;
     else {
+        sd_admin_ca_cut_of(g->tls[i], lc, &certs.ca);
         (void)sd_tls_info_certs(g->tls[i], lc, sd_admin_cert_json, &certs);
         (void)sd_tls_info_crls(g->tls[i], sd_admin_crl_json, &crls);
     }
+    /* All of them counted; the 64 that expire first listed. */
+    sd_admin_jset(o, "ca_certificates", sd_admin_jint(certs.ca.total), bad);
     *bad |= certs.bad | crls.bad;
     sd_admin_jset(o, "certificates", certs.a, bad);
     sd_admin_jset(o, "crl_files", crls.a, bad);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -119,14 +120,15 @@ void sd_stats_master_read(const struct sd_stats *st, struct sd_stats_master *out
 {
     int tries;
 
-    for (tries = 0; tries < 100; tries++) {
+    for (tries = 0; tries < 1000; tries++) {
         uint64_t s1 = __atomic_load_n(&st->master->seq, __ATOMIC_ACQUIRE);
-        if (s1 & 1)
-            continue;
+        /* Copied every time, so that after the last try the last copy is
+         * what is shown (never an untouched, zeroed buffer). */
         memcpy(out, st->master, sizeof(*out));
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&st->master->seq, __ATOMIC_RELAXED) == s1)
+        if (!(s1 & 1) && __atomic_load_n(&st->master->seq, __ATOMIC_RELAXED) == s1)
             break;
+        sched_yield(); /* the master is inside a write: let it finish */
     }
     out->last_reload_msg[SD_STATS_MSG_MAX - 1] = '\0';
     for (tries = 0; tries < SD_STATS_SLOTS; tries++)
@@ -165,7 +167,10 @@ void sd_stats_assign(struct sd_stats *st, const struct sd_config *cfg, uint64_t 
 
     if (st == NULL)
         return;
-    sd_stats_master_begin(st);
+    /* Only the master writes the table, so it searches it without the
+     * sequence counter; readers see the counter odd only around the few
+     * stores of each change (a scrape during a reload then waits a few
+     * stores, not the whole assignment). */
     for (k = 0; k < cfg->nlisteners; k++) {
         const char *name = cfg->listeners[k].name;
         int slot = sd_stats_slot(st, name), oldest = -1;
@@ -189,14 +194,15 @@ void sd_stats_assign(struct sd_stats *st, const struct sd_config *cfg, uint64_t 
             }
             if (slot < 0)
                 continue; /* cannot happen: SLOTS > MAX_LISTENERS */
+            sd_stats_master_begin(st);
             memset(st->master->names[slot], 0, SD_STATS_NAME_MAX);
             strncpy(st->master->names[slot], name, SD_STATS_NAME_MAX - 1);
             st->master->name_hash[slot] = sd_stats_name_hash(name);
+            sd_stats_master_end(st);
         }
-        st->master->name_gen[slot] = gen_id;
+        __atomic_store_n(&st->master->name_gen[slot], gen_id, __ATOMIC_RELAXED);
     }
-    st->master->generation = gen_id;
-    sd_stats_master_end(st);
+    __atomic_store_n(&st->master->generation, gen_id, __ATOMIC_RELAXED);
 }
 
 struct sd_stats_lst *sd_stats_lst(struct sd_stats *st, int worker, int slot)

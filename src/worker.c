@@ -93,7 +93,8 @@ static long sd_worker_count_fds(void)
 static void sd_worker_set_cap(struct sd_worker *w)
 {
     struct rlimit rl;
-    size_t cap = w->max_conns, fixed = w->fds_fixed + SD_FD_RESERVE, limit = 0;
+    size_t cap = w->max_conns, fixed = w->fds_fixed + SD_FD_RESERVE + SD_ADMIN_RESERVE,
+           limit = 0;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
         limit = rl.rlim_cur > (rlim_t)SIZE_MAX ? SIZE_MAX : (size_t)rl.rlim_cur;
@@ -119,10 +120,19 @@ static void sd_worker_set_cap(struct sd_worker *w)
 
 static void sd_worker_accept(struct sd_worker *w, struct sd_listener_rt *l)
 {
+    size_t cap = w->conn_cap;
+
     if (l->ev.fd < 0 || l->index < 0)
         return; /* a free slot (an event of this turn may still name it) */
+    /* The admin listener may go SD_ADMIN_RESERVE beyond the cap: at
+     * saturation, /healthz and /metrics must still answer (a liveness
+     * probe timing out would restart a gateway that is only busy, and the
+     * metrics would go blind during the overload they are there to show). */
+    if ((size_t)l->index < w->gen->cfg->nlisteners &&
+        w->gen->cfg->listeners[l->index].mode == SD_MODE_ADMIN)
+        cap += SD_ADMIN_RESERVE;
     /* Bounded by the cap: every turn accepts one connection or returns. */
-    while (w->conns.n < w->conn_cap) {
+    while (w->conns.n < cap) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(l->ev.fd, (struct sockaddr *)&ss, &len,
@@ -161,7 +171,7 @@ static void sd_worker_resume(struct sd_worker *w, int fds_too)
     w->accept_retry = 0;
     if (w->draining)
         return;
-    for (i = 0; i < w->nls && w->conns.n < w->conn_cap; i++)
+    for (i = 0; i < w->nls && w->conns.n < w->conn_cap + SD_ADMIN_RESERVE; i++)
         if (w->ls[i].paused == SD_PAUSE_CAP ||
             (fds_too && w->ls[i].paused == SD_PAUSE_FDS))
             sd_worker_accept(w, &w->ls[i]);

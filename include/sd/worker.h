@@ -40,6 +40,9 @@ struct sd_ctl_msg {
  * needs two (client and backend), and a worker accepts no more than the
  * open-file limit can give both to. */
 #define SD_FD_RESERVE 16
+/* Connections only the admin listener may open beyond max-conns (one
+ * descriptor each), so it answers when the worker is at its cap. */
+#define SD_ADMIN_RESERVE 16
 /* What a worker holds besides its connections, for the master's estimate
  * at start: stdin/out/err, epoll, signalfd, control socket, listeners. */
 #define SD_FD_FIXED(nls) (6u + (nls) + SD_FD_RESERVE)

@@ -154,6 +154,11 @@ static void sd_admin_respond(struct sd_admin *a, int status, const char *type, i
     sd_conn_set_deadline(a->c, sd_conn_now(a->c) + lc->idle_timeout_ms);
 }
 
+static int sd_admin_name_is(struct sd_name n, const char *s)
+{
+    return n.len == strlen(s) && memcmp(n.s, s, n.len) == 0;
+}
+
 /* steeldoor's refusal of a request: a short text body. Returns 0, or -1
  * when even that cannot be made (out of memory). */
 static int sd_admin_refuse(struct sd_admin *a, int status, const char *why, struct sd_name method,
@@ -164,15 +169,13 @@ static int sd_admin_refuse(struct sd_admin *a, int status, const char *why, stru
     if (sd_admin_body_reset(a) != 0 ||
         sd_admin_out_printf(&a->out, "%d %s\n", status, sd_admin_status_text(status)) != 0)
         return -1;
-    sd_admin_respond(a, status, "text/plain; charset=utf-8", 0,
+    /* A HEAD is answered without a body, errors included (RFC 9110 9.3.2):
+     * the client would read it as the start of the next response. A
+     * refusal before the head parsed has no method, so it has a body. */
+    sd_admin_respond(a, status, "text/plain; charset=utf-8", sd_admin_name_is(method, "HEAD"),
                      is405 ? "Allow: GET, HEAD\r\n" : "");
     sd_admin_log(a, status, why, method, path);
     return 0;
-}
-
-static int sd_admin_name_is(struct sd_name n, const char *s)
-{
-    return n.len == strlen(s) && memcmp(n.s, s, n.len) == 0;
 }
 
 /* The path of a request target, without its query: origin form as it is,
