@@ -5,6 +5,7 @@
 #include "sd/apikey_cli.h"
 #include "sd/audit.h"
 #include "sd/cli.h"
+#include "sd/tls.h"
 #include "sd/pki.h"
 #include "sd/privs.h"
 
@@ -41,7 +42,9 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
-        printf("steeldoor %s\n", SD_VERSION);
+        /* The library it runs with (a distribution update changes it
+         * under the same binary), not the one it was built against. */
+        printf("steeldoor %s (%s)\n", SD_VERSION, sd_tls_openssl_version());
         return 0;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||

@@ -369,7 +369,11 @@ static int sd_pki_dir_open(struct sd_pki_dir *d, const char *path, struct sd_err
      * goes through the path again. */
     d->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d->fd < 0) {
-        sd_err_set(err, "%s: cannot open the CA directory: %s", path, strerror(errno));
+        int e = errno;
+        sd_err_set(err, "%s: cannot open the CA directory: %s%s", path, strerror(e),
+                   e == ENOENT ? " (no CA there yet: run `steeldoor pki init --dir` with this "
+                                 "directory first)"
+                               : "");
         goto out;
     }
     if (fstat(d->fd, &st) != 0) {
@@ -890,6 +894,11 @@ static int sd_pki_ca_load(struct sd_pki_ca *ca, const struct sd_pki_dir *d, int 
     if (sd_pki_path(ca->crt_path, sizeof(ca->crt_path), d->path, "ca", ".crt", err) != 0 ||
         sd_pki_path(ca->key_path, sizeof(ca->key_path), d->path, "ca", ".key", err) != 0)
         return -1;
+    if (sd_pki_exists(d, "ca.crt", err) == 0 && sd_pki_exists(d, "ca.key", err) == 0) {
+        sd_err_set(err, "%s: no CA in this directory yet: run `steeldoor pki init --dir %s` "
+                   "first", d->path, d->path);
+        goto fail;
+    }
     if (sd_pki_load_cert(d, "ca.crt", 0, &ca->crt, err) != 0)
         goto fail;
     if (X509_check_ca(ca->crt) == 0) {

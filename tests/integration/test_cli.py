@@ -13,7 +13,11 @@ def test_version(sd_bin):
     r = run([sd_bin, "--version"], timeout=10)
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
-    assert re.fullmatch(r"steeldoor \d+\.\d+\.\d+\s*", out), "unexpected --version output %r" % out
+    m = re.fullmatch(r"steeldoor \d+\.\d+\.\d+ \((OpenSSL [^)]+)\)\n", out)
+    assert m, "unexpected --version output %r" % out
+    # the library it runs with, as the library itself says it
+    lib = subprocess.run(["openssl", "version"], capture_output=True, timeout=10).stdout.decode()
+    assert lib.startswith(m.group(1)), (m.group(1), lib)
 
 
 def test_help(sd_bin):
@@ -117,3 +121,20 @@ def test_list_flags_repeat(sd_bin, pki, tmp_path):
              "--allow-uri", "spiffe://example.org/a", "--allow-uri", "spiffe://example.org/b",
              "--allow-cn", "a", "--allow-cn", "b", "--no-such-flag"], timeout=10)
     assert b"more than once" not in r.stderr, r.stderr
+
+
+def test_pki_before_init_says_to_run_init(sd_bin, tmp_path):
+    """pki issue/revoke/crl without a CA: the error says to run pki init (a
+    missing directory, and an empty one)."""
+    missing = tmp_path / "nope"
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o700)
+    for d in (missing, empty):
+        for args in (["issue", "--name", "api", "--server", "--dns", "localhost"],
+                     ["revoke", "--name", "api"], ["crl"]):
+            r = run([sd_bin, "pki"] + args + ["--dir", str(d)], timeout=10)
+            err = r.stderr.decode()
+            assert r.returncode != 0, (d, args)
+            assert "pki init" in err and str(d) in err, (d, args, err)
+            assert "Traceback" not in err
+    assert not missing.exists(), "a command other than init created the directory"
