@@ -484,6 +484,40 @@ void sd_files_each(const struct sd_files *fs, void (*fn)(const struct sd_file *f
         fn(&fs->v[i], arg);
 }
 
+static const struct sd_file *sd_files_find(const struct sd_files *fs, const char *path)
+{
+    size_t i;
+
+    for (i = 0; fs != NULL && i < fs->n; i++)
+        if (strcmp(fs->v[i].path, path) == 0)
+            return &fs->v[i];
+    return NULL;
+}
+
+size_t sd_files_diff(const struct sd_files *before, const struct sd_files *now,
+                     void (*fn)(const char *path, const char *how, void *arg), void *arg)
+{
+    size_t i, n = 0;
+
+    for (i = 0; now != NULL && i < now->n; i++) {
+        const struct sd_file *a = sd_files_find(before, now->v[i].path), *b = &now->v[i];
+        if (a == NULL) {
+            fn(b->path, "added", arg);
+            n++;
+        } else if (a->kind != b->kind || a->digest != b->digest || a->len != b->len ||
+                   a->mode != b->mode || a->uid != b->uid || a->err_no != b->err_no) {
+            fn(b->path, "changed", arg);
+            n++;
+        }
+    }
+    for (i = 0; before != NULL && i < before->n; i++)
+        if (sd_files_find(now, before->v[i].path) == NULL) {
+            fn(before->v[i].path, "removed", arg);
+            n++;
+        }
+    return n;
+}
+
 /* ----------------------------------------------------------- pack/unpack */
 
 static int sd_files_write(int fd, const void *p, size_t n)

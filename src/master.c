@@ -595,6 +595,44 @@ static void sd_master_explain_bind(const struct sd_master *m, const struct sd_ad
              port, start, m->privs.spec);
 }
 
+struct sd_master_diff {
+    struct sd_logline *l;
+    const char *want; /* "changed", "added" or "removed" */
+    int open;
+};
+
+static void sd_master_diff_one(const char *path, const char *how, void *arg)
+{
+    struct sd_master_diff *d = arg;
+    char key[16];
+
+    if (strcmp(how, d->want) != 0)
+        return;
+    if (!d->open) {
+        snprintf(key, sizeof(key), "files_%s", how);
+        sd_log_array_begin_bounded(d->l, key, 2048);
+        d->open = 1;
+    }
+    sd_log_array_strn_bounded(d->l, path, strlen(path), 512);
+}
+
+/* Which files a reload read differently from the running configuration's:
+ * "files_changed", "files_added", "files_removed" (each only when not
+ * empty), so an operator sees what the reload was for (or what broke it). */
+static void sd_master_log_files(struct sd_logline *l, const struct sd_files *before,
+                                const struct sd_files *now)
+{
+    static const char *const hows[] = { "changed", "added", "removed" };
+    size_t i;
+
+    for (i = 0; i < sizeof(hows) / sizeof(hows[0]); i++) {
+        struct sd_master_diff d = { l, hows[i], 0 };
+        (void)sd_files_diff(before, now, sd_master_diff_one, &d);
+        if (d.open)
+            sd_log_array_end(l);
+    }
+}
+
 /* The result of a reload, for /metrics, /readyz and /status: a failure
  * leaves the old configuration serving and marks it stale until a reload
  * works. */
@@ -624,7 +662,7 @@ static void sd_master_record_reload(struct sd_master *m, int ok, const char *msg
 static void sd_master_reload(struct sd_master *m, const char *why)
 {
     struct sd_err err;
-    struct sd_files *files = sd_files_new();
+    struct sd_files *files = sd_files_new(), *old_files;
     struct sd_gen *g = NULL;
     struct sd_logline l;
     struct sd_ctl_msg msg;
@@ -670,6 +708,8 @@ static void sd_master_reload(struct sd_master *m, const char *why)
         sd_log_str(&l, "msg", err.msg);
         sd_log_u64(&l, "generation", m->gen->id);
         sd_log_str(&l, "result", "the running configuration stays in force");
+        if (files != NULL)
+            sd_master_log_files(&l, m->files, files);
         sd_log_end(&l);
         /* Still serving (the old generation): systemd must not wait. */
         sd_notifyf("READY=1\nSTATUS=serving generation %llu; the last reload failed: %s",
@@ -700,7 +740,7 @@ static void sd_master_reload(struct sd_master *m, const char *why)
      * are needed (change detection), so the bytes, private keys among
      * them, leave the master's memory. */
     sd_files_drop_data(files);
-    sd_files_free(m->files);
+    old_files = m->files; /* freed after the reload's line names what changed */
     m->files = files;
     sd_files_free(m->tried);
     m->tried = NULL;
@@ -736,7 +776,9 @@ static void sd_master_reload(struct sd_master *m, const char *why)
     sd_log_u64(&l, "generation", g->id);
     sd_log_u64(&l, "listeners_added", m->nls - first);
     sd_log_u64(&l, "listeners_removed", nremoved);
+    sd_master_log_files(&l, old_files, files);
     sd_log_end(&l);
+    sd_files_free(old_files);
     for (r = first; r < m->nls; r++) {
         int li = sd_gen_find_listener(g, &m->addrs[r]);
         if (li >= 0)

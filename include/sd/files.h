@@ -91,6 +91,14 @@ int sd_files_has_data(const struct sd_files *fs);
 void sd_files_each(const struct sd_files *fs, void (*fn)(const struct sd_file *f, void *arg),
                    void *arg);
 
+/* What differs between two snapshots of the same process (their digests,
+ * kinds and owners are compared; the bytes may be dropped): calls fn for
+ * each path of now whose file changed ("changed") or is new ("added"),
+ * then for each path of before that now lacks ("removed"). Returns how
+ * many. For the reload line: which files it was for. */
+size_t sd_files_diff(const struct sd_files *before, const struct sd_files *now,
+                     void (*fn)(const char *path, const char *how, void *arg), void *arg);
+
 /* Serialises fs into a new memfd (returned, owned by the caller), or -1
  * (also for a snapshot whose data was dropped). */
 int sd_files_pack(const struct sd_files *fs, struct sd_err *err);
