@@ -27,6 +27,7 @@ static const char *const sd_reason_names[SD_R_COUNT_] = {
     [SD_R_NOT_TLS] = "not_tls",
     [SD_R_PLAINTEXT_HTTP] = "plaintext_http",
     [SD_R_CLIENT_ALERT] = "client_alert",
+    [SD_R_CLIENT_REJECTED_SERVER_CERT] = "client_rejected_server_cert",
     [SD_R_TLS_PROTOCOL_ERROR] = "tls_protocol_error",
     [SD_R_HANDSHAKE_TIMEOUT] = "handshake_timeout",
     [SD_R_HANDSHAKE_ABORTED] = "handshake_aborted",

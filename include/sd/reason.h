@@ -35,6 +35,9 @@ enum sd_reason {
     SD_R_NOT_TLS,
     SD_R_PLAINTEXT_HTTP,
     SD_R_CLIENT_ALERT,
+    /* the client's alert says it refused our certificate (unknown CA,
+     * bad name, expired): steeldoor was refused, not the client */
+    SD_R_CLIENT_REJECTED_SERVER_CERT,
     SD_R_TLS_PROTOCOL_ERROR,
     SD_R_HANDSHAKE_TIMEOUT,
     SD_R_HANDSHAKE_ABORTED,

@@ -106,6 +106,19 @@ static unsigned long sd_tls_take_error(void)
     return ssl != 0 ? ssl : first;
 }
 
+/* Is e a fatal alert from the peer about the certificate we sent?
+ * (bad_certificate, unsupported_certificate, certificate_revoked,
+ * certificate_expired, certificate_unknown, unknown_ca: what a TLS stack
+ * sends when its verification of our chain or name fails.) */
+static int sd_tls_alert_is_about_cert(unsigned long e)
+{
+    int r = ERR_GET_LIB(e) == ERR_LIB_SSL ? ERR_GET_REASON(e) - SSL_AD_REASON_OFFSET : -1;
+
+    return r == SSL_AD_BAD_CERTIFICATE || r == SSL_AD_UNSUPPORTED_CERTIFICATE ||
+           r == SSL_AD_CERTIFICATE_REVOKED || r == SSL_AD_CERTIFICATE_EXPIRED ||
+           r == SSL_AD_CERTIFICATE_UNKNOWN || r == SSL_AD_UNKNOWN_CA;
+}
+
 /* The log reason for an OpenSSL error that says what the peer sent, in
  * the handshake or after it, with *detail; SD_R_NONE for any other error. */
 static enum sd_reason sd_tls_client_fault(unsigned long e, int backend, const char **detail)
@@ -246,6 +259,12 @@ static void sd_tls_conn_handshake_failed(struct sd_tls_conn *c, int sslerr)
         }
         if (reason == SD_R_NONE)
             reason = sd_tls_client_fault(e, c->s.side == SD_SIDE_BACKEND, &detail);
+        /* A client's certificate alert during our handshake is its verdict
+         * on our certificate (it does not trust its CA, the name does not
+         * match, it expired): the client refused steeldoor, not the
+         * other way round, and the fix is on the server's side. */
+        if (reason == SD_R_CLIENT_ALERT && sd_tls_alert_is_about_cert(e))
+            reason = SD_R_CLIENT_REJECTED_SERVER_CERT;
         /* anything else: a negotiation OpenSSL could not complete (no
          * common group or signature algorithm, a bad CertificateVerify
          * signature, ...), in OpenSSL's words */

@@ -136,7 +136,8 @@ def echo_roundtrip(sock, payload=b"ping-steeldoor\n", timeout=5.0):
     return got
 
 
-def probe_refused_tls(ctx, port, host="127.0.0.1", timeout=5.0, payload=b"HELLO\n"):
+def probe_refused_tls(ctx, port, host="127.0.0.1", timeout=5.0, payload=b"HELLO\n",
+                      server_hostname="localhost"):
     """Try a TLS connection that the server must refuse.
 
     Returns a dict: {'stage': 'handshake'|'read', 'error': repr, 'data': bytes,
@@ -152,7 +153,7 @@ def probe_refused_tls(ctx, port, host="127.0.0.1", timeout=5.0, payload=b"HELLO\
            "version": None}
     try:
         try:
-            s = ctx.wrap_socket(raw, server_hostname="localhost")
+            s = ctx.wrap_socket(raw, server_hostname=server_hostname)
         except (ssl.SSLError, OSError) as e:
             out["stage"] = "handshake"
             out["error"] = repr(e)

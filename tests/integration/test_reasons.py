@@ -424,11 +424,11 @@ def _logs_since(sd, since):
     return out
 
 
-def _probe_refused(sd, ctx, port, listener):
+def _probe_refused(sd, ctx, port, listener, server_hostname="localhost"):
     """A TLS client steeldoor must refuse: no byte of application data, cut
     off, and a conn line naming no rule. Returns that line."""
     since = _mark(sd)
-    r = sdlib.probe_refused_tls(ctx, port)
+    r = sdlib.probe_refused_tls(ctx, port, server_hostname=server_hostname)
     assert r["data"] == b"", "refused client received application bytes: %r" % r["data"][:200]
     assert r["error"] is not None and not str(r["error"]).startswith("TIMEOUT"), \
         "client was not cut off: %r" % r
@@ -661,14 +661,22 @@ def test_handshake_failed(gw):
     check(e, "refused", "handshake_failed", "key share")
 
 
-@reason_test("client_alert")
-def test_client_alert_in_handshake(gw):
-    """The client does not trust steeldoor's certificate and says so."""
+@reason_test("client_rejected_server_cert")
+def test_client_rejected_server_cert(gw):
+    """The client does not trust steeldoor's certificate, or it names
+    another host, and says so: logged as the client refusing steeldoor,
+    not as steeldoor refusing the client."""
     for v in (V12, V13):
         ctx = sdlib.client_ctx(gw.pki.other_ca, gw.pki.client_cert, gw.pki.client_key,
                                min_version=v, max_version=v)
         e = _probe_refused(gw.sd, ctx, gw.port["open"], "open")
-        check(e, "refused", "client_alert", "unknown CA")
+        check(e, "refused", "client_rejected_server_cert", "unknown CA")
+        # the right CA, the wrong name
+        ctx = sdlib.client_ctx(gw.pki.ca, gw.pki.client_cert, gw.pki.client_key,
+                               min_version=v, max_version=v)
+        e = _probe_refused(gw.sd, ctx, gw.port["open"], "open",
+                           server_hostname="not-this-server.example")
+        assert e.get("reason") == "client_rejected_server_cert", e
 
 
 @reason_test("handshake_aborted")
