@@ -205,6 +205,9 @@ static void sd_conn_log(struct sd_conn *c, enum sd_conn_end end, enum sd_reason 
     sd_log_i64(&l, "duration_ms", sd_now_ms() - c->start_ms);
     if (c->warm != SD_WARM_NONE)
         sd_log_bool(&l, "warm", 1);
+    /* Where its bytes went (or were to go): the listener's target. */
+    if (c->conf->target != NULL && c->state != SD_CONN_HANDSHAKE && c->state != SD_CONN_LINGER)
+        sd_log_str(&l, "backend", c->conf->target);
     sd_peer_log(verified != NULL ? sd_stream_peer(verified) : NULL, &l);
     sd_log_end(&l);
     sd_conn_count_closed(c, end, reason);

@@ -286,6 +286,22 @@ static char *sd_log_digits(char num[24], uint64_t v)
     return p;
 }
 
+void sd_log_hex(struct sd_logline *l, const char *key, const void *bytes, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *b = bytes;
+    char buf[2 * 64];
+    size_t i;
+
+    if (n > sizeof(buf) / 2)
+        n = sizeof(buf) / 2;
+    for (i = 0; i < n; i++) {
+        buf[2 * i] = hex[b[i] >> 4];
+        buf[2 * i + 1] = hex[b[i] & 15];
+    }
+    sd_log_strn(l, key, buf, 2 * n);
+}
+
 void sd_log_u64(struct sd_logline *l, const char *key, uint64_t value)
 {
     char num[24];

@@ -108,6 +108,12 @@ void sd_peer_log(const struct sd_peer *p, struct sd_logline *l)
         sd_log_str(l, "client_cert_serial", p->presented_serial);
     pc = p->cert;
     if (pc != NULL) {
+        /* Which certificate, exactly (grep a CA's issuance log or a CRL by
+         * them): the verified peer's, a client's or, for a connector, the
+         * server's. */
+        sd_log_hex(l, "cert_sha256", pc->cert_sha256, sizeof(pc->cert_sha256));
+        if (pc->serial.s != NULL)
+            sd_log_strn_bounded(l, "cert_serial", pc->serial.s, pc->serial.len, 128);
         if (pc->subject.s != NULL)
             sd_log_strn_bounded(l, "subject", pc->subject.s, pc->subject.len,
                                 SD_PEER_LOG_SUBJECT_MAX);

@@ -99,6 +99,8 @@ void sd_log_strn_bounded(struct sd_logline *l, const char *key, const char *valu
                          size_t n, size_t max);
 void sd_log_str_bounded(struct sd_logline *l, const char *key, const char *value,
                         size_t max);
+/* bytes as lower-case hex (at most 64 bytes: a digest). */
+void sd_log_hex(struct sd_logline *l, const char *key, const void *bytes, size_t n);
 void sd_log_u64(struct sd_logline *l, const char *key, uint64_t value);
 void sd_log_i64(struct sd_logline *l, const char *key, int64_t value);
 void sd_log_bool(struct sd_logline *l, const char *key, int value);
