@@ -191,7 +191,8 @@ static void sd_conn_log(struct sd_conn *c, enum sd_conn_end end, enum sd_reason 
         sd_addr_format(&c->peer.sa, c->peerlen, peer, sizeof(peer));
     else
         memcpy(peer, "-", 2); /* a warm connection no caller took */
-    sd_log_begin(&l, end == SD_END_OK ? "info" : "warn", "conn");
+    /* A TCP health check (connect, close) is routine, not a warning. */
+    sd_log_begin(&l, end == SD_END_OK || reason == SD_R_TCP_CHECK ? "info" : "warn", "conn");
     /* The verdict and the counters first: what the client controls (its
      * certificate's names) comes last and bounded, so it can never push
      * them out of a line that reached its cap. */

@@ -31,6 +31,7 @@ static const char *const sd_reason_names[SD_R_COUNT_] = {
     [SD_R_TLS_PROTOCOL_ERROR] = "tls_protocol_error",
     [SD_R_HANDSHAKE_TIMEOUT] = "handshake_timeout",
     [SD_R_HANDSHAKE_ABORTED] = "handshake_aborted",
+    [SD_R_TCP_CHECK] = "tcp_check",
     [SD_R_HANDSHAKE_FAILED] = "handshake_failed",
     [SD_R_LISTENER_REMOVED] = "listener_removed",
     [SD_R_SERVER_DID_NOT_REQUEST_CLIENT_CERT] = "server_did_not_request_client_cert",

@@ -41,6 +41,7 @@ enum sd_reason {
     SD_R_TLS_PROTOCOL_ERROR,
     SD_R_HANDSHAKE_TIMEOUT,
     SD_R_HANDSHAKE_ABORTED,
+    SD_R_TCP_CHECK, /* connect and close, no byte: logged at info */
     SD_R_HANDSHAKE_FAILED,
     SD_R_LISTENER_REMOVED,
     /* client mode: the server let us in without our certificate; the

@@ -46,6 +46,8 @@ static int sd_bio_read(BIO *b, char *buf, int len)
         return -1;
     }
     c->read_dry = r < len; /* only the last read of an SSL_read counts */
+    if (r > 0)
+        c->got_bytes = 1;
     if (r == 0)
         c->read_eof = 1; /* OpenSSL asks BIO_CTRL_EOF to tell EOF from errors */
     return (int)r;

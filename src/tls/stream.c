@@ -270,6 +270,12 @@ static void sd_tls_conn_handshake_failed(struct sd_tls_conn *c, int sslerr)
          * signature, ...), in OpenSSL's words */
         c->s.reason = reason != SD_R_NONE ? reason : SD_R_HANDSHAKE_FAILED;
         c->s.detail = detail;
+    } else if ((sslerr == SSL_ERROR_SYSCALL || sslerr == SSL_ERROR_ZERO_RETURN) &&
+               !c->got_bytes && c->s.side == SD_SIDE_CLIENT) {
+        /* Connected, then closed or reset without a byte: a load
+         * balancer's TCP health check, not an attack on the handshake. */
+        c->s.reason = SD_R_TCP_CHECK;
+        c->s.detail = "connected and closed without sending a byte (a TCP health check?)";
     } else if (sslerr == SSL_ERROR_SYSCALL || sslerr == SSL_ERROR_ZERO_RETURN) {
         c->s.reason = SD_R_HANDSHAKE_ABORTED;
         c->s.detail = sys == ECONNRESET ? strerror(sys)

@@ -126,6 +126,7 @@ struct sd_tls_conn {
     uint8_t write_more;  /* more records follow this one in the same write */
     uint8_t reneg_pending; /* the client asked to renegotiate (sd_tls_info_cb) */
     uint8_t cert_requested; /* client role: the server sent a CertificateRequest */
+    uint8_t got_bytes;   /* the peer sent at least one byte */
     int verify_err;      /* first X509_V_ERR_* seen, 0 if none */
     X509 *refused_leaf;  /* the leaf that failed verification, for the log */
     X509 *parsed_leaf;   /* OpenSSL's copy of a leaf replaced by a shared one */

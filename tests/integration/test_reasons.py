@@ -691,6 +691,23 @@ def test_handshake_aborted(gw):
     check(_conn(gw.sd, peer, since, "open"), "refused", "handshake_aborted")
 
 
+@reason_test("tcp_check")
+def test_tcp_check(gw):
+    """Connect and close (or reset) without a byte, as a load balancer's TCP
+    health check does: logged, but as info, not as a warning."""
+    for rst in (False, True):
+        since = _mark(gw.sd)
+        s = socket.create_connection(("127.0.0.1", gw.port["open"]), timeout=2)
+        peer = peer_of(s)
+        if rst:
+            sdlib.rst_close(s)
+        else:
+            s.close()
+        e = _conn(gw.sd, peer, since, "open")
+        check(e, "refused", "tcp_check")
+        assert e["level"] == "info", e
+
+
 @reason_test("handshake_timeout")
 def test_handshake_timeout(gw):
     since = _mark(gw.sd)

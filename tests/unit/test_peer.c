@@ -226,6 +226,20 @@ static void legacy_log(const struct sd_peer *p, X509 *x, struct sd_logline *l)
     if (p->sni.s != NULL)
         sd_log_str_bounded(l, "sni", p->sni.s, 512);
     if (x != NULL) {
+        unsigned char md[32];
+        unsigned int mdlen = 0;
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+        char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+        const char *h = hex;
+
+        assert_int_equal(X509_digest(x, EVP_sha256(), md, &mdlen), 1);
+        sd_log_hex(l, "cert_sha256", md, mdlen);
+        while (h != NULL && h[0] == '0' && h[1] != '\0')
+            h++; /* no leading zero */
+        if (h != NULL)
+            sd_log_str(l, "cert_serial", h);
+        OPENSSL_free(hex);
+        BN_free(bn);
         legacy_log_subject(x, l);
         legacy_log_sans(x, l);
     }
