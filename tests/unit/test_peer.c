@@ -948,6 +948,23 @@ static void test_huge_subject(void **state)
     X509_free(x);
 }
 
+/* The line without its certificate digest and serial (checked against
+ * OpenSSL's own by the oracle test): the golden lines below stay about the
+ * names. Asserts both fields are there. */
+static const char *strip_cert_ids(char *rest)
+{
+    char *a = strstr(rest, "\"cert_sha256\":\""), *b;
+
+    assert_non_null(a);
+    b = strstr(a, "\"cert_serial\":\"");
+    assert_non_null(b);
+    b = strchr(b + strlen("\"cert_serial\":\""), '"');
+    assert_non_null(b);
+    assert_int_equal(b[1], ',');
+    memmove(a, b + 2, strlen(b + 2) + 1);
+    return rest;
+}
+
 static void test_ip_and_email(void **state)
 {
     static const uint8_t v4[4] = { 10, 0, 0, 1 };
@@ -983,7 +1000,7 @@ static void test_ip_and_email(void **state)
     sd_log_begin(&l, "info", "conn");
     sd_peer_log(&p, &l);
     sd_log_end(&l);
-    rest = read_line(line, sizeof(line));
+    rest = strip_cert_ids((char *)read_line(line, sizeof(line)));
     assert_string_equal(rest, ",\"tls_version\":\"TLSv1.3\",\"cipher\":\"TLS_AES_128_GCM_SHA256\","
                               "\"resumed\":false,\"rule\":\"all\",\"identity\":\"billing\","
                               "\"sni\":\"api.internal\","
@@ -1010,7 +1027,7 @@ static void test_log_normal_and_truncated(void **state)
     sd_log_begin(&l, "info", "conn");
     sd_peer_log(&p, &l);
     sd_log_end(&l);
-    rest = read_line(line, sizeof(line));
+    rest = strip_cert_ids((char *)read_line(line, sizeof(line)));
     assert_string_equal(rest, ",\"tls_version\":\"TLSv1.3\",\"cipher\":\"TLS_AES_128_GCM_SHA256\","
                               "\"resumed\":true,\"rule\":\"uri:spiffe://example.org/ns/*/sa/b\","
                               "\"identity\":\"spiffe://example.org/ns/a/sa/b\","
