@@ -58,7 +58,8 @@ struct sd_master {
     int sigfd;
     int stopping;
     int64_t kill_at_ms;
-    int64_t expiry_check_ms;
+    int64_t expiry_check_ms;     /* next CRL check (and certificates, if due) */
+    int64_t cert_warn_ms;        /* next certificate check */
     struct sd_sesscache *cache;  /* shared by all workers */
     struct sd_stats *stats;      /* the counters, shared with the workers */
     struct sd_probe probe;       /* idle backends, tried for /readyz */
@@ -74,6 +75,7 @@ struct sd_master {
 
 #define SD_WATCH_DEBOUNCE_MS 200
 #define SD_EXPIRY_PERIOD_MS (12 * 3600 * 1000LL)
+#define SD_CRL_CHECK_PERIOD_MS (3600 * 1000LL)
 
 static void sd_master_close_listeners(struct sd_master *m)
 {
@@ -138,15 +140,26 @@ static void sd_master_free(struct sd_master *m)
     m->stats = NULL;
 }
 
-static void sd_master_warn_expiry(struct sd_master *m)
+/* Expiry warnings: certificates at load and every 12 hours, CRLs at load
+ * and every hour (a CRL lives days, not years: a development one 7 days).
+ * all: a load (certificates too, whenever the last time was). */
+static void sd_master_warn_expiry(struct sd_master *m, int all)
 {
+    int64_t now = sd_now_ms();
+    int certs = all || now >= m->cert_warn_ms;
     size_t i;
 
-    for (i = 0; i < m->gen->cfg->nlisteners; i++)
-        if (m->gen->tls[i] != NULL) /* a plaintext admin listener has none */
+    for (i = 0; i < m->gen->cfg->nlisteners; i++) {
+        if (m->gen->tls[i] == NULL) /* a plaintext admin listener has none */
+            continue;
+        if (certs)
             sd_tls_warn_expiry(m->gen->tls[i], &m->gen->cfg->listeners[i],
                                m->gen->cfg->expiry_warning_s);
-    m->expiry_check_ms = sd_now_ms() + SD_EXPIRY_PERIOD_MS;
+        sd_tls_warn_crls(m->gen->tls[i], m->gen->cfg->expiry_warning_s);
+    }
+    if (certs)
+        m->cert_warn_ms = now + SD_EXPIRY_PERIOD_MS;
+    m->expiry_check_ms = now + SD_CRL_CHECK_PERIOD_MS;
 }
 
 /* Raises the soft open-file limit to the hard one: each connection needs
@@ -787,7 +800,7 @@ static void sd_master_reload(struct sd_master *m, const char *why)
     if (m->nls > first)
         sd_master_check_nofile(m);
     sd_watch_set(&m->watch, files);
-    sd_master_warn_expiry(m);
+    sd_master_warn_expiry(m, 1);
     sd_notifyf("READY=1\nSTATUS=serving generation %llu, %zu listeners",
                (unsigned long long)g->id, g->cfg->nlisteners);
 }
@@ -822,7 +835,7 @@ static int sd_master_loop(struct sd_master *m)
         }
         if (!m->stopping) {
             if (now >= m->expiry_check_ms)
-                sd_master_warn_expiry(m);
+                sd_master_warn_expiry(m, 0);
             if (wake < 0 || m->expiry_check_ms < wake)
                 wake = m->expiry_check_ms;
         }
@@ -950,7 +963,7 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     }
     for (i = 0; i < m.gen->cfg->nlisteners; i++)
         sd_master_log_listening(&m, &m.gen->cfg->listeners[i]);
-    sd_master_warn_expiry(&m);
+    sd_master_warn_expiry(&m, 1);
     /* Every socket is bound and every key read: the privileges are no
      * longer needed. The lines above opened the log sink as root (an
      * unprivileged account could not reopen the caller's pipe or

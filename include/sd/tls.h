@@ -115,6 +115,10 @@ void sd_tls_expire_sessions(struct sd_tls *tls);
 
 /* Logs a "cert_expiry" warning for each server or client-CA certificate of
  * the listener that expires within within_s seconds (or has expired). */
+/* Logs crl_expiry for each issuer whose newest CRL is within a quarter of
+ * its life (at least an hour, at most within_s) of its nextUpdate, or past
+ * it (error: clients are refused). At load and periodically (master). */
+void sd_tls_warn_crls(const struct sd_tls *tls, uint32_t within_s);
 void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf *lc,
                         uint32_t within_s);
 

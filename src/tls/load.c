@@ -239,53 +239,101 @@ static int sd_tls_add_crl(struct sd_tls *tls, SSL_CTX *ctx, struct sd_files *fil
     return 0;
 }
 
+/* CRL i, if it is the first full CRL of its issuer in tls: that issuer's
+ * newest nextUpdate (*next, Unix seconds, 0: one of them has none, so the
+ * issuer is never stale), the file it is in and its lastUpdate. Returns 0
+ * for the first CRL of an issuer, -1 for any other (done at the first). */
+static int sd_tls_crl_newest(const struct sd_tls *tls, size_t i, int64_t *next,
+                             const char **path, int64_t *last)
+{
+    size_t j;
+
+    *next = 0;
+    *path = tls->crls[i].path;
+    *last = 0;
+    if (tls->crls[i].delta)
+        return -1;
+    for (j = 0; j < tls->ncrls; j++) {
+        int64_t nu;
+        if (tls->crls[j].delta ||
+            X509_NAME_cmp(X509_CRL_get_issuer(tls->crls[i].crl),
+                          X509_CRL_get_issuer(tls->crls[j].crl)) != 0)
+            continue;
+        if (j < i)
+            return -1; /* this issuer was done at its first CRL */
+        nu = sd_tls_time(X509_CRL_get0_nextUpdate(tls->crls[j].crl));
+        if (nu == 0) {
+            *next = 0; /* no nextUpdate: never stale */
+            return 0;
+        }
+        if (nu > *next) {
+            *next = nu;
+            *path = tls->crls[j].path;
+            *last = sd_tls_time(X509_CRL_get0_lastUpdate(tls->crls[j].crl));
+        }
+    }
+    return 0;
+}
+
 /* After all CRLs are loaded: until when is the set fresh? For each issuer
  * the newest full CRL decides (an old CRL lying next to a fresh one must
  * not refuse everyone), the earliest of those over all issuers, plus the
- * grace. Warns (master only) about issuers whose newest CRL is stale. */
+ * grace. */
 static void sd_tls_crl_freshness(struct sd_tls *tls, struct sd_files *files)
 {
-    size_t i, j;
+    size_t i;
 
+    (void)files;
     tls->crl_fresh_until = 0;
     for (i = 0; i < tls->ncrls; i++) {
-        int64_t newest = 0;
-        int first = 1, no_next = 0;
-        const char *newest_path = tls->crls[i].path;
-        if (tls->crls[i].delta)
-            continue;
-        for (j = 0; j < tls->ncrls; j++) {
-            int64_t nu;
-            if (tls->crls[j].delta ||
-                X509_NAME_cmp(X509_CRL_get_issuer(tls->crls[i].crl),
-                              X509_CRL_get_issuer(tls->crls[j].crl)) != 0)
-                continue;
-            if (j < i) {
-                first = 0; /* this issuer was done at its first CRL */
-                break;
-            }
-            nu = sd_tls_time(X509_CRL_get0_nextUpdate(tls->crls[j].crl));
-            if (nu == 0)
-                no_next = 1; /* no nextUpdate: never stale */
-            else if (nu > newest) {
-                newest = nu;
-                newest_path = tls->crls[j].path;
-            }
-        }
-        if (!first || no_next)
+        int64_t newest, last;
+        const char *path;
+        if (sd_tls_crl_newest(tls, i, &newest, &path, &last) != 0 || newest == 0)
             continue;
         newest += (int64_t)tls->crl_grace_s;
         if (tls->crl_fresh_until == 0 || newest < tls->crl_fresh_until)
             tls->crl_fresh_until = newest;
-        if (!sd_files_frozen(files) && newest <= (int64_t)time(NULL)) {
-            char issuer[256];
-            sd_log_msg("warn", "crl", "%s: CRL is past its nextUpdate%s and is the newest "
-                       "of %s; clients whose chain it covers are refused (reason "
-                       "crl_expired) until a fresh CRL is installed", newest_path,
-                       tls->crl_grace_s > 0 ? " and the grace" : "",
-                       sd_tls_name_text(X509_CRL_get_issuer(tls->crls[i].crl), issuer,
-                                        sizeof(issuer)));
-        }
+    }
+}
+
+void sd_tls_warn_crls(const struct sd_tls *tls, uint32_t within_s)
+{
+    int64_t now = (int64_t)time(NULL);
+    size_t i;
+
+    for (i = 0; tls != NULL && i < tls->ncrls; i++) {
+        int64_t next, last, window;
+        const char *path;
+        char issuer[256];
+        struct sd_logline l;
+
+        if (sd_tls_crl_newest(tls, i, &next, &path, &last) != 0 || next == 0)
+            continue;
+        /* Warned a quarter of its life ahead (a 7-day CRL: 42 hours), at
+         * least an hour, at most expiry-warning. */
+        window = last > 0 && next > last ? (next - last) / 4 : 86400;
+        if (window < 3600)
+            window = 3600;
+        if (window > (int64_t)within_s)
+            window = (int64_t)within_s;
+        if (next - now > window)
+            continue;
+        sd_tls_name_text(X509_CRL_get_issuer(tls->crls[i].crl), issuer, sizeof(issuer));
+        sd_log_begin(&l, "warn", "crl_expiry"); /* as cert_expiry, expired or not */
+        sd_log_str(&l, "file", path);
+        sd_log_str(&l, "issuer", issuer);
+        sd_log_i64(&l, "seconds_left", next - now);
+        if (tls->crl_grace_s > 0)
+            sd_log_u64(&l, "grace_s", tls->crl_grace_s);
+        sd_log_str(&l, "msg",
+                   next + (int64_t)tls->crl_grace_s <= now
+                       ? "the newest CRL of this issuer is past its nextUpdate: clients "
+                         "whose chain it covers are refused (crl_expired) until a fresh CRL "
+                         "is installed (steeldoor pki crl, or your CA's)"
+                       : "the newest CRL of this issuer reaches its nextUpdate soon: install "
+                         "a fresh one before then (steeldoor pki crl, or your CA's; the file "
+                         "is watched), or clients whose chain it covers are refused");
+        sd_log_end(&l);
     }
 }
 
@@ -489,6 +537,23 @@ void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf 
 
     if (leaf != NULL)
         sd_tls_warn_cert(leaf, lc->cert, "server", within_s);
+    /* Clients match the name they dialled against the SANs only (RFC 6125;
+     * Go, curl, browsers, Python): a server certificate without them is
+     * refused by every client, whatever its CN says. */
+    if (leaf != NULL && lc->mode != SD_MODE_CONNECT &&
+        X509_get_ext_by_NID(leaf, NID_subject_alt_name, -1) < 0) {
+        struct sd_logline l;
+        char subj[256];
+        X509_NAME_oneline(X509_get_subject_name(leaf), subj, sizeof(subj));
+        sd_log_begin(&l, "warn", "cert_no_san");
+        sd_log_str(&l, "listener", lc->name);
+        sd_log_str(&l, "file", lc->cert);
+        sd_log_str(&l, "subject", subj);
+        sd_log_str(&l, "msg", "the server certificate has no subjectAltName: clients ignore "
+                   "the CN and will refuse it (reissue it with the names clients dial, e.g. "
+                   "steeldoor pki issue --server --dns NAME --ip ADDR)");
+        sd_log_end(&l);
+    }
     if (SSL_CTX_get0_chain_certs(tls->ctx, &chain) == 1)
         for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
             sd_tls_warn_cert(sk_X509_value(chain, i), lc->cert, "server_chain", within_s);
