@@ -29,6 +29,22 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO / "build" / "steeldoor"
 
 
+def _quiet_handle_error(self, request, client_address):
+    """socketserver's default prints a traceback for every client that
+    resets its connection; the tests' HTTP backends see that on purpose
+    (refused clients, steeldoor closing a backend connection), so those are
+    not errors. Anything else is still printed."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return
+    _orig_handle_error(self, request, client_address)
+
+
+import socketserver  # noqa: E402
+_orig_handle_error = socketserver.BaseServer.handle_error
+socketserver.BaseServer.handle_error = _quiet_handle_error
+
+
 def pytest_configure(config):
     # 1000-connection tests need many fds; steeldoor inherits this limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
