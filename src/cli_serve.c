@@ -241,7 +241,14 @@ static int sd_cli_parse(int argc, char **argv, struct sd_source *src, int connec
             goto out;
         }
         if (opt < SD_CLI_OPT_BASE || opt >= SD_CLI_OPT_BASE + (int)sd_config_nkeys) {
-            sd_err_set(err, "unknown option %s (see steeldoor %s --help)", argv[optind - 1],
+            const char *a = argv[optind - 1], *near = NULL;
+            char word[64];
+            if (strncmp(a, "--", 2) == 0) {
+                snprintf(word, sizeof(word), "%.*s", (int)strcspn(a + 2, "="), a + 2);
+                near = sd_config_key_nearest(word, SD_KEY_FLAG, -1, connector);
+            }
+            sd_err_set(err, "unknown option %s%s%s%s (see steeldoor %s --help)", a,
+                       near ? "; did you mean --" : "", near ? near : "", near ? "?" : "",
                        connector ? "connect" : "serve");
             goto out;
         }

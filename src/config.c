@@ -598,7 +598,8 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * factor (api-keys, jwks and their settings) is judged on every
      * request against the current generation, never at the handshake, so
      * a change to it needs no new session either. A connector's
-     * listen-mode is its socket file's permissions, and warm and
+     * listen-mode is its socket file's permissions, line where the file
+     * declares it, and warm and
      * warm-max-age how many of its connections are made ahead: not
      * admissions (a warm connection is verified by its own handshake). */
 }

@@ -512,3 +512,52 @@ int sd_config_key_apply(const struct sd_config_key *k, struct sd_config *cfg,
         ((struct sd_listener_conf *)obj)->http_given |= k->http_only;
     return rc;
 }
+
+/* Levenshtein distance of a and b (each cut at 63 bytes), by rows. */
+static size_t sd_config_key_distance(const char *a, const char *b)
+{
+    size_t la = strnlen(a, 63), lb = strnlen(b, 63), i, j, row[64], prev, cur;
+
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        prev = row[0];
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            size_t sub = prev + (a[i - 1] != b[j - 1]);
+            cur = row[j];
+            row[j] = sub < row[j] + 1 ? sub : row[j] + 1;
+            if (row[j - 1] + 1 < row[j])
+                row[j] = row[j - 1] + 1;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+const char *sd_config_key_nearest(const char *word, unsigned where, int scope, int role)
+{
+    const char *best = NULL;
+    size_t i, bestd = SIZE_MAX, limit = strlen(word) / 3 + 1;
+
+    if (limit > 3)
+        limit = 3;
+    for (i = 0; i < sd_config_nkeys; i++) {
+        const struct sd_config_key *k = &sd_config_keys[i];
+        const char *name = (where & SD_KEY_FLAG) ? sd_config_key_flag_name(k) : k->name;
+        size_t d;
+
+        if (!(k->where & where) || k->type == SD_KT_SPECIAL)
+            continue;
+        if (scope >= 0 && (int)k->scope != scope)
+            continue;
+        if (role >= 0 && k->scope == SD_SCOPE_LISTENER && !sd_config_key_for(k, role))
+            continue;
+        d = sd_config_key_distance(word, name);
+        if (d < bestd) {
+            bestd = d;
+            best = name;
+        }
+    }
+    return bestd <= limit ? best : NULL;
+}

@@ -85,6 +85,28 @@ static int sd_yaml_no_nul(yaml_document_t *doc, struct sd_err *err)
 
 /* Applies a list key (allow rules, CRL files: one string or a list of
  * strings) to listener l, one entry at a time, through the key's setter. */
+/* Applies key's value v. A relative file name in the config file is the
+ * file's neighbour, not the working directory's (as nginx and HAProxy
+ * read theirs): "pki/api.crt" in /etc/steeldoor/steeldoor.yaml is
+ * /etc/steeldoor/pki/api.crt, whichever directory steeldoor started in. */
+static int sd_yaml_apply(const struct sd_yaml *y, const struct sd_config_key *key,
+                         struct sd_config *cfg, struct sd_listener_conf *l, const char *v,
+                         const char *k, struct sd_err *err)
+{
+    const char *slash = y->path != NULL ? strrchr(y->path, '/') : NULL;
+    char path[4096];
+    size_t dn;
+
+    if (key->type != SD_KT_PATH || v[0] == '/' || v[0] == '\0' || slash == NULL)
+        return sd_config_key_apply(key, cfg, l, v, k, err);
+    dn = (size_t)(slash - y->path) + 1; /* with its '/' */
+    if (dn + strlen(v) >= sizeof(path))
+        return sd_err_set(err, "%s: path too long", k);
+    memcpy(path, y->path, dn);
+    memcpy(path + dn, v, strlen(v) + 1);
+    return sd_config_key_apply(key, cfg, l, path, k, err);
+}
+
 static int sd_yaml_each(struct sd_yaml *y, yaml_node_t *vn, const struct sd_config_key *key,
                         struct sd_config *cfg, struct sd_listener_conf *l, struct sd_err *err)
 {
@@ -92,7 +114,7 @@ static int sd_yaml_each(struct sd_yaml *y, yaml_node_t *vn, const struct sd_conf
     const char *k = key->name, *v = sd_yaml_scalar(vn);
 
     if (v != NULL)
-        return sd_config_key_apply(key, cfg, l, v, k, err);
+        return sd_yaml_apply(y, key, cfg, l, v, k, err);
     if (vn == NULL || vn->type != YAML_SEQUENCE_NODE)
         return sd_err_set(err, "'%s' must be a string or a list of strings", k);
     for (it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
@@ -111,7 +133,7 @@ static int sd_yaml_each(struct sd_yaml *y, yaml_node_t *vn, const struct sd_conf
                 return sd_err_set(err, "'%s' lists '%s' twice (lines %zu and %zu)", k, v,
                                   sd_yaml_line(pn), sd_yaml_line(in));
         }
-        if (sd_config_key_apply(key, cfg, l, v, k, err) != 0)
+        if (sd_yaml_apply(y, key, cfg, l, v, k, err) != 0)
             return -1;
     }
     return 0;
@@ -188,6 +210,7 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map, int connector,
         l->mode = connector == 2 ? SD_MODE_ADMIN : SD_MODE_CONNECT;
     idx = cfg->nlisteners - 1 - y->first;
     y->map_line[idx] = sd_yaml_line(map);
+    l->line = (uint32_t)y->map_line[idx];
     for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *kn = yaml_document_get_node(y->doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(y->doc, p->value);
@@ -227,7 +250,10 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map, int connector,
         /* An allow rule of a kind steeldoor does not have is named as
          * such: the rules are the one family of listener keys. */
         if (key == NULL && strncmp(k, "allow-", 6) == 0) {
-            sd_err_set(err, "unknown allow rule '%s'", k);
+            const char *near = sd_config_key_nearest(k, SD_KEY_YAML, SD_SCOPE_LISTENER,
+                                                      connector == 1);
+            sd_err_set(err, "unknown allow rule '%s'%s%s%s", k, near ? " (did you mean '" : "",
+                       near ? near : "", near ? "'?)" : "");
             return sd_err_prefix(err, where);
         }
         if (key != NULL && key->words && vn != NULL && vn->type == YAML_SEQUENCE_NODE) {
@@ -240,8 +266,16 @@ static int sd_yaml_listener(struct sd_yaml *y, yaml_node_t *map, int connector,
         if (v == NULL)
             return sd_err_set(err, "%s: '%s' must have a single value", where, k);
         if (key == NULL)
-            return sd_err_set(err, "%s: unknown %s key '%s'", where, kind, k);
-        if (sd_config_key_apply(key, cfg, l, v, k, err) != 0)
+        {
+            const char *near = sd_config_key_nearest(k, SD_KEY_YAML, SD_SCOPE_LISTENER,
+                                                     connector == 1);
+            if (near == NULL) /* a top-level key put in a listener? */
+                near = sd_config_key_nearest(k, SD_KEY_YAML, SD_SCOPE_PROCESS, -1);
+            return sd_err_set(err, "%s: unknown %s key '%s'%s%s%s", where, kind, k,
+                              near ? " (did you mean '" : "", near ? near : "",
+                              near ? "'?)" : "");
+        }
+        if (sd_yaml_apply(y, key, cfg, l, v, k, err) != 0)
             return sd_err_prefix(err, where);
     }
     return 0;
@@ -340,12 +374,19 @@ static int sd_yaml_root(struct sd_yaml *y, yaml_node_t *root,
                 return -1;
             continue;
         }
+        key = sd_config_key_yaml(k, SD_SCOPE_PROCESS);
+        if (key == NULL) {
+            /* The special keys (listeners, connectors) are suggested too. */
+            const char *near = sd_config_key_nearest(k, SD_KEY_YAML, SD_SCOPE_PROCESS, -1);
+            if (strcmp(k, "listener") == 0 || strcmp(k, "connector") == 0)
+                near = k[0] == 'l' ? "listeners" : "connectors";
+            return sd_err_set(err, "%s: unknown key '%s'%s%s%s", where, k,
+                              near ? " (did you mean '" : "", near ? near : "",
+                              near ? "'?)" : "");
+        }
         if (v == NULL)
             return sd_err_set(err, "%s: '%s' must have a single value", where, k);
-        key = sd_config_key_yaml(k, SD_SCOPE_PROCESS);
-        if (key == NULL)
-            return sd_err_set(err, "%s: unknown key '%s'", where, k);
-        if (sd_config_key_apply(key, cfg, NULL, v, k, err) != 0)
+        if (sd_yaml_apply(y, key, cfg, NULL, v, k, err) != 0)
             return sd_err_prefix(err, where);
     }
     if (!have_listeners)

@@ -116,6 +116,24 @@ fail:
     return NULL;
 }
 
+/* Prefixes err with where the failing listener is written: "FILE line N:
+ * listener NAME: " (config file), or "listener NAME: " (flags), so an
+ * error about a certificate says which listener's it is. */
+static void sd_gen_where(const struct sd_config *cfg, const struct sd_listener_conf *lc,
+                         struct sd_err *err)
+{
+    const char *kind = lc->mode == SD_MODE_CONNECT ? "connector"
+                       : lc->mode == SD_MODE_ADMIN ? "admin listener" : "listener";
+    char where[SD_ERR_MAX];
+
+    if (cfg->source != NULL && lc->line > 0)
+        snprintf(where, sizeof(where), "%s line %u: %s %s", cfg->source, lc->line, kind,
+                 lc->name);
+    else
+        snprintf(where, sizeof(where), "%s %s", kind, lc->name);
+    sd_err_prefix(err, where);
+}
+
 struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_t id,
                           struct sd_err *err)
 {
@@ -142,14 +160,9 @@ struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_
             continue;
         g->tls[i] = lc->mode == SD_MODE_CONNECT ? sd_tls_connector_new(lc, files, err)
                                                 : sd_tls_server_new(lc, files, err);
-        if (g->tls[i] == NULL) {
-            sd_gen_unref(g);
-            return NULL;
-        }
-        if (sd_auth_new(&cfg->listeners[i], files, &g->auth[i], err) != 0) {
-            char where[96];
-            snprintf(where, sizeof(where), "listener %s", cfg->listeners[i].name);
-            sd_err_prefix(err, where);
+        if (g->tls[i] == NULL ||
+            sd_auth_new(&cfg->listeners[i], files, &g->auth[i], err) != 0) {
+            sd_gen_where(cfg, lc, err);
             sd_gen_unref(g);
             return NULL;
         }

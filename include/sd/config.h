@@ -102,6 +102,8 @@ struct sd_listener_conf {
     uint32_t listen_mode;            /* file mode of a unix listen socket */
     uint32_t warm;                   /* connections kept handshaken ahead, per worker */
     uint32_t warm_max_age_ms;        /* ... and how long one may wait for a caller */
+    uint32_t line;                   /* where the config file declares it (1-based),
+                                      * 0: from flags; for errors */
     struct sd_addr listen_addr; /* filled by sd_config_validate */
     struct sd_addr target_addr; /* filled by sd_config_validate */
 };

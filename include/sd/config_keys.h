@@ -130,6 +130,12 @@ const struct sd_config_key *sd_config_key_yaml(const char *name, enum sd_key_sco
  * (connector 1)? Process keys belong to both. */
 int sd_config_key_for(const struct sd_config_key *k, int connector);
 
+/* The key name nearest to a misspelt word (edit distance at most a third
+ * of its length, 3 at most), for "did you mean": among the keys written
+ * `where` (SD_KEY_FLAG: flag spellings, SD_KEY_YAML: YAML names), of scope
+ * (enum sd_key_scope, or -1: any) and, for listener keys, role (0 a
+ * listener's, 1 a connector's, -1 any). NULL when none is close. */
+const char *sd_config_key_nearest(const char *word, unsigned where, int scope, int role);
 /* The key whose flag is `--flag`, or NULL. */
 const struct sd_config_key *sd_config_key_flag(const char *flag);
 
