@@ -13,6 +13,9 @@
 #include "sd/files.h"
 #include "sd/gen.h"
 #include "sd/master.h"
+#include "sd/admin.h"
+#include "sd/policy.h"
+#include "sd/tls.h"
 
 /* getopt's value for the key sd_config_keys[i] is SD_CLI_OPT_BASE + i,
  * above every character getopt returns. */
@@ -124,7 +127,8 @@ static int sd_cli_flag_of(const struct sd_config_key *k, int connector)
 {
     if (!(k->where & SD_KEY_FLAG) || !sd_config_key_for(k, connector))
         return 0;
-    return !(connector && k->type == SD_KT_SPECIAL && strcmp(k->name, "help") != 0);
+    return !(connector && k->type == SD_KT_SPECIAL && strcmp(k->name, "help") != 0 &&
+             strcmp(k->name, "check") != 0);
 }
 
 static void sd_cli_usage(FILE *out, int connector)
@@ -260,6 +264,10 @@ static int sd_cli_parse(int argc, char **argv, struct sd_source *src, int connec
             sd_err_set(err, "--%s is given more than once", sd_config_key_flag_name(k));
             goto out;
         }
+        if (k->type == SD_KT_SPECIAL && strcmp(k->name, "check") == 0) {
+            src->check = 1;
+            continue;
+        }
         if (k->type == SD_KT_SPECIAL) { /* --config */
             if (sd_config_set_str(&src->config, optarg, err) != 0)
                 goto out;
@@ -307,6 +315,59 @@ int sd_cli_connect_parse(int argc, char **argv, struct sd_source *src, struct sd
     return sd_cli_parse(argc, argv, src, 1, err);
 }
 
+static int sd_cli_check_cert(void *arg, const struct sd_tls_cert_info *ci)
+{
+    char when[32];
+
+    (void)arg;
+    if (strcmp(ci->role, "server") != 0 && strcmp(ci->role, "client") != 0)
+        return 0;
+    sd_admin_rfc3339(ci->not_after, when);
+    printf("    %s certificate %s: %s, expires %s\n", ci->role, ci->file, ci->subject, when);
+    return 0;
+}
+
+/* --check: builds the whole first generation as a start would (every file
+ * read, every key matched with its certificate, chains, CRLs, rules, the
+ * second factor's files), prints what would run, and binds nothing, so it
+ * can check a new configuration while the old one serves. Takes cfg.
+ * Returns the exit status: 0 when steeldoor would start. */
+static int sd_cli_check(struct sd_config *cfg, struct sd_files *files, const char *cmd)
+{
+    char source[1024];
+    struct sd_err err;
+    struct sd_gen *g;
+    size_t i;
+
+    snprintf(source, sizeof(source), "%s", cfg->source != NULL ? cfg->source
+                                                               : "the command line");
+    if (sd_tls_init(&err) != 0 || (g = sd_gen_new(cfg, files, 1, &err)) == NULL) {
+        fprintf(stderr, "steeldoor %s: %s\n", cmd, err.msg);
+        printf("steeldoor: %s: configuration FAILED\n", source);
+        return 1;
+    }
+    printf("steeldoor: %s: configuration OK, %zu listener%s, %d worker%s\n", source,
+           g->cfg->nlisteners, g->cfg->nlisteners == 1 ? "" : "s", g->cfg->workers,
+           g->cfg->workers == 1 ? "" : "s");
+    for (i = 0; i < g->cfg->nlisteners; i++) {
+        const struct sd_listener_conf *lc = &g->cfg->listeners[i];
+        printf("  %s %s: %s %s", lc->mode == SD_MODE_CONNECT ? "connector" : "listener",
+               lc->name, sd_config_mode_name(lc->mode), lc->listen);
+        if (lc->target != NULL)
+            printf(" -> %s", lc->target);
+        printf("\n");
+        if (lc->cacert != NULL)
+            printf("    cacert %s, %zu %s rule%s, %zu CRL file%s\n", lc->cacert,
+                   sd_policy_count(lc->policy),
+                   lc->mode == SD_MODE_CONNECT ? "verify" : "allow",
+                   sd_policy_count(lc->policy) == 1 ? "" : "s", lc->ncrls,
+                   lc->ncrls == 1 ? "" : "s");
+        (void)sd_tls_info_certs(g->tls[i], lc, sd_cli_check_cert, NULL);
+    }
+    sd_gen_unref(g);
+    return 0;
+}
+
 static int sd_cli_main(int argc, char **argv, int connector)
 {
     const char *cmd = connector ? "connect" : "serve";
@@ -327,6 +388,12 @@ static int sd_cli_main(int argc, char **argv, int connector)
     rc = sd_cli_parse(argc, argv, src, connector, &err);
     if (rc == 0) {
         cfg = sd_gen_parse(src, files, &usage, &err);
+        if (cfg != NULL && src->check) {
+            rc = sd_cli_check(cfg, files, cmd);
+            sd_files_free(files);
+            sd_gen_source_free(src);
+            return rc;
+        }
         if (cfg != NULL) {
             /* The master and the workers it forks read src on every
              * reload; it lives until the master returns. */

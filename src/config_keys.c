@@ -395,6 +395,11 @@ const struct sd_config_key sd_config_keys[] = {
       .type = SD_KT_SECONDS, .offset = P_OFF(expiry_warning_s), .def = "7d",
       .metavar = "DUR", .group = SD_GROUP_RELOAD,
       .help = "warn about certificates expiring within DUR, at load and every 12 hours" },
+    { .name = "check", .where = SD_KEY_FLAG, .scope = SD_SCOPE_PROCESS,
+      .type = SD_KT_SPECIAL, .group = SD_GROUP_RELOAD,
+      .help = "load and check everything (files, keys against certificates, chains, rules), "
+              "print what would run, and exit: 0 when it would start (binds nothing, so it "
+              "can check a new configuration next to the running one)" },
     { .name = "help", .where = SD_KEY_FLAG, .scope = SD_SCOPE_PROCESS,
       .type = SD_KT_SPECIAL, .group = SD_GROUP_RELOAD, .help = "this text" },
 };

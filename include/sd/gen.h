@@ -46,6 +46,7 @@ struct sd_source {
     char *config;                       /* --config FILE, or NULL: flags only */
     struct sd_source_setting *settings; /* [cap], in command-line order */
     size_t nsettings, cap;
+    int check;                          /* --check: validate, print, exit */
     int connect;                        /* `steeldoor connect`: the flags' one
                                          * listener is a connector */
 };

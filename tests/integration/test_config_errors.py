@@ -94,3 +94,34 @@ def test_misspelt_keys_get_the_nearest(sd_bin, tmp_path):
         assert "did you mean %s?" % near in err, (flag, err)
     err = _refused(sd_bin, ["connect", "--verfy-uri", "x"], tmp_path)
     assert "did you mean --verify-uri?" in err, err
+
+
+def test_check_validates_without_binding(sd_bin, tmp_path):
+    _pki(sd_bin, tmp_path / "pki")
+    port = free_port()
+    cfg = tmp_path / "sd.yaml"
+    cfg.write_text("workers: 1\nlisteners:\n" + _listener("api", port))
+    # while a steeldoor serves this very configuration: --check binds nothing
+    sd = Steeldoor(sd_bin, ["serve", "--config", cfg], tmp_path)
+    sd.start(wait_ports=[port])
+    try:
+        r = subprocess.run([sd_bin, "serve", "--check", "--config", str(cfg)], cwd=str(tmp_path),
+                           capture_output=True, timeout=20)
+        out = r.stdout.decode()
+        assert r.returncode == 0, (out, r.stderr)
+        assert "configuration OK" in out and "listener api: tcp 127.0.0.1:%d" % port in out, out
+        assert "server certificate %s" % (tmp_path / "pki" / "api.crt") in out, out
+    finally:
+        sd.stop()
+        sd.close_files()
+    # a key that is not its certificate's: refused, non-zero, the error names both
+    run([sd_bin, "pki", "issue", "--dir", str(tmp_path / "pki"), "--name", "other",
+         "--server", "--dns", "localhost"], timeout=30)
+    cfg.write_text(cfg.read_text().replace("key: pki/api.key", "key: pki/other.key"))
+    r = subprocess.run([sd_bin, "serve", "--check", "--config", str(cfg)], cwd=str(tmp_path),
+                       capture_output=True, timeout=20)
+    assert r.returncode == 1 and "configuration FAILED" in r.stdout.decode(), r
+    assert "listener api" in r.stderr.decode() and "other.key" in r.stderr.decode(), r.stderr
+    # a usage error: 2
+    r = subprocess.run([sd_bin, "serve", "--check", "--bogus"], capture_output=True, timeout=20)
+    assert r.returncode == 2, r
