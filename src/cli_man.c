@@ -529,9 +529,12 @@ static const char sd_man_environment[] =
 
 static const char sd_man_exit[] =
     "steeldoor serve and steeldoor connect exit 0 after a shutdown by SIGTERM or\n"
-    "SIGINT (and after --help), 1 when they cannot start (a configuration that\n"
-    "does not load, a file that cannot be read, an address that cannot be\n"
-    "bound), 2 on a usage error. steeldoor pki and steeldoor apikey: 0 ok, 1\n"
+    "SIGINT (and after --help, and a --check that passed), 1 when they cannot\n"
+    "start (a file that cannot be read, a key that is not its certificate's, an\n"
+    "address that cannot be bound; a --check that failed), 2 on a usage error (an\n"
+    "unknown flag, a configuration file that does not parse, a bad value). A\n"
+    "start-up error is one sentence on a terminal, otherwise a JSON log line\n"
+    "(event start_failed). steeldoor pki and steeldoor apikey: 0 ok, 1\n"
     "failure, 2 usage error. steeldoor audit: 0 no open door, 1 a door was found,\n"
     "2 the audit could not run.\n";
 

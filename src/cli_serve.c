@@ -12,6 +12,7 @@
 #include "sd/config_keys.h"
 #include "sd/files.h"
 #include "sd/gen.h"
+#include "sd/log.h"
 #include "sd/master.h"
 #include "sd/admin.h"
 #include "sd/policy.h"
@@ -342,7 +343,7 @@ static int sd_cli_check(struct sd_config *cfg, struct sd_files *files, const cha
     snprintf(source, sizeof(source), "%s", cfg->source != NULL ? cfg->source
                                                                : "the command line");
     if (sd_tls_init(&err) != 0 || (g = sd_gen_new(cfg, files, 1, &err)) == NULL) {
-        fprintf(stderr, "steeldoor %s: %s\n", cmd, err.msg);
+        sd_log_fatal(cmd, err.msg);
         printf("steeldoor: %s: configuration FAILED\n", source);
         return 1;
     }
@@ -382,7 +383,7 @@ static int sd_cli_main(int argc, char **argv, int connector)
     if (src == NULL || files == NULL) {
         sd_gen_source_free(src);
         sd_files_free(files);
-        fprintf(stderr, "steeldoor %s: out of memory\n", cmd);
+        sd_log_fatal(cmd, "out of memory");
         return 1;
     }
     rc = sd_cli_parse(argc, argv, src, connector, &err);
@@ -406,7 +407,7 @@ static int sd_cli_main(int argc, char **argv, int connector)
         rc = rc == 1 ? 0 : 2;
     }
     if (rc != 0)
-        fprintf(stderr, "steeldoor %s: %s\n", cmd, err.msg);
+        sd_log_fatal(cmd, err.msg);
     sd_files_free(files);
     sd_gen_source_free(src);
     return rc;

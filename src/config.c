@@ -571,8 +571,8 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * fields left out. This assertion fails the build until that is done
      * (and tests/unit/test_admission.c enumerates every config key). */
 #if UINTPTR_MAX == UINT64_MAX /* the layout below is LP64's */
-    _Static_assert(sizeof(struct sd_listener_conf) == 1224 &&
-                       offsetof(struct sd_listener_conf, listen_addr) == 696,
+    _Static_assert(sizeof(struct sd_listener_conf) == 1480 &&
+                       offsetof(struct sd_listener_conf, listen_addr) == 952,
                    "sd_listener_conf changed: decide in sd_config_admission() whether "
                    "the new field affects admission, then update this size");
 #endif
@@ -601,7 +601,11 @@ void sd_config_admission(const struct sd_listener_conf *l,
      * listen-mode is its socket file's permissions, line where the file
      * declares it, and warm and
      * warm-max-age how many of its connections are made ahead: not
-     * admissions (a warm connection is verified by its own handshake). */
+     * admissions (a warm connection is verified by its own handshake).
+     * alpn names the protocols the TLS layer may select (or a connector
+     * offers), never who is admitted; OpenSSL negotiates ALPN again in
+     * every handshake, resumed ones included, so a session made under one
+     * list resumes under another with the new list's choice. */
 }
 
 int sd_config_parse_duration_or_zero(const char *what, const char *text, uint32_t *ms,

@@ -101,6 +101,65 @@ static int sd_config_key_set_http_headers(void *obj, const struct sd_config_key 
     return 0;
 }
 
+/* alpn: ALPN protocol names (RFC 7301), comma-separated (blanks around a
+ * name are dropped), each of visible ASCII, none twice, at most
+ * SD_MAX_ALPN bytes in all; "none" alone (an empty YAML list is "none"):
+ * no ALPN. Kept normalised in the listener's own buffer. Which modes take
+ * it is decided where the TLS context is built (src/tls/ctx.c). */
+static int sd_config_key_set_alpn(void *obj, const struct sd_config_key *k,
+                                  const union sd_config_value *v, const char *what,
+                                  struct sd_err *err)
+{
+    struct sd_listener_conf *l = obj;
+    char out[SD_MAX_ALPN + 1];
+    size_t n = 0;
+    const char *p = v->s;
+
+    (void)k;
+    for (;;) {
+        const char *a = p, *b, *q;
+        size_t len, i;
+
+        while (*p != '\0' && *p != ',')
+            p++;
+        b = p;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        len = (size_t)(b - a);
+        if (len == 0)
+            return sd_err_set(err, "%s: empty protocol name (a comma-separated list such "
+                              "as h2,http/1.1, or none)", what);
+        for (i = 0; i < len; i++)
+            if ((unsigned char)a[i] < 0x21 || (unsigned char)a[i] > 0x7e)
+                return sd_err_set(err, "%s: '%.*s' is not a protocol name (visible ASCII, "
+                                  "e.g. h2, http/1.1)", what, len > 64 ? 64 : (int)len, a);
+        if (len == 4 && memcmp(a, "none", 4) == 0) {
+            if (n == 0 && *p == '\0') {
+                l->alpn[0] = '\0';
+                return 0;
+            }
+            return sd_err_set(err, "%s: none stands alone", what);
+        }
+        if (n + (n > 0) + len > SD_MAX_ALPN)
+            return sd_err_set(err, "%s: the list is longer than %d bytes", what, SD_MAX_ALPN);
+        for (q = out; q < out + n; q += strcspn(q, ",") + 1)
+            if (strcspn(q, ",") == len && memcmp(q, a, len) == 0)
+                return sd_err_set(err, "%s: '%.*s' is listed twice", what, (int)len, a);
+        if (n > 0)
+            out[n++] = ',';
+        memcpy(out + n, a, len);
+        n += len;
+        out[n] = '\0';
+        if (*p == '\0')
+            break;
+        p++;
+    }
+    memcpy(l->alpn, out, n + 1);
+    return 0;
+}
+
 /* api-key-header: a header name that can carry a key, i.e. a token that is
  * none of the names steeldoor reserves (they are stripped from every
  * request before the key would be read) and none of the framing or
@@ -279,6 +338,14 @@ const struct sd_config_key sd_config_keys[] = {
       .group = SD_GROUP_IDENTITY,
       .help = "start each backend connection with a PROXY v2 header carrying the client "
               "address and verified identity" },
+    { .name = "alpn", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES,
+      .type = SD_KT_STRING, .words = 1, .set = sd_config_key_set_alpn, .metavar = "LIST",
+      .group = SD_GROUP_IDENTITY,
+      .help = "tcp listeners: ALPN protocols to select, comma-separated (h2,http/1.1): the "
+              "first of the list that the client offers; default none (HTTP mode always "
+              "selects http/1.1)",
+      .help_connect = "ALPN protocols to offer the server, comma-separated (h2); default "
+                      "none" },
     { .name = "name", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_STRING,
       .admission = 1, .offset = L_OFF(name), .metavar = "NAME", .group = SD_GROUP_IDENTITY,
       .help = "listener name in logs (default: the listen address)",

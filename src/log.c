@@ -2,6 +2,7 @@
 #include "sd/log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -818,4 +819,28 @@ void sd_log_msg(const char *level, const char *event, const char *fmt, ...)
     sd_log_begin(&l, level, event);
     sd_log_str(&l, "msg", msg);
     sd_log_end(&l);
+}
+
+void sd_log_fatal(const char *cmd, const char *msg)
+{
+    struct sd_logline l;
+    int i;
+
+    /* A person at a terminal reads a sentence; anything else (a pipe, the
+     * journal, a file) gets a log line like every other, so a JSON log
+     * pipeline never meets a line it cannot parse. */
+    if (isatty(STDERR_FILENO)) {
+        fprintf(stderr, "steeldoor %s: %s\n", cmd, msg);
+        return;
+    }
+    sd_log_begin(&l, "error", "start_failed");
+    sd_log_str(&l, "command", cmd);
+    sd_log_str(&l, "msg", msg);
+    sd_log_end(&l);
+    /* The process exits next: give a slow reader a moment, bounded. */
+    for (i = 0; i < 100 && sd_log_queued() > 0; i++) {
+        (void)sd_log_flush();
+        if (sd_log_queued() > 0)
+            (void)poll(NULL, 0, 10);
+    }
 }

@@ -92,6 +92,10 @@ void sd_peer_log(const struct sd_peer *p, struct sd_logline *l)
         sd_log_str(l, "cipher", p->cipher);
         sd_log_bool(l, "resumed", p->resumed);
     }
+    /* The protocol ALPN selected in this handshake, when one was: from the
+     * listener's list (or the connector's offer), so bounded by it. */
+    if (p->alpn.s != NULL && p->alpn.len > 0)
+        sd_log_strn_bounded(l, "alpn", p->alpn.s, p->alpn.len, SD_PEER_LOG_NAME_MAX);
     if (p->rule >= 0) {
         const struct sd_name *id = sd_peer_identity(p);
 

@@ -45,6 +45,7 @@
 #define SD_DEFAULT_LISTEN_MODE 0600u /* a connector's unix socket: its owner only */
 #define SD_MAX_WARM 64u                  /* warm connections per connector and worker */
 #define SD_DEFAULT_WARM_MAX_AGE_MS 15000u /* below common servers' idle timeouts */
+#define SD_MAX_ALPN 255 /* bytes of an alpn list as written (sd_listener_conf.alpn) */
 
 /* SD_MODE_CONNECT is a connector (client mode, `connectors:` in YAML,
  * `steeldoor connect`): plaintext accepted on loopback or a unix socket,
@@ -75,6 +76,13 @@ struct sd_listener_conf {
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms;
     uint32_t session_lifetime_ms; /* 0: no resumption */
+    /* ALPN protocol names (RFC 7301), comma-separated, each checked by
+     * the key's setter; "" (the default): none. A tcp listener selects
+     * the first of them that the client offers (this order, not the
+     * client's); a connector offers them to the server. HTTP mode takes
+     * no list: it selects http/1.1 (src/tls/ctx.c). Held here, not
+     * allocated: nothing to free. */
+    char alpn[SD_MAX_ALPN + 1];
     /* What the listener speaks to its backend (sd/mode.h): SD_MODE_TCP
      * (L4, the default) or SD_MODE_HTTP (HTTP/1.1 with identity headers). */
     uint8_t mode;

@@ -123,6 +123,11 @@ void sd_log_end(struct sd_logline *l);
 /* One-call helpers for events with a message. */
 void sd_log_msg(const char *level, const char *event, const char *fmt, ...) SD_PRINTF(3, 4);
 
+/* A start-up failure of command cmd ("serve", "connect"): on a terminal a
+ * sentence ("steeldoor serve: MSG"), otherwise an error log line (event
+ * start_failed, with msg), flushed before the caller exits. */
+void sd_log_fatal(const char *cmd, const char *msg);
+
 /* Writes queued lines (and a pending log_dropped report) as far as the sink
  * takes them now. Returns 1 while lines are still waiting, else 0. */
 int sd_log_flush(void);

@@ -133,35 +133,71 @@ int sd_tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-/* ALPN on an HTTP mode listener: "http/1.1" when the client offers it,
- * wherever it stands in the client's list (steeldoor speaks nothing else).
- * A client that offers ALPN without it (h2 only, say) gets no ALPN at all
- * rather than a fatal no_application_protocol alert: a client that
- * prefers h2 (curl, browsers) then falls back to HTTP/1.1, and the
- * handshake never fails over ALPN. tcp listeners install no callback: no
- * protocol is chosen, as before. */
+/* ALPN, server side (RFC 7301). arg is the listener's list as written,
+ * comma-separated ("http/1.1" in HTTP mode, the `alpn` key on a tcp
+ * listener), owned by the configuration, which outlives the context (a
+ * generation frees its contexts first). The protocol selected is the first
+ * of that list the client offers, wherever it stands in the client's list:
+ * the server's order, as for ciphers (SSL_OP_CIPHER_SERVER_PREFERENCE). A
+ * client that offers ALPN but none of them gets no ALPN at all rather than
+ * a fatal no_application_protocol alert (RFC 7301 allows either): a client
+ * that prefers h2 (curl, browsers) then falls back to HTTP/1.1, and the
+ * handshake never fails over ALPN. OpenSSL calls this in every handshake
+ * that carries the extension, resumed ones included (TLS 1.2 and 1.3), and
+ * keeps the choice per connection (SSL_get0_alpn_selected), so a resumed
+ * connection gets what its own ClientHello and the current list say, not
+ * what the session's first connection got. A tcp listener without `alpn`
+ * installs no callback: nothing is selected, as before the key existed. */
 static int sd_tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                                  const unsigned char *in, unsigned int inlen, void *arg)
 {
-    static const unsigned char http11[] = "http/1.1";
-    unsigned int i = 0;
+    const char *w = arg;
 
     (void)ssl;
-    (void)arg;
-    /* in is the client's list as sent: (length byte, name)..., which
-     * OpenSSL has checked to be well formed; bounds are checked anyway. */
-    while (i < inlen) {
-        unsigned int n = in[i];
-        if (n == 0 || n > inlen - i - 1)
-            break;
-        if (n == sizeof(http11) - 1 && memcmp(in + i + 1, http11, n) == 0) {
-            *out = in + i + 1;
-            *outlen = (unsigned char)n;
-            return SSL_TLSEXT_ERR_OK;
+    while (*w != '\0') {
+        size_t n = strcspn(w, ",");
+        unsigned int i = 0;
+
+        /* in is the client's list as sent: (length byte, name)..., which
+         * OpenSSL has checked to be well formed; bounds are checked anyway. */
+        while (i < inlen) {
+            unsigned int m = in[i];
+            if (m == 0 || m > inlen - i - 1)
+                break;
+            if (m == n && memcmp(in + i + 1, w, n) == 0) {
+                *out = in + i + 1;
+                *outlen = (unsigned char)m;
+                return SSL_TLSEXT_ERR_OK;
+            }
+            i += 1 + m;
         }
-        i += 1 + n;
+        w += n;
+        if (*w == ',')
+            w++;
     }
     return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* A comma-separated ALPN list (checked by the key's setter: names of 1 to
+ * 255 visible characters) in the wire format SSL_CTX_set_alpn_protos
+ * takes: each name after its length byte. Returns the length written (one
+ * more than the text's), or 0 when the list is empty or does not fit. */
+static size_t sd_tls_alpn_wire(const char *list, unsigned char *out, size_t cap)
+{
+    size_t len = 0;
+
+    while (*list != '\0') {
+        size_t n = strcspn(list, ",");
+        if (n == 0 || n > 255 || 1 + n > cap - len)
+            return 0;
+        out[len] = (unsigned char)n;
+        memcpy(out + len + 1, list, n);
+        len += 1 + n;
+        list += n;
+        if (*list == ',')
+            list++;
+    }
+    return len;
 }
 
 struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
@@ -173,6 +209,13 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     unsigned char sidbuf[EVP_MAX_MD_SIZE];
     unsigned int sidlen = 0;
 
+    /* HTTP mode speaks HTTP/1.1 and nothing else: a list would promise a
+     * protocol its engine cannot serve, so none is taken. */
+    if (lc->mode == SD_MODE_HTTP && lc->alpn[0] != '\0') {
+        sd_err_set(err, "alpn is a setting of tcp listeners and connectors (HTTP mode "
+                        "selects http/1.1 itself)");
+        return NULL;
+    }
     ERR_clear_error();
     ctx = SSL_CTX_new(TLS_server_method());
     sid = EVP_MD_CTX_new();
@@ -226,7 +269,9 @@ struct sd_tls *sd_tls_server_new(const struct sd_listener_conf *lc,
     memcpy(tls->sid, sidbuf, sizeof(tls->sid));
     SSL_CTX_set_client_hello_cb(ctx, sd_tls_client_hello_cb, tls);
     if (lc->mode == SD_MODE_HTTP)
-        SSL_CTX_set_alpn_select_cb(ctx, sd_tls_alpn_select_cb, NULL);
+        SSL_CTX_set_alpn_select_cb(ctx, sd_tls_alpn_select_cb, (void *)"http/1.1");
+    else if (lc->alpn[0] != '\0')
+        SSL_CTX_set_alpn_select_cb(ctx, sd_tls_alpn_select_cb, (void *)lc->alpn);
     tls->ctx = ctx;
     sd_tls_session_setup(tls);
     EVP_MD_CTX_free(sid);
@@ -488,6 +533,20 @@ struct sd_tls *sd_tls_connector_new(const struct sd_listener_conf *lc, struct sd
     }
     tls->connector = 1;
     sd_tls_connector_own_cert(tls);
+    if (lc->alpn[0] != '\0') {
+        /* Offered in our order; the server picks (OpenSSL refuses a pick
+         * we did not offer). What it picked is logged; the caller behind
+         * the plaintext side is not told, so it must speak what the
+         * server will pick: list one protocol unless the server's choice
+         * is known. */
+        unsigned char wire[SD_MAX_ALPN + 1];
+        size_t wlen = sd_tls_alpn_wire(lc->alpn, wire, sizeof(wire));
+        if (wlen == 0 || SSL_CTX_set_alpn_protos(tls->ctx, wire, (unsigned int)wlen) != 0) {
+            sd_err_openssl(err, "connector %s: cannot set the ALPN list", lc->name);
+            sd_tls_free(tls);
+            return NULL;
+        }
+    }
     SSL_CTX_set_cert_cb(tls->ctx, sd_tls_connector_cert_cb, NULL);
     tls->session_lifetime_s = lc->session_lifetime_ms == 0
                                   ? 0 : (lc->session_lifetime_ms + 999) / 1000;

@@ -125,3 +125,42 @@ def test_check_validates_without_binding(sd_bin, tmp_path):
     # a usage error: 2
     r = subprocess.run([sd_bin, "serve", "--check", "--bogus"], capture_output=True, timeout=20)
     assert r.returncode == 2, r
+
+
+def test_startup_errors_are_json_lines_unless_a_terminal(sd_bin, tmp_path):
+    import json
+    import os
+    cfg = tmp_path / "sd.yaml"
+    cfg.write_text("worker: 2\n")
+    for args, rc in ((["serve", "--config", str(cfg)], 2), (["serve", "--bogus"], 2),
+                     (["serve", "--listen", "127.0.0.1:1", "--target", "127.0.0.1:2", "--cert",
+                       "missing.crt", "--key", "missing.key", "--cacert", "missing.pem",
+                       "--allow-all"], 1)):
+        r = subprocess.run([sd_bin] + args, cwd=str(tmp_path), capture_output=True, timeout=20)
+        assert r.returncode == rc, (args, r)
+        lines = [l for l in r.stderr.decode().splitlines() if l.strip()]
+        assert lines, r
+        events = [json.loads(l) for l in lines]   # every line parses
+        fatal = [e for e in events if e.get("event") == "start_failed"]
+        assert len(fatal) == 1 and fatal[0]["level"] == "error" and fatal[0]["msg"], events
+        assert fatal[0]["command"] == "serve", fatal
+    # at a terminal: one sentence for a person
+    master, slave = os.openpty()
+    try:
+        r = subprocess.run([sd_bin, "serve", "--config", str(cfg)], cwd=str(tmp_path),
+                           stdout=subprocess.DEVNULL, stderr=slave, timeout=20)
+        os.close(slave)
+        out = b""
+        try:
+            while True:
+                chunk = os.read(master, 4096)
+                if not chunk:
+                    break
+                out += chunk
+        except OSError:
+            pass
+    finally:
+        os.close(master)
+    text = out.decode()
+    assert r.returncode == 2 and text.startswith("steeldoor serve: "), text
+    assert "did you mean 'workers'?" in text and "{" not in text, text
