@@ -210,6 +210,8 @@ static void legacy_log(const struct sd_peer *p, X509 *x, struct sd_logline *l)
         sd_log_str(l, "cipher", p->cipher);
         sd_log_bool(l, "resumed", p->resumed);
     }
+    if (p->alpn.len > 0) /* the field added since (issue 17) */
+        sd_log_strn_bounded(l, "alpn", p->alpn.s, p->alpn.len, 512);
     if (p->rule >= 0) {
         struct legacy_ident t;
         sd_log_str_bounded(l, "rule", p->rule_text, 512);
@@ -1002,7 +1004,7 @@ static void test_ip_and_email(void **state)
     sd_log_end(&l);
     rest = strip_cert_ids((char *)read_line(line, sizeof(line)));
     assert_string_equal(rest, ",\"tls_version\":\"TLSv1.3\",\"cipher\":\"TLS_AES_128_GCM_SHA256\","
-                              "\"resumed\":false,\"rule\":\"all\",\"identity\":\"billing\","
+                              "\"resumed\":false,\"alpn\":\"h2\",\"rule\":\"all\",\"identity\":\"billing\","
                               "\"sni\":\"api.internal\","
                               "\"subject\":\"CN=billing,OU=payments,O=Example\","
                               "\"sans\":[\"IP:10.0.0.1\",\"email:ops@example.org\","
@@ -1029,7 +1031,7 @@ static void test_log_normal_and_truncated(void **state)
     sd_log_end(&l);
     rest = strip_cert_ids((char *)read_line(line, sizeof(line)));
     assert_string_equal(rest, ",\"tls_version\":\"TLSv1.3\",\"cipher\":\"TLS_AES_128_GCM_SHA256\","
-                              "\"resumed\":true,\"rule\":\"uri:spiffe://example.org/ns/*/sa/b\","
+                              "\"resumed\":true,\"alpn\":\"h2\",\"rule\":\"uri:spiffe://example.org/ns/*/sa/b\","
                               "\"identity\":\"spiffe://example.org/ns/a/sa/b\","
                               "\"sni\":\"api.internal\","
                               "\"subject\":\"CN=billing,OU=payments,O=Example\","
