@@ -28,6 +28,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -617,7 +618,8 @@ static int sd_pki_emit_append(FILE *fp, const void *obj)
 }
 
 /* Refuses to prompt on the terminal for the passphrase of an encrypted
- * key: the PKI never writes one, so a prompt would only confuse. */
+ * key: the PKI never writes one, and encrypted keys are told apart and
+ * refused before any read (sd_pki_not_a), so this is a second lock. */
 static int sd_pki_no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
@@ -627,31 +629,225 @@ static int sd_pki_no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-/* Loads DIR/file; with SD_PKI_OPTIONAL a missing file gives *out NULL. */
+/* The files the PKI reads are its own (PEM, as it writes them), but a CA
+ * brought from elsewhere may come as DER, encrypted, as PKCS#12, or with
+ * its two files swapped: every such file is read by content (never by its
+ * name), DER taken as well as PEM, and anything else named with the fix.
+ * (src/tls/load.c does the same for what serve and connect read.) */
+#define SD_PKI_READ_MAX (1u << 20) /* far above any certificate or key file */
+
+enum sd_pki_want { SD_PKI_WANT_CERT, SD_PKI_WANT_KEY, SD_PKI_WANT_CRL };
+
+/* Reads all of fp (at most SD_PKI_READ_MAX bytes) into *out (to free,
+ * after OPENSSL_cleanse for a key), without stdio's buffer: a key's bytes
+ * are then only where we wipe them. */
+static int sd_pki_slurp(FILE *fp, const char *path, unsigned char **out, size_t *len,
+                        struct sd_err *err)
+{
+    unsigned char *buf = malloc(SD_PKI_READ_MAX + 1);
+    size_t n = 0;
+
+    *out = NULL;
+    *len = 0;
+    if (buf == NULL)
+        return sd_err_set(err, "out of memory");
+    for (;;) {
+        ssize_t r = read(fileno(fp), buf + n, SD_PKI_READ_MAX + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            sd_err_set(err, "%s: cannot read: %s", path, strerror(errno));
+            break;
+        }
+        n += (size_t)r;
+        if (r == 0 || n > SD_PKI_READ_MAX) {
+            if (n <= SD_PKI_READ_MAX) {
+                *out = buf;
+                *len = n;
+                return 0;
+            }
+            sd_err_set(err, "%s: larger than %u bytes: not a certificate, key or CRL file",
+                       path, SD_PKI_READ_MAX);
+            break;
+        }
+    }
+    OPENSSL_cleanse(buf, n);
+    free(buf);
+    return -1;
+}
+
+static int sd_pki_has(const unsigned char *d, size_t len, const char *s)
+{
+    return memmem(d, len, s, strlen(s)) != NULL;
+}
+
+/* 1 if d starts with a DER SEQUENCE whose length fits in len. */
+static int sd_pki_is_der(const unsigned char *d, size_t len)
+{
+    const unsigned char *p = d;
+    long olen = 0;
+    int tag = 0, cls = 0, r = ASN1_get_object(&p, &olen, &tag, &cls, (long)len);
+
+    ERR_clear_error();
+    return !(r & 0x80) && (r & V_ASN1_CONSTRUCTED) && tag == V_ASN1_SEQUENCE &&
+           cls == V_ASN1_UNIVERSAL;
+}
+
+/* What a DER file holds, as the noun of a message ("a CRL"), or NULL for
+ * none known; *enc_key is set for an encrypted private key. */
+static const char *sd_pki_der_kind(const unsigned char *d, size_t len, int *enc_key)
+{
+    const unsigned char *p;
+    const char *kind = NULL;
+    void *o;
+
+    *enc_key = 0;
+#define SD_PKI_TRY(d2i, freefn, k)                                                        \
+    if (kind == NULL) {                                                                   \
+        p = d;                                                                            \
+        if ((o = d2i(NULL, &p, (long)len)) != NULL) {                                     \
+            freefn(o);                                                                    \
+            kind = (k);                                                                   \
+        }                                                                                 \
+    }
+    SD_PKI_TRY(d2i_X509, X509_free, "a certificate")
+    SD_PKI_TRY(d2i_X509_CRL, X509_CRL_free, "a CRL")
+    SD_PKI_TRY(d2i_PKCS12, PKCS12_free, "a PKCS#12 bundle")
+    SD_PKI_TRY(d2i_X509_SIG, X509_SIG_free, "an encrypted private key")
+    SD_PKI_TRY(d2i_AutoPrivateKey, EVP_PKEY_free, "a private key")
+#undef SD_PKI_TRY
+    ERR_clear_error();
+    if (kind != NULL && strcmp(kind, "an encrypted private key") == 0)
+        *enc_key = 1;
+    return kind;
+}
+
+/* err = why DIR/file (path) is not what want asked for, with the fix;
+ * returns -1. file is the name in the directory ("ca.key"): the swap hint
+ * names its pair ("ca.crt"). */
+static int sd_pki_not_a(struct sd_err *err, const char *path, const char *file,
+                        const unsigned char *d, size_t len, enum sd_pki_want want)
+{
+    static const char *const nouns[] = {"a certificate", "a private key", "a CRL"};
+    const char *noun = nouns[want], *kind = NULL;
+    const char *dot = strrchr(file, '.');
+    int stem = dot != NULL ? (int)(dot - file) : (int)strlen(file);
+    int enc = 0, blank = 1, text = 1;
+    size_t i;
+
+    ERR_clear_error();
+    for (i = 0; i < len; i++) {
+        if (d[i] != ' ' && d[i] != '\t' && d[i] != '\r' && d[i] != '\n')
+            blank = 0;
+        if ((d[i] < 0x20 && d[i] != '\t' && d[i] != '\r' && d[i] != '\n') || d[i] == 0x7f)
+            text = 0;
+    }
+    if (blank)
+        return sd_err_set(err, "%s is empty: expected %s (PEM or DER)", path, noun);
+    if (sd_pki_has(d, len, "-----BEGIN ")) {
+        enc = sd_pki_has(d, len, "-----BEGIN ENCRYPTED PRIVATE KEY-----") ||
+              (sd_pki_has(d, len, "PRIVATE KEY-----") &&
+               sd_pki_has(d, len, "Proc-Type: 4,ENCRYPTED"));
+        if (enc)
+            kind = "an encrypted private key";
+        else if (sd_pki_has(d, len, "PRIVATE KEY-----"))
+            kind = "a private key";
+        else if (sd_pki_has(d, len, "-----BEGIN CERTIFICATE-----") ||
+                 sd_pki_has(d, len, "-----BEGIN X509 CERTIFICATE-----"))
+            kind = "a certificate";
+        else if (sd_pki_has(d, len, "-----BEGIN X509 CRL-----"))
+            kind = "a CRL";
+        else
+            return sd_err_set(err, "%s holds PEM data that is not %s", path, noun);
+    } else if (sd_pki_is_der(d, len)) {
+        kind = sd_pki_der_kind(d, len, &enc);
+        if (kind == NULL)
+            return sd_err_set(err, "%s holds DER data that is not %s", path, noun);
+    } else {
+        return sd_err_set(err, "%s is neither PEM nor DER%s: expected %s", path,
+                          text ? " (it is text)" : "", noun);
+    }
+    if (strcmp(kind, "a PKCS#12 bundle") == 0)
+        return sd_err_set(err, "%s holds a PKCS#12 bundle (.p12/.pfx), which steeldoor pki "
+                          "does not read: take the certificate out with `openssl pkcs12 -in "
+                          "%s -nokeys -out cert.pem` and the key with `(umask 077; openssl "
+                          "pkcs12 -in %s -nocerts -nodes -out key.pem)`", path, path, path);
+    if (enc && want == SD_PKI_WANT_KEY)
+        return sd_err_set(err, "%s holds an encrypted private key, and steeldoor pki never "
+                          "asks for a passphrase: decrypt it once with `(umask 077; openssl "
+                          "pkey -in %s -out %s.plain)` and put %s.plain in its place", path,
+                          path, path, path);
+    if ((want == SD_PKI_WANT_CERT && strstr(kind, "private key") != NULL) ||
+        (want == SD_PKI_WANT_KEY && strcmp(kind, "a certificate") == 0))
+        return sd_err_set(err, "%s holds %s, not %s: are %.*s.crt and %.*s.key swapped?",
+                          path, kind, noun, stem, file, stem, file);
+    return sd_err_set(err, "%s holds %s, not %s", path, kind, noun);
+}
+
+/* Opens DIR/file (flags as sd_pki_fopen) and reads it whole: *data NULL
+ * when an optional file is missing. */
+static int sd_pki_read(const struct sd_pki_dir *d, const char *file, unsigned int flags,
+                       char *path, size_t path_size, unsigned char **data, size_t *len,
+                       struct sd_err *err)
+{
+    FILE *fp = NULL;
+    int rc;
+
+    *data = NULL;
+    *len = 0;
+    if (sd_pki_path(path, path_size, d->path, file, "", err) != 0 ||
+        sd_pki_fopen(d, file, flags, &fp, err) != 0)
+        return -1;
+    if (fp == NULL)
+        return 0;
+    rc = sd_pki_slurp(fp, path, data, len, err);
+    fclose(fp);
+    return rc;
+}
+
+/* Loads DIR/file, PEM or DER; with SD_PKI_OPTIONAL a missing file gives
+ * *out NULL. */
 static int sd_pki_load_cert(const struct sd_pki_dir *d, const char *file,
                             unsigned int flags, X509 **out, struct sd_err *err)
 {
     char path[PATH_MAX];
-    FILE *fp = NULL;
+    unsigned char *data = NULL;
+    size_t len = 0;
     int rc = -1;
 
     *out = NULL;
-    if (sd_pki_path(path, sizeof(path), d->path, file, "", err) != 0 ||
-        sd_pki_fopen(d, file, flags, &fp, err) != 0)
+    if (sd_pki_read(d, file, flags, path, sizeof(path), &data, &len, err) != 0)
         goto out;
-    if (fp == NULL) {
+    if (data == NULL) {
         rc = 0;
         goto out;
     }
-    *out = PEM_read_X509(fp, NULL, sd_pki_no_passphrase, NULL);
+    if (sd_pki_has(data, len, "-----BEGIN CERTIFICATE-----") ||
+        sd_pki_has(data, len, "-----BEGIN X509 CERTIFICATE-----")) {
+        BIO *bio = BIO_new_mem_buf(data, (int)len);
+        *out = bio != NULL ? PEM_read_bio_X509(bio, NULL, sd_pki_no_passphrase, NULL) : NULL;
+        BIO_free(bio);
+        if (*out == NULL) {
+            sd_err_openssl(err, "%s: the PEM certificate cannot be parsed", path);
+            goto out;
+        }
+    } else if (sd_pki_is_der(data, len)) {
+        const unsigned char *p = data;
+        *out = d2i_X509(NULL, &p, (long)len);
+        if (*out != NULL && p != data + len) {
+            X509_free(*out);
+            *out = NULL;
+            sd_err_set(err, "%s: bytes after the DER certificate", path);
+            goto out;
+        }
+    }
     if (*out == NULL) {
-        sd_err_openssl(err, "%s: not a PEM certificate", path);
+        sd_pki_not_a(err, path, file, data, len, SD_PKI_WANT_CERT);
         goto out;
     }
     rc = 0;
 out:
-    if (fp != NULL)
-        fclose(fp);
+    free(data);
     return rc;
 }
 
@@ -659,26 +855,38 @@ static int sd_pki_load_crl(const struct sd_pki_dir *d, const char *file,
                            unsigned int flags, X509_CRL **out, struct sd_err *err)
 {
     char path[PATH_MAX];
-    FILE *fp = NULL;
+    unsigned char *data = NULL;
+    size_t len = 0;
     int rc = -1;
 
     *out = NULL;
-    if (sd_pki_path(path, sizeof(path), d->path, file, "", err) != 0 ||
-        sd_pki_fopen(d, file, flags, &fp, err) != 0)
+    if (sd_pki_read(d, file, flags, path, sizeof(path), &data, &len, err) != 0)
         goto out;
-    if (fp == NULL) {
+    if (data == NULL) {
         rc = 0;
         goto out;
     }
-    *out = PEM_read_X509_CRL(fp, NULL, sd_pki_no_passphrase, NULL);
+    if (sd_pki_has(data, len, "-----BEGIN X509 CRL-----")) {
+        BIO *bio = BIO_new_mem_buf(data, (int)len);
+        *out = bio != NULL ? PEM_read_bio_X509_CRL(bio, NULL, sd_pki_no_passphrase, NULL)
+                           : NULL;
+        BIO_free(bio);
+        if (*out == NULL) {
+            sd_err_openssl(err, "%s: the PEM CRL cannot be parsed (remove it to start "
+                           "afresh)", path);
+            goto out;
+        }
+    } else if (sd_pki_is_der(data, len)) {
+        const unsigned char *p = data;
+        *out = d2i_X509_CRL(NULL, &p, (long)len);
+    }
     if (*out == NULL) {
-        sd_err_openssl(err, "%s: not a PEM CRL (remove it to start afresh)", path);
+        sd_pki_not_a(err, path, file, data, len, SD_PKI_WANT_CRL);
         goto out;
     }
     rc = 0;
 out:
-    if (fp != NULL)
-        fclose(fp);
+    free(data);
     return rc;
 }
 
@@ -686,26 +894,51 @@ static int sd_pki_load_key(const struct sd_pki_dir *d, const char *file, EVP_PKE
                            struct sd_err *err)
 {
     char path[PATH_MAX];
-    /* stdio's buffer holds key material: keep it where we can wipe it. */
-    char iobuf[BUFSIZ];
-    FILE *fp = NULL;
+    unsigned char *data = NULL;
+    size_t len = 0;
     int rc = -1;
 
     *out = NULL;
-    if (sd_pki_path(path, sizeof(path), d->path, file, "", err) != 0 ||
-        sd_pki_fopen(d, file, SD_PKI_SECRET, &fp, err) != 0)
+    if (sd_pki_read(d, file, SD_PKI_SECRET, path, sizeof(path), &data, &len, err) != 0)
         goto out;
-    setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf));
-    *out = PEM_read_PrivateKey(fp, NULL, sd_pki_no_passphrase, NULL);
+    if (sd_pki_has(data, len, "-----BEGIN ENCRYPTED PRIVATE KEY-----") ||
+        sd_pki_has(data, len, "Proc-Type: 4,ENCRYPTED")) {
+        sd_pki_not_a(err, path, file, data, len, SD_PKI_WANT_KEY);
+        goto out;
+    }
+    if (sd_pki_has(data, len, "PRIVATE KEY-----")) {
+        BIO *bio = BIO_new_mem_buf(data, (int)len);
+        *out = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, sd_pki_no_passphrase, NULL)
+                           : NULL;
+        BIO_free(bio);
+        if (*out == NULL) {
+            sd_err_openssl(err, "%s: the PEM private key cannot be parsed", path);
+            goto out;
+        }
+    } else if (sd_pki_is_der(data, len)) {
+        const unsigned char *p = data;
+        const char *kind;
+        int enc = 0;
+        kind = sd_pki_der_kind(data, len, &enc);
+        if (kind != NULL && strcmp(kind, "a private key") == 0)
+            *out = d2i_AutoPrivateKey(NULL, &p, (long)len);
+        if (*out != NULL && p != data + len) {
+            EVP_PKEY_free(*out);
+            *out = NULL;
+            sd_err_set(err, "%s: bytes after the DER private key", path);
+            goto out;
+        }
+    }
     if (*out == NULL) {
-        sd_err_openssl(err, "%s: not an unencrypted PEM private key", path);
+        sd_pki_not_a(err, path, file, data, len, SD_PKI_WANT_KEY);
         goto out;
     }
     rc = 0;
 out:
-    if (fp != NULL)
-        fclose(fp);
-    OPENSSL_cleanse(iobuf, sizeof(iobuf));
+    if (data != NULL)
+        OPENSSL_cleanse(data, len);
+    free(data);
+    ERR_clear_error();
     return rc;
 }
 

@@ -57,6 +57,9 @@ const char sd_pki_usage_main[] =
     "DIR and the files read from it must belong to you (or root) and must not\n"
     "be writable by group or others; DIR/ca.key must be mode 0600 or stricter.\n"
     "Anything else is refused, as ssh refuses such keys.\n"
+    "A CA brought from elsewhere may be PEM or DER; an encrypted key or a\n"
+    "PKCS#12 bundle is refused with the openssl command that converts it\n"
+    "(no passphrase is ever asked for).\n"
     "\n"
     "Run 'steeldoor pki COMMAND --help' for a command's options.\n"
     "Exit status: 0 ok, 1 failure, 2 usage error.\n";
