@@ -908,14 +908,14 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
         sd_tls_init(&err) != 0) {
         sd_config_free(cfg);
         sd_files_free(files);
-        sd_log_fatal("serve", err.msg);
+        sd_log_fatal(src->connect ? "connect" : "serve", err.msg);
         return 1;
     }
     m.cache = sd_sesscache_new(SD_SESSION_CACHE_SLOTS, &err);
     if (m.cache == NULL) {
         sd_config_free(cfg);
         sd_files_free(files);
-        sd_log_fatal("serve", err.msg);
+        sd_log_fatal(src->connect ? "connect" : "serve", err.msg);
         return 1;
     }
     /* Even with one worker: a reload replaces the TLS contexts and with
@@ -924,7 +924,7 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     sd_tls_set_session_cache(m.cache);
     m.gen = sd_gen_new(cfg, files, 1, &err);
     if (m.gen == NULL) {
-        sd_log_fatal("serve", err.msg);
+        sd_log_fatal(src->connect ? "connect" : "serve", err.msg);
         goto out;
     }
     /* The generation is built (workers fork from it and get later
@@ -934,7 +934,7 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     /* Before the first fork: every worker, and every restarted one,
      * inherits the one mapping. */
     if ((m.stats = sd_stats_new(m.nworkers, &err)) == NULL) {
-        sd_log_fatal("serve", err.msg);
+        sd_log_fatal(src->connect ? "connect" : "serve", err.msg);
         goto out;
     }
     sd_stats_set(m.stats);
@@ -942,11 +942,11 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     sd_stats_assign(m.stats, m.gen->cfg, m.gen->id);
     sd_master_raise_nofile(); /* before the sockets are opened */
     if (sd_master_prepare(&m, &err) != 0) {
-        sd_log_fatal("serve", err.msg);
+        sd_log_fatal(src->connect ? "connect" : "serve", err.msg);
         goto out;
     }
     if (m.gen->cfg->watch && sd_watch_open(&m.watch, &err) != 0) {
-        sd_log_fatal("serve", err.msg);
+        sd_log_fatal(src->connect ? "connect" : "serve", err.msg);
         goto out;
     }
     sd_watch_set(&m.watch, m.files);
@@ -959,7 +959,7 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0 ||
         (m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
         sd_err_set(&err, "signalfd: %s", strerror(errno));
-        sd_log_fatal("serve", err.msg);
+        sd_log_fatal(src->connect ? "connect" : "serve", err.msg);
         goto out;
     }
     for (i = 0; i < m.gen->cfg->nlisteners; i++)
@@ -973,7 +973,7 @@ int sd_master_run(struct sd_config *cfg, struct sd_files *files,
         if (sd_privs_drop(&m.privs, &err) != 0) {
             sd_err_prefix(&err, m.privs.spec);
             sd_err_prefix(&err, "--user");
-            sd_log_fatal("serve", err.msg);
+            sd_log_fatal(src->connect ? "connect" : "serve", err.msg);
             goto out;
         }
         m.dropped = 1;

@@ -519,18 +519,14 @@ struct sd_tls *sd_tls_connector_new(const struct sd_listener_conf *lc, struct sd
     cc.ncrls = lc->ncrls;
     cc.crl_grace_s = lc->crl_grace_s;
     cc.verify_depth = lc->verify_depth;
+    /* The caller (gen.c) says which connector, and where it is written. */
     if (cc.cert == NULL || cc.key == NULL) {
-        sd_err_set(err, "connector %s: a connector always presents a certificate "
-                   "(cert and key)", lc->name);
+        sd_err_set(err, "a connector always presents a certificate (cert and key)");
         return NULL;
     }
     tls = sd_tls_client_new(&cc, files, err);
-    if (tls == NULL) {
-        char where[96];
-        snprintf(where, sizeof(where), "connector %s", lc->name);
-        sd_err_prefix(err, where);
+    if (tls == NULL)
         return NULL;
-    }
     tls->connector = 1;
     sd_tls_connector_own_cert(tls);
     if (lc->alpn[0] != '\0') {
