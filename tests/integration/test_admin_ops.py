@@ -345,20 +345,25 @@ def _worker_kill(sd, lp, ap, ctx):
     except AssertionError:
         pass
     lines = api_lines()
-    assert len(lines) + lost == load.connected, \
-        "%d conn lines + %d failures != %d connections: a failure was not in flight on " \
+    # A connection whose client already had its answer when the worker died,
+    # but whose close the worker had not yet processed, succeeded for the
+    # client and has no line either: one per thread at most.
+    unlogged = load.connected - len(lines) - lost
+    assert 0 <= unlogged <= THREADS, \
+        "%d conn lines + %d failures vs %d connections: more unlogged than in flight on " \
         "the killed worker" % (len(lines), lost, load.connected)
     assert all(x.get("result") == "ok" for x in lines), \
         [x for x in lines if x.get("result") != "ok"][:5]
     # the killed worker's counts survive in the block its successor took over:
     # every connection made was counted accepted (queued ones by the successor),
-    # all but those lost with it were counted closed
+    # all but those that died with it were counted closed
     assert acc == load.connected, "accepted_total +%d, clients made %d connections" % (
         acc, load.connected)
-    assert closed == acc - lost, "closed +%d, accepted +%d, lost %d" % (closed, acc, lost)
+    assert closed == acc - lost - unlogged, "closed +%d, accepted +%d, lost %d, unlogged %d" % (
+        closed, acc, lost, unlogged)
     assert end.v("steeldoor_connections_total", listener="api", result="ok",
                  reason="none") - base.v("steeldoor_connections_total", listener="api",
-                                         result="ok", reason="none") == load.ok
+                                         result="ok", reason="none") == load.ok - unlogged
     st, j = al.readyz(ap)
     assert al.check(j, "workers")["ok"] and al.check(j, "workers")["detail"].startswith("2/2"), j
     s = al.get(ap, "/status").json()
