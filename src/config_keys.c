@@ -250,18 +250,19 @@ const struct sd_config_key sd_config_keys[] = {
       .help_connect = "the server to open mutual TLS to (HOST:PORT)" },
     { .name = "cert", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_PATH,
       .offset = L_OFF(cert), .metavar = "FILE",
-      .group = SD_GROUP_LISTENER, .help = "server certificate chain (PEM)",
-      .help_connect = "our client certificate chain (PEM), presented to the server" },
+      .group = SD_GROUP_LISTENER, .help = "server certificate chain (PEM or DER)",
+      .help_connect = "our client certificate chain (PEM or DER), presented to the server" },
     { .name = "key", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_PATH,
       .offset = L_OFF(key), .metavar = "FILE",
-      .group = SD_GROUP_LISTENER, .help = "server private key (PEM, mode 0600)",
-      .help_connect = "our client private key (PEM, mode 0600)" },
+      .group = SD_GROUP_LISTENER, .help = "server private key (PEM or DER, unencrypted, mode 0600)",
+      .help_connect = "our client private key (PEM or DER, unencrypted, mode 0600)" },
     { .name = "cacert", .where = BOTH, .scope = SD_SCOPE_LISTENER, .connector = SD_KEY_BOTH_ROLES, .type = SD_KT_PATH,
       .admission = 1, .offset = L_OFF(cacert), .metavar = "FILE|DIR",
       .group = SD_GROUP_LISTENER,
-      .help = "CA bundle client certificates must chain to (a directory: every PEM file "
-              "in it; several roots)",
-      .help_connect = "CA bundle the server's certificate must chain to (a directory: every PEM file in it; several roots); not the system store" },
+      .help = "CA bundle client certificates must chain to, PEM or DER (a directory: "
+              "every certificate file in it, other files skipped with a warning; several "
+              "roots)",
+      .help_connect = "CA bundle the server's certificate must chain to, PEM or DER (a directory: every certificate file in it; several roots); not the system store" },
     /* ---- The server (connectors only) */
     { .name = "server-name", .where = BOTH, .scope = SD_SCOPE_LISTENER, .type = SD_KT_STRING,
       .connector = SD_KEY_CONNECT_ONLY, .admission = 1, .offset = L_OFF(server_name),
