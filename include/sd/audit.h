@@ -32,6 +32,23 @@ int sd_audit_main(int argc, char **argv);
 #define SD_AUDIT_TEXT_MAX  256  /* one "what happened" cell */
 #define SD_AUDIT_PROBES_MAX 24
 
+/* What a door means for the server's configuration: each probe that finds
+ * a door names one; audit.c explains it (what to change in nginx, HAProxy,
+ * steeldoor) under the table and in the JSON report. */
+enum sd_audit_finding {
+    SD_AUDIT_F_NONE = 0,
+    SD_AUDIT_F_NO_CLIENT_AUTH,  /* handshake completed, no CertificateRequest */
+    SD_AUDIT_F_OPTIONAL,        /* asked, let a client without a certificate in */
+    SD_AUDIT_F_UNVERIFIED,      /* asked, let a bad certificate in */
+    SD_AUDIT_F_LATE,            /* refused only after the handshake */
+    SD_AUDIT_F_OLD_TLS,         /* TLS 1.0 or 1.1 accepted */
+    SD_AUDIT_F_PLAINTEXT,       /* the TLS port answers plain HTTP */
+    SD_AUDIT_F_SNI_RESUMPTION,  /* a session resumed under another name */
+    SD_AUDIT_F_RENEGOTIATION,   /* client-initiated renegotiation accepted */
+    SD_AUDIT_F_HEADERS,         /* forged identity headers reached the backend */
+    SD_AUDIT_F_COUNT
+};
+
 enum sd_audit_verdict {
     SD_AUDIT_PASS = 0,      /* refused as it should be */
     SD_AUDIT_OPEN,          /* OPEN DOOR: got in */
@@ -62,6 +79,7 @@ struct sd_audit_probe {
     int cert_request;       /* a handshake got this far: 1 the server sent a
                              * CertificateRequest, 0 it did not; -1 unknown
                              * or not a handshake probe */
+    enum sd_audit_finding finding; /* set with OPEN DOOR and REFUSED LATE */
 };
 
 struct sd_audit_report {

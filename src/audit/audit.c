@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "sd/cli.h" /* the usage text, shared with the man page */
 
@@ -51,11 +53,14 @@ const char sd_audit_usage[] =
     "is an open door, whatever the server does next. A refusal after the handshake\n"
     "counts only if it is an alert, or if the control was treated otherwise.\n"
     "\n"
-    "  --cacert FILE        the CA (PEM) that issued the client certificate; its\n"
-    "                       name is borrowed by the forgeries, and the server's\n"
-    "                       certificate is checked against it for the report\n"
+    "  --cacert FILE        the CA (PEM) that issued the client certificate (checked\n"
+    "                       before any probe); its name is borrowed by the\n"
+    "                       forgeries, and the server's certificate is checked\n"
+    "                       against it for the report\n"
     "  --cert FILE          a valid client certificate (PEM, chain may follow)\n"
-    "  --key FILE           its private key (PEM, unencrypted)\n"
+    "  --key FILE           its private key (PEM, unencrypted; the auditor never asks\n"
+    "                       for a passphrase). DER, PKCS#12 and encrypted files are\n"
+    "                       refused with the openssl command that converts them\n"
     "  --servername NAME    SNI to send; give it twice (A, B) to test session\n"
     "                       resumption across names\n"
     "  --http               the endpoint speaks HTTP: also send forged identity\n"
@@ -66,8 +71,155 @@ const char sd_audit_usage[] =
     "  -h, --help           this text\n"
     "\n"
     "Verdicts: PASS, OPEN DOOR, REFUSED LATE (past the handshake, refused only\n"
-    "afterwards: a door too), NOT DETERMINED.\n"
+    "afterwards: a door too), NOT DETERMINED. Each door carries a note under the\n"
+    "table: what it means and what to change in nginx, HAProxy and steeldoor.\n"
+    "The table fits $COLUMNS (else the terminal, else 80 columns).\n"
     "Exit status: 0 no open door, 1 a door was found, 2 the audit could not run.\n";
+
+/*
+ * What each finding means and what to change, for the servers an auditor
+ * meets most: every text below was checked against the probe that reports
+ * it (audit_probe.c) and, where the test suite can run one, against the
+ * real server (tests/integration/test_audit_explain.py). A fix that
+ * cannot apply to a server says so ("cannot happen"): then what answered
+ * is not that server, or something in front of it ends TLS.
+ */
+struct sd_audit_advice {
+    const char *id;         /* stable name, in the JSON */
+    const char *what;       /* what the door means */
+    const char *nginx;
+    const char *haproxy;
+    const char *steeldoor;
+    const char *other;      /* Go, Java, OpenSSL...; may be NULL */
+};
+
+static const struct sd_audit_advice sd_audit_advice[SD_AUDIT_F_COUNT] = {
+    [SD_AUDIT_F_NO_CLIENT_AUTH] = {
+        "no-client-auth",
+        "The handshake completed without a CertificateRequest: the server never asked for "
+        "a client certificate, so it lets every client in.",
+        "in the server block: ssl_client_certificate CA.pem; and ssl_verify_client on; "
+        "(nginx then answers 400 after the handshake: REFUSED LATE, since no nginx setting "
+        "refuses in the handshake)",
+        "on the bind line: ca-file CA.pem verify required (the default, verify none, never "
+        "asks)",
+        "cannot happen: steeldoor always asks for a client certificate and requires one. "
+        "What answered is not steeldoor: check that HOST:PORT is its --listen address and "
+        "that nothing in front of it ends TLS",
+        "Go: ClientAuth: tls.RequireAndVerifyClientCert with ClientCAs; Java: "
+        "setNeedClientAuth(true); OpenSSL: SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT",
+    },
+    [SD_AUDIT_F_OPTIONAL] = {
+        "optional-client-cert",
+        "The server asked for a client certificate but let a client without one in (an "
+        "optional client certificate).",
+        "ssl_verify_client on; instead of optional or optional_no_ca (nginx then answers "
+        "400 after the handshake: REFUSED LATE)",
+        "verify required instead of verify optional on the bind line",
+        "cannot happen: steeldoor refuses a client without a certificate in the handshake "
+        "(alert certificate required)",
+        "Go: tls.RequireAndVerifyClientCert, not VerifyClientCertIfGiven; Java: "
+        "setNeedClientAuth(true), not setWantClientAuth; Python: ssl.CERT_REQUIRED, not "
+        "CERT_OPTIONAL; OpenSSL: add SSL_VERIFY_FAIL_IF_NO_PEER_CERT",
+    },
+    [SD_AUDIT_F_UNVERIFIED] = {
+        "unverified-client-cert",
+        "The server let in a client certificate that does not verify against the CA "
+        "(self-signed, from another CA, or signed by a key that is not the CA's): it does "
+        "not check the chain, or goes by the issuer's name alone.",
+        "ssl_verify_client on; with ssl_client_certificate CA.pem; (not optional_no_ca, "
+        "which lets any certificate through)",
+        "remove ca-ignore-err and crt-ignore-err from the bind line; keep ca-file CA.pem "
+        "verify required",
+        "cannot happen: steeldoor verifies every client certificate against its --cacert "
+        "in the handshake",
+        "Go: tls.RequireAndVerifyClientCert, not RequireAnyClientCert; a verify callback "
+        "must not accept a certificate the chain check refused",
+    },
+    [SD_AUDIT_F_LATE] = {
+        "refused-after-handshake",
+        "The TLS handshake let the client in, and only the application refused it "
+        "afterwards (an HTTP error, or with TLS 1.2 an alert or a close after the server's "
+        "Finished). A path or backend that does not check stays open.",
+        "this is nginx with ssl_verify_client on (or optional, for a bad certificate): it "
+        "completes every handshake and answers 400 afterwards; no nginx setting refuses in "
+        "the handshake. Keep ssl_verify_client on, let no error_page for 400, 495 or 496 "
+        "serve content, or end TLS in front of nginx with a server that refuses in the "
+        "handshake (HAProxy verify required, steeldoor)",
+        "ca-file CA.pem verify required on the bind line, without ca-ignore-err or "
+        "crt-ignore-err: HAProxy then refuses in the handshake, not with an http-request "
+        "deny afterwards",
+        "cannot happen: steeldoor refuses in the handshake (with TLS 1.3 by an alert right "
+        "after the client's Finished)",
+        "verify in the TLS library, during the handshake: Go tls.RequireAndVerifyClientCert, "
+        "Java setNeedClientAuth(true), OpenSSL SSL_VERIFY_PEER | "
+        "SSL_VERIFY_FAIL_IF_NO_PEER_CERT",
+    },
+    [SD_AUDIT_F_OLD_TLS] = {
+        "old-tls",
+        "The server accepts TLS 1.0 or 1.1, deprecated since 2021 (RFC 8996).",
+        "ssl_protocols TLSv1.2 TLSv1.3; in the http block (before nginx 1.23.4 the default "
+        "includes TLSv1 and TLSv1.1)",
+        "ssl-min-ver TLSv1.2 on the bind line or in ssl-default-bind-options; remove any "
+        "ssl-min-ver TLSv1.0 or TLSv1.1, force-tlsv10, force-tlsv11",
+        "cannot happen: steeldoor speaks TLS 1.2 and 1.3 only",
+        "OpenSSL: SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION); Go: MinVersion: "
+        "tls.VersionTLS12",
+    },
+    [SD_AUDIT_F_PLAINTEXT] = {
+        "plaintext-http",
+        "The TLS port also answers plain HTTP: an HTTP server reads requests that never went "
+        "through TLS. A 2xx answer is content served without any client certificate.",
+        "built in, and no directive turns it off: a listen ... ssl port answers plain HTTP "
+        "with 400 (\"The plain HTTP request was sent to HTTPS port\"). Let no error_page 497 "
+        "serve content",
+        "a bind line with ssl never answers plain HTTP: a rule routes plain-text connections "
+        "to HTTP (tcp-request content or use_backend on req.ssl_hello_type); remove it",
+        "cannot happen: steeldoor closes a plain-text connection without answering (log "
+        "reason plaintext_http)",
+        NULL,
+    },
+    [SD_AUDIT_F_SNI_RESUMPTION] = {
+        "sni-resumption",
+        "A session made under the first --servername was resumed under the second, without "
+        "a new certificate check (the CVE-2025-23419 pattern). A door when the two names have "
+        "different client-certificate rules.",
+        "upgrade to 1.26.3, 1.27.4 or later, or a distribution build with the CVE-2025-23419 "
+        "fix (it refuses such a resumption); until then give every server block that checks "
+        "client certificates its own listen address:port",
+        "turn resumption off on a bind line whose names have different client-certificate "
+        "rules: no-tls-tickets on the bind line and tune.ssl.cachesize 0 in global (both: "
+        "either alone still resumes)",
+        "cannot happen: steeldoor binds each session to the name it was made under (the SNI "
+        "name is part of the session id context)",
+        NULL,
+    },
+    [SD_AUDIT_F_RENEGOTIATION] = {
+        "renegotiation",
+        "The server accepted a client-initiated renegotiation (TLS 1.2).",
+        "cannot happen: nginx refuses client-initiated renegotiation. What answered is not "
+        "nginx, or something in front of it ends TLS",
+        "cannot happen: HAProxy rejects client-initiated renegotiation. What answered is not "
+        "HAProxy, or something in front of it ends TLS",
+        "cannot happen: steeldoor refuses renegotiation (SSL_OP_NO_RENEGOTIATION)",
+        "OpenSSL: no SSL_OP_ALLOW_CLIENT_RENEGOTIATION (OpenSSL 3 refuses without it), or "
+        "SSL_OP_NO_RENEGOTIATION (before OpenSSL 3 the only way); or offer TLS 1.3 only",
+    },
+    [SD_AUDIT_F_HEADERS] = {
+        "forged-identity-headers",
+        "Identity headers the client made up (named in the row) reached the backend. A "
+        "backend that trusts them can be told any identity.",
+        "where proxy_pass is, for each header named: proxy_set_header NAME \"\"; (an empty "
+        "value removes it) or proxy_set_header NAME with nginx's own $ssl_client_ value",
+        "in the frontend, for each header named: http-request del-header NAME, before any "
+        "http-request set-header that sets the real value",
+        "in L4 mode (the default) steeldoor passes the client's bytes through untouched: use "
+        "--http (mode: http), which removes every client-sent copy of these headers, or let "
+        "the backend trust none of them (with --proxy-protocol the identity comes in the "
+        "PROXY v2 header)",
+        NULL,
+    },
+};
 
 static const char *sd_audit_verdict_name(enum sd_audit_verdict v)
 {
@@ -316,37 +468,205 @@ static void sd_audit_print_json(FILE *out, const struct sd_audit_opts *o,
               out);
         fputs(",\"certificate_request\":", out);
         fputs(p->cert_request > 0 ? "true" : p->cert_request == 0 ? "false" : "null", out);
+        fputs(",\"finding\":", out);
+        if (p->finding > SD_AUDIT_F_NONE && p->finding < SD_AUDIT_F_COUNT) {
+            const struct sd_audit_advice *a = &sd_audit_advice[p->finding];
+            fputs("{\"id\":", out);
+            sd_audit_json_str(out, a->id);
+            fputs(",\"what\":", out);
+            sd_audit_json_str(out, a->what);
+            fputs(",\"nginx\":", out);
+            sd_audit_json_str(out, a->nginx);
+            fputs(",\"haproxy\":", out);
+            sd_audit_json_str(out, a->haproxy);
+            fputs(",\"steeldoor\":", out);
+            sd_audit_json_str(out, a->steeldoor);
+            fputs(",\"other\":", out);
+            sd_audit_json_str(out, a->other);
+            fputc('}', out);
+        } else {
+            fputs("null", out);
+        }
         fputc('}', out);
     }
     fputs("\n]}\n", out);
 }
 
+/* ------------------------------------------------------------------ */
+/* The table                                                           */
+
+#define SD_AUDIT_WIDTH_DEFAULT 80
+#define SD_AUDIT_WIDTH_MIN     60
+#define SD_AUDIT_WIDTH_MAX     200
+
+/* The width the table is made for: $COLUMNS, else the terminal's, else 80;
+ * within 60..200. */
+static size_t sd_audit_width(FILE *out)
+{
+    const char *env = getenv("COLUMNS");
+    struct winsize ws;
+    unsigned long w = 0;
+    char *end = NULL;
+
+    if (env != NULL && *env != '\0') {
+        errno = 0;
+        w = strtoul(env, &end, 10);
+        if (errno != 0 || *end != '\0')
+            w = 0;
+    }
+    if (w == 0 && isatty(fileno(out)) && ioctl(fileno(out), TIOCGWINSZ, &ws) == 0)
+        w = ws.ws_col;
+    if (w == 0)
+        w = SD_AUDIT_WIDTH_DEFAULT;
+    if (w < SD_AUDIT_WIDTH_MIN)
+        w = SD_AUDIT_WIDTH_MIN;
+    if (w > SD_AUDIT_WIDTH_MAX)
+        w = SD_AUDIT_WIDTH_MAX;
+    return (size_t)w;
+}
+
+/*
+ * Prints s from column col on, in lines that end by column width: the
+ * next lines start at column indent. Breaks at spaces; a word longer than
+ * a line is cut. Only printable ASCII is printed: a cell may quote the
+ * server. At least 20 characters go on a line, whatever the width.
+ */
+static void sd_audit_wrap(FILE *out, const char *s, size_t col, size_t indent, size_t width)
+{
+    size_t len, take, room, i;
+
+    for (;;) {
+        room = width > col + 20 ? width - col : 20;
+        while (*s == ' ')
+            s++;
+        len = strlen(s);
+        if (len <= room) {
+            take = len;
+        } else {
+            for (take = room; take > 0 && s[take] != ' '; take--)
+                ;
+            if (take == 0)
+                take = room;
+        }
+        for (i = 0; i < take; i++) {
+            unsigned char c = (unsigned char)s[i];
+            fputc(c >= 0x20 && c < 0x7f ? c : '?', out);
+        }
+        s += take;
+        while (*s == ' ')
+            s++;
+        fputc('\n', out);
+        if (*s == '\0')
+            return;
+        fprintf(out, "%*s", (int)indent, "");
+        col = indent;
+    }
+}
+
+/* The note number of each finding in this report, in order of first
+ * appearance; 0 for none. */
+static size_t sd_audit_notes(const struct sd_audit_report *rep,
+                             size_t note[SD_AUDIT_F_COUNT])
+{
+    size_t i, n = 0;
+
+    memset(note, 0, sizeof(size_t) * SD_AUDIT_F_COUNT);
+    for (i = 0; i < rep->n; i++) {
+        enum sd_audit_finding f = rep->probes[i].finding;
+        if (f > SD_AUDIT_F_NONE && f < SD_AUDIT_F_COUNT && note[f] == 0)
+            note[f] = ++n;
+    }
+    return n;
+}
+
+static void sd_audit_print_note(FILE *out, const struct sd_audit_report *rep,
+                                enum sd_audit_finding f, size_t num, size_t width)
+{
+    const struct sd_audit_advice *a = &sd_audit_advice[f];
+    const char *label[] = { "nginx:", "HAProxy:", "steeldoor:", "other:" };
+    const char *text[] = { a->nginx, a->haproxy, a->steeldoor, a->other };
+    char head[SD_AUDIT_PROBES_MAX * 20 + 512];
+    char tag[16];
+    size_t i, off = 0, lw = 11, ind;
+
+    snprintf(tag, sizeof(tag), "[%zu] ", num);
+    ind = strlen(tag);
+    for (i = 0; i < rep->n; i++) {
+        if (rep->probes[i].finding != f)
+            continue;
+        off += (size_t)snprintf(head + off, sizeof(head) - off, "%s%s",
+                                off > 0 ? ", " : "", rep->probes[i].name);
+        if (off >= sizeof(head))
+            off = sizeof(head) - 1;
+    }
+    snprintf(head + off, sizeof(head) - off, ": %s", a->what);
+    fputs(tag, out);
+    sd_audit_wrap(out, head, ind, ind, width);
+    for (i = 0; i < sizeof(text) / sizeof(text[0]); i++) {
+        if (text[i] == NULL)
+            continue;
+        fprintf(out, "%*s%-*s", (int)ind, "", (int)lw, label[i]);
+        sd_audit_wrap(out, text[i], ind + lw, ind + lw, width);
+    }
+}
+
+/*
+ * PROBE, VERDICT, HAPPENED: the verdicts line up in one column whatever the
+ * server said, and a long HAPPENED wraps within the width. A door's verdict
+ * carries a note number; the notes under the table say what the finding
+ * means and what to change in nginx, HAProxy and steeldoor.
+ */
 static void sd_audit_print_table(FILE *out, const struct sd_audit_opts *o,
                                  const struct sd_audit_report *rep, const char *result)
 {
-    size_t i, w_obs = 8;
+    size_t note[SD_AUDIT_F_COUNT];
+    char head[1024];
+    char verdict[48];
+    size_t i, n_notes, width = sd_audit_width(out), w_name = 5, w_verdict = 7;
+    enum sd_audit_finding f;
 
-    fprintf(out, "steeldoor audit %s", o->target);
-    if (o->n_names > 0)
-        fprintf(out, "  SNI %s", o->names[0]);
-    if (rep->tls_version[0] != '\0')
-        fprintf(out, "  control %s", rep->tls_version);
-    fprintf(out, "  timeout %ums\n\n", o->timeout_ms);
-    for (i = 0; i < rep->n; i++) {
-        size_t l = strlen(rep->probes[i].observed);
-        if (l > w_obs)
-            w_obs = l;
-    }
-    if (w_obs > 72)
-        w_obs = 72; /* longer cells just push their verdict right */
-    fprintf(out, "%-17s %-28s %-*s  %s\n", "PROBE", "EXPECTED", (int)w_obs, "HAPPENED",
-            "VERDICT");
+    n_notes = sd_audit_notes(rep, note);
     for (i = 0; i < rep->n; i++) {
         const struct sd_audit_probe *p = &rep->probes[i];
-        fprintf(out, "%-17s %-28s %-*s  %s\n", p->name, p->expected, (int)w_obs,
-                p->observed, sd_audit_verdict_name(p->verdict));
+        size_t l = strlen(sd_audit_verdict_name(p->verdict));
+        if (note[p->finding] > 0)
+            l += (size_t)snprintf(verdict, sizeof(verdict), " [%zu]", note[p->finding]);
+        if (l > w_verdict)
+            w_verdict = l;
+        if (strlen(p->name) > w_name)
+            w_name = strlen(p->name);
     }
-    fprintf(out, "\nresult: %s\n", result);
+
+    snprintf(head, sizeof(head), "steeldoor audit %s%s%s%s%s  timeout %ums", o->target,
+             o->n_names > 0 ? "  SNI " : "", o->n_names > 0 ? o->names[0] : "",
+             rep->tls_version[0] != '\0' ? "  control " : "", rep->tls_version, o->timeout_ms);
+    sd_audit_wrap(out, head, 0, 4, width);
+    fputc('\n', out);
+    fprintf(out, "%-*s  %-*s  %s\n", (int)w_name, "PROBE", (int)w_verdict, "VERDICT",
+            "HAPPENED");
+    for (i = 0; i < rep->n; i++) {
+        const struct sd_audit_probe *p = &rep->probes[i];
+        if (note[p->finding] > 0)
+            snprintf(verdict, sizeof(verdict), "%s [%zu]", sd_audit_verdict_name(p->verdict),
+                     note[p->finding]);
+        else
+            snprintf(verdict, sizeof(verdict), "%s", sd_audit_verdict_name(p->verdict));
+        fprintf(out, "%-*s  %-*s  ", (int)w_name, p->name, (int)w_verdict, verdict);
+        sd_audit_wrap(out, p->observed, w_name + w_verdict + 4, w_name + w_verdict + 4, width);
+    }
+    if (n_notes > 0) {
+        fputs("\nWhat to change:\n", out);
+        for (i = 1; i <= n_notes; i++)
+            for (f = SD_AUDIT_F_NONE + 1; f < SD_AUDIT_F_COUNT; f++)
+                if (note[f] == i) {
+                    if (i > 1)
+                        fputc('\n', out);
+                    sd_audit_print_note(out, rep, f, i, width);
+                }
+    }
+    fputc('\n', out);
+    fputs("result: ", out);
+    sd_audit_wrap(out, result, 8, 8, width);
 }
 
 int sd_audit_main(int argc, char **argv)

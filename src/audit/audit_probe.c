@@ -49,6 +49,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -167,20 +168,195 @@ out:
     return bio;
 }
 
+/*
+ * What an input file holds, so that a file the auditor cannot use is
+ * refused with a message that says what it is and how to convert it,
+ * instead of "not a PEM certificate". Bits, since a PEM file may hold
+ * several things.
+ */
+#define SD_AUDIT_IN_CERT     0x001u /* a PEM certificate */
+#define SD_AUDIT_IN_KEY      0x002u /* a PEM private key, not encrypted */
+#define SD_AUDIT_IN_ENC_KEY  0x004u /* a PEM private key, encrypted */
+#define SD_AUDIT_IN_CSR      0x008u /* a PEM certificate request */
+#define SD_AUDIT_IN_DER_CERT 0x010u
+#define SD_AUDIT_IN_DER_KEY  0x020u
+#define SD_AUDIT_IN_DER_ENC  0x040u /* DER PKCS#8, encrypted */
+#define SD_AUDIT_IN_PKCS12   0x080u
+#define SD_AUDIT_IN_EMPTY    0x100u
+
+static int sd_audit_pem_label_is(const char *label, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(label, want, len) == 0;
+}
+
+static unsigned int sd_audit_sniff(const unsigned char *d, size_t n)
+{
+    static const char begin[] = "-----BEGIN ";
+    const unsigned char *p = d, *end = d + n, *q;
+    unsigned int in = 0;
+    int pem = 0;
+    X509 *x;
+    PKCS12 *p12;
+    X509_SIG *sig;
+    EVP_PKEY *k;
+
+    if (n == 0)
+        return SD_AUDIT_IN_EMPTY;
+    while ((p = memmem(p, (size_t)(end - p), begin, sizeof(begin) - 1)) != NULL) {
+        const char *label = (const char *)p + sizeof(begin) - 1;
+        const unsigned char *next;
+        size_t len;
+
+        pem = 1;
+        q = memmem(label, (size_t)(end - (const unsigned char *)label), "-----", 5);
+        if (q == NULL)
+            break;
+        len = (size_t)((const char *)q - label);
+        next = memmem(q, (size_t)(end - q), begin, sizeof(begin) - 1);
+        if (sd_audit_pem_label_is(label, len, "CERTIFICATE") ||
+            sd_audit_pem_label_is(label, len, "X509 CERTIFICATE") ||
+            sd_audit_pem_label_is(label, len, "TRUSTED CERTIFICATE"))
+            in |= SD_AUDIT_IN_CERT;
+        else if (sd_audit_pem_label_is(label, len, "ENCRYPTED PRIVATE KEY"))
+            in |= SD_AUDIT_IN_ENC_KEY;
+        else if (len >= 11 && memcmp(label + len - 11, "PRIVATE KEY", 11) == 0)
+            /* PKCS#8, or a traditional RSA/EC/DSA key, which is encrypted
+             * when its headers say so */
+            in |= memmem(q, (size_t)((next != NULL ? next : end) - q), "ENCRYPTED", 9) != NULL
+                  ? SD_AUDIT_IN_ENC_KEY : SD_AUDIT_IN_KEY;
+        else if (sd_audit_pem_label_is(label, len, "CERTIFICATE REQUEST") ||
+                 sd_audit_pem_label_is(label, len, "NEW CERTIFICATE REQUEST"))
+            in |= SD_AUDIT_IN_CSR;
+        p = q;
+    }
+    if (pem)
+        return in;
+    /* Not PEM: try the binary forms one by one (each parse is strict). */
+    q = d;
+    if ((x = d2i_X509(NULL, &q, (long)n)) != NULL) {
+        X509_free(x);
+        in = SD_AUDIT_IN_DER_CERT;
+    } else if ((q = d, p12 = d2i_PKCS12(NULL, &q, (long)n)) != NULL) {
+        PKCS12_free(p12);
+        in = SD_AUDIT_IN_PKCS12;
+    } else if ((q = d, sig = d2i_X509_SIG(NULL, &q, (long)n)) != NULL) {
+        X509_SIG_free(sig);
+        in = SD_AUDIT_IN_DER_ENC;
+    } else if ((q = d, k = d2i_AutoPrivateKey(NULL, &q, (long)n)) != NULL) {
+        EVP_PKEY_free(k);
+        in = SD_AUDIT_IN_DER_KEY;
+    }
+    ERR_clear_error();
+    return in;
+}
+
+/* What a file read into a memory BIO holds; reads nothing off the BIO. */
+static unsigned int sd_audit_sniff_bio(BIO *bio)
+{
+    char *data = NULL;
+    long n = BIO_get_mem_data(bio, &data);
+
+    return n >= 0 && data != NULL ? sd_audit_sniff((const unsigned char *)data, (size_t)n)
+                                  : SD_AUDIT_IN_EMPTY;
+}
+
+/* What the file at path holds; 0 when it cannot be read (the loader that
+ * reads it says why). */
+static unsigned int sd_audit_sniff_path(const char *path)
+{
+    struct sd_err ignored;
+    BIO *bio = sd_audit_file_bio(path, &ignored);
+    unsigned int in = bio != NULL ? sd_audit_sniff_bio(bio) : 0;
+
+    BIO_free(bio);
+    return in;
+}
+
+/*
+ * The message for a --cert or --cacert file without a PEM certificate:
+ * what the file is instead, and the command that converts it. The
+ * auditor reads PEM only and never prompts for a passphrase: it may run
+ * unattended, and a prompt on the terminal would hang it.
+ */
+static int sd_audit_no_cert(const struct sd_audit_opts *o, const char *flag, const char *path,
+                            unsigned int in, struct sd_err *err)
+{
+    int ca = strcmp(flag, "--cacert") == 0;
+
+    if (in & SD_AUDIT_IN_PKCS12)
+        return ca ? sd_err_set(err, "--cacert %s: a PKCS#12 file; the auditor reads PEM. "
+                               "Convert it: openssl pkcs12 -in %s -cacerts -nokeys -out ca.crt",
+                               path, path)
+                  : sd_err_set(err, "%s %s: a PKCS#12 file; the auditor reads PEM. Convert it: "
+                               "openssl pkcs12 -in %s -clcerts -nokeys -out client.crt && "
+                               "(umask 077; openssl pkcs12 -in %s -nocerts -nodes -out "
+                               "client.key), then --cert client.crt --key client.key",
+                               flag, path, path, path);
+    if (in & SD_AUDIT_IN_DER_CERT)
+        return sd_err_set(err, "%s %s: a DER certificate; the auditor reads PEM. Convert it: "
+                          "openssl x509 -inform DER -in %s -out %s.pem", flag, path, path, path);
+    if (in & (SD_AUDIT_IN_KEY | SD_AUDIT_IN_ENC_KEY | SD_AUDIT_IN_DER_KEY |
+              SD_AUDIT_IN_DER_ENC)) {
+        unsigned int key_in = ca ? 0 : sd_audit_sniff_path(o->key);
+        if ((key_in & (SD_AUDIT_IN_CERT | SD_AUDIT_IN_DER_CERT)) && !(key_in & SD_AUDIT_IN_KEY))
+            return sd_err_set(err, "--cert %s holds a private key and --key %s a certificate: "
+                              "the two are swapped (--cert %s --key %s)", path, o->key,
+                              o->key, path);
+        return sd_err_set(err, "%s %s: a private key, not a certificate", flag, path);
+    }
+    if (in & SD_AUDIT_IN_CSR)
+        return sd_err_set(err, "%s %s: a certificate request (CSR), not a certificate",
+                          flag, path);
+    if (in & SD_AUDIT_IN_EMPTY)
+        return sd_err_set(err, "%s %s: empty file", flag, path);
+    return sd_err_set(err, "%s %s: no PEM certificate in it", flag, path);
+}
+
+/* The same for a --key file without an unencrypted PEM private key. */
+static int sd_audit_no_key(const struct sd_audit_opts *o, unsigned int in, struct sd_err *err)
+{
+    const char *path = o->key;
+
+    if (in & (SD_AUDIT_IN_ENC_KEY | SD_AUDIT_IN_DER_ENC))
+        return sd_err_set(err, "--key %s: the private key is encrypted, and the auditor never "
+                          "asks for a passphrase. Write an unencrypted copy only you can read: "
+                          "(umask 077; openssl pkey%s -in %s -out client-plain.key)", path,
+                          (in & SD_AUDIT_IN_DER_ENC) ? " -inform DER" : "", path);
+    if (in & SD_AUDIT_IN_PKCS12)
+        return sd_err_set(err, "--key %s: a PKCS#12 file; the auditor reads PEM. Convert it: "
+                          "openssl pkcs12 -in %s -clcerts -nokeys -out client.crt && "
+                          "(umask 077; openssl pkcs12 -in %s -nocerts -nodes -out client.key), "
+                          "then --cert client.crt --key client.key", path, path, path);
+    if (in & SD_AUDIT_IN_DER_KEY)
+        return sd_err_set(err, "--key %s: a DER private key; the auditor reads PEM. Convert it: "
+                          "(umask 077; openssl pkey -inform DER -in %s -out %s.pem)",
+                          path, path, path);
+    if (in & (SD_AUDIT_IN_CERT | SD_AUDIT_IN_DER_CERT))
+        return sd_err_set(err, "--key %s: a certificate, not a private key", path);
+    if (in & SD_AUDIT_IN_EMPTY)
+        return sd_err_set(err, "--key %s: empty file", path);
+    if (in & SD_AUDIT_IN_KEY)
+        return sd_err_openssl(err, "--key %s: cannot read the private key", path);
+    return sd_err_set(err, "--key %s: no PEM private key in it", path);
+}
+
 /* Loads the control: the certificate, any chain after it, and its key. */
 static int sd_audit_load_control(const struct sd_audit_opts *o, struct sd_audit_cred *c,
                                  struct sd_err *err)
 {
     BIO *bio = NULL;
     X509 *x;
+    unsigned int in;
     int rc = -1;
 
     bio = sd_audit_file_bio(o->cert, err);
     if (bio == NULL)
         goto out;
+    in = sd_audit_sniff_bio(bio);
     c->crt = PEM_read_bio_X509(bio, NULL, sd_audit_no_pass, NULL);
     if (c->crt == NULL) {
-        sd_err_openssl(err, "%s: not a PEM certificate", o->cert);
+        ERR_clear_error();
+        sd_audit_no_cert(o, "--cert", o->cert, in, err);
         goto out;
     }
     c->chain = sk_X509_new_null();
@@ -200,14 +376,19 @@ static int sd_audit_load_control(const struct sd_audit_opts *o, struct sd_audit_
     bio = sd_audit_file_bio(o->key, err);
     if (bio == NULL)
         goto out;
+    in = sd_audit_sniff_bio(bio);
+    /* Never a prompt: sd_audit_no_pass refuses every passphrase request. */
     c->key = PEM_read_bio_PrivateKey(bio, NULL, sd_audit_no_pass, NULL);
     if (c->key == NULL) {
-        sd_err_openssl(err, "%s: not an unencrypted PEM private key", o->key);
+        if (!(in & SD_AUDIT_IN_KEY))
+            ERR_clear_error();
+        sd_audit_no_key(o, in, err);
         goto out;
     }
     if (X509_check_private_key(c->crt, c->key) != 1) {
         ERR_clear_error();
-        sd_err_set(err, "%s: private key does not match certificate %s", o->key, o->cert);
+        sd_err_set(err, "--key %s: this private key does not match the certificate in "
+                   "--cert %s", o->key, o->cert);
         goto out;
     }
     rc = 0;
@@ -217,10 +398,11 @@ out:
 }
 
 /* Every certificate of the CA file, as a trust store. */
-static X509_STORE *sd_audit_load_store(const char *path, struct sd_err *err)
+static X509_STORE *sd_audit_load_store(const struct sd_audit_opts *o, struct sd_err *err)
 {
-    BIO *bio = sd_audit_file_bio(path, err);
+    BIO *bio = sd_audit_file_bio(o->cacert, err);
     X509_STORE *store = bio != NULL ? X509_STORE_new() : NULL;
+    unsigned int in = bio != NULL ? sd_audit_sniff_bio(bio) : 0;
     X509 *x;
     int n = 0;
 
@@ -237,25 +419,95 @@ static X509_STORE *sd_audit_load_store(const char *path, struct sd_err *err)
     if (bio != NULL && (store == NULL || n == 0)) {
         X509_STORE_free(store);
         store = NULL;
-        sd_err_set(err, "%s: cannot load CA certificates", path);
+        if (n == 0)
+            sd_audit_no_cert(o, "--cacert", o->cacert, in, err);
+        else
+            sd_err_set(err, "--cacert %s: cannot load CA certificates", o->cacert);
     }
     BIO_free(bio);
     return store;
 }
 
-/* The first certificate of the CA file: whose name the forgeries borrow. */
-static X509 *sd_audit_load_ca(const char *path, struct sd_err *err)
+/* A certificate name, RFC 2253, for a message. */
+static void sd_audit_name(const X509_NAME *name, char *buf, size_t cap)
 {
-    BIO *bio = sd_audit_file_bio(path, err);
-    X509 *x = NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long n;
 
-    if (bio == NULL)
-        return NULL;
-    x = PEM_read_bio_X509(bio, NULL, sd_audit_no_pass, NULL);
-    if (x == NULL)
-        sd_err_openssl(err, "%s: not a PEM certificate", path);
-    BIO_free(bio);
-    return x;
+    buf[0] = '\0';
+    if (b == NULL)
+        return;
+    if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0) {
+        n = BIO_get_mem_data(b, &data);
+        if (n > 0 && data != NULL)
+            sd_audit_clean(buf, cap, data, (size_t)n, cap - 1);
+    }
+    BIO_free(b);
+}
+
+/*
+ * The control must have been issued by --cacert (directly, or through
+ * intermediates sent after it in --cert). The impostor CA borrows the name
+ * of the control's own issuer: a control from another CA would make the
+ * expired, not-yet-valid and serverauth-eku probes claim the wrong issuer
+ * and test something else than they say. Dates and key usage are not
+ * checked here: a control the server must refuse is the server's to refuse
+ * (docs/audit.md). Returns the issuer (a new reference), or NULL with err.
+ */
+static X509 *sd_audit_control_issuer(const struct sd_audit_opts *o, X509_STORE *store,
+                                     const struct sd_audit_cred *control, struct sd_err *err)
+{
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    STACK_OF(X509) *chain;
+    STACK_OF(X509_OBJECT) *objs;
+    X509 *issuer = NULL;
+    char have[160], want[160], holds[160];
+    int e, i, n = 0, same_name = 0;
+
+    if (ctx == NULL || X509_STORE_CTX_init(ctx, store, control->crt, control->chain) != 1) {
+        sd_err_openssl(err, "out of memory");
+        goto out;
+    }
+    X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx), X509_V_FLAG_NO_CHECK_TIME);
+    if (X509_verify_cert(ctx) == 1) {
+        chain = X509_STORE_CTX_get0_chain(ctx);
+        issuer = sk_X509_value(chain, sk_X509_num(chain) > 1 ? 1 : 0);
+        if (issuer == NULL || !X509_up_ref(issuer)) {
+            issuer = NULL;
+            sd_err_set(err, "out of memory");
+        }
+        goto out;
+    }
+    e = X509_STORE_CTX_get_error(ctx);
+    sd_audit_name(X509_get_issuer_name(control->crt), want, sizeof(want));
+    sd_audit_name(X509_get_subject_name(control->crt), have, sizeof(have));
+    holds[0] = '\0';
+    objs = X509_STORE_get0_objects(store);
+    for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (x == NULL)
+            continue;
+        if (X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(control->crt)) == 0)
+            same_name = 1;
+        if (n++ == 0)
+            sd_audit_name(X509_get_subject_name(x), holds, sizeof(holds));
+    }
+    if (same_name)
+        sd_err_set(err, "--cert %s (%s) was not issued by --cacert %s: that file holds a CA "
+                   "named %s, but not the one that signed the certificate (same name, another "
+                   "key). --cacert must be the CA that issued the client certificate",
+                   o->cert, have, o->cacert, want);
+    else
+        sd_err_set(err, "--cert %s (%s) was not issued by --cacert %s (%s): its issuer is %s, "
+                   "and that file holds %s%s. --cacert must be the CA that issued the client "
+                   "certificate (not the CA of the server's certificate)",
+                   o->cert, have, o->cacert, X509_verify_cert_error_string(e), want,
+                   holds[0] != '\0' ? holds : "no certificate", n > 1 ? " and more" : "");
+out:
+    X509_STORE_CTX_free(ctx);
+    ERR_clear_error();
+    return issuer;
 }
 
 static int sd_audit_ext(X509 *x, X509 *issuer, int nid, const char *value)
@@ -382,7 +634,7 @@ struct sd_audit_run {
     const struct sd_audit_opts *o;
     struct sd_audit_report *rep;
     X509_STORE *store;           /* --cacert, to report on the server's cert */
-    X509 *ca;                    /* first certificate of --cacert */
+    X509 *ca;                    /* the control's issuer, found in --cacert */
     struct sd_audit_cred cred[SD_AUDIT_NCREDS];
     struct sd_audit_cred unknown_ca, impostor_ca;
     const char *sni;             /* default SNI; NULL for an IP literal */
@@ -408,7 +660,8 @@ static int sd_audit_make_creds(struct sd_audit_run *r, struct sd_err *err)
                                    (const unsigned char *)"steeldoor audit unknown CA",
                                    -1, -1, 0) != 1 ||
         sd_audit_make_ca(unknown, &r->unknown_ca) != 0 ||
-        /* the impostor wears the real CA's name but has its own key */
+        /* the impostor wears the name of the control's issuer but has its
+         * own key */
         sd_audit_make_ca(X509_get_subject_name(r->ca), &r->impostor_ca) != 0 ||
         sd_audit_make_leaf(control, NULL, -3600, SD_AUDIT_DAY, "clientAuth",
                            &r->cred[SD_AUDIT_SELF_SIGNED]) != 0 ||
@@ -432,6 +685,25 @@ static int sd_audit_make_creds(struct sd_audit_run *r, struct sd_err *err)
         sk_X509_push(r->cred[SD_AUDIT_UNKNOWN_CA].chain, r->unknown_ca.crt) <= 0) {
         sd_err_openssl(err, "cannot make the probe certificates");
         goto out;
+    }
+    /* The certificates that claim the control's issuer come with the
+     * control's own chain, so that a server finds that issuer (an
+     * intermediate, say) and refuses them for their signature, as it
+     * would refuse a real forgery. */
+    if (r->cred[SD_AUDIT_CONTROL].chain != NULL &&
+        sk_X509_num(r->cred[SD_AUDIT_CONTROL].chain) > 0) {
+        static const enum sd_audit_cred_id same_issuer[] = {
+            SD_AUDIT_EXPIRED, SD_AUDIT_NOT_YET_VALID, SD_AUDIT_SERVER_EKU, SD_AUDIT_FORGED,
+        };
+        size_t i;
+        for (i = 0; i < sizeof(same_issuer) / sizeof(same_issuer[0]); i++) {
+            struct sd_audit_cred *c = &r->cred[same_issuer[i]];
+            c->chain = X509_chain_up_ref(r->cred[SD_AUDIT_CONTROL].chain);
+            if (c->chain == NULL) {
+                sd_err_openssl(err, "cannot make the probe certificates");
+                goto out;
+            }
+        }
     }
     rc = 0;
 out:
@@ -1137,6 +1409,13 @@ static void sd_audit_refuse(struct sd_audit_run *r, const char *name, const char
         break;
     }
 out:
+    /* What the door says about the server's configuration. */
+    if (p->verdict == SD_AUDIT_LATE)
+        p->finding = SD_AUDIT_F_LATE;
+    else if (p->verdict == SD_AUDIT_OPEN)
+        p->finding = !p->cert_request ? SD_AUDIT_F_NO_CLIENT_AUTH
+                     : cred == NULL   ? SD_AUDIT_F_OPTIONAL
+                                      : SD_AUDIT_F_UNVERIFIED;
     free(a);
     sd_audit_conn_close(&c);
 }
@@ -1157,9 +1436,10 @@ static void sd_audit_old_version(struct sd_audit_run *r, const char *name, int v
         goto out;
     }
     io = sd_audit_step(&c, SD_AUDIT_HANDSHAKE, NULL, 0, NULL);
-    if (io == SD_AUDIT_IO_OK)
+    if (io == SD_AUDIT_IO_OK) {
         sd_audit_set(p, SD_AUDIT_OPEN, "handshake completed with %s", SSL_get_version(c.ssl));
-    else if (io == SD_AUDIT_IO_TIMEOUT)
+        p->finding = SD_AUDIT_F_OLD_TLS;
+    } else if (io == SD_AUDIT_IO_TIMEOUT)
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "handshake did not finish within %u ms",
                      r->o->timeout_ms);
     else if (c.alert < 0 && strstr(c.why, "no protocols available") != NULL)
@@ -1221,17 +1501,50 @@ static void sd_audit_plaintext(struct sd_audit_run *r)
     else if ((unsigned char)buf[0] == 0x15)
         sd_audit_set(p, SD_AUDIT_PASS, "TLS alert, no HTTP");
     else if (sd_audit_is_http(buf, len)) {
+        /* A 2xx is content served without TLS; anything else (a refusal,
+         * a redirect to https) is an HTTP server reading plain text on the
+         * TLS port: past the TLS layer, but no further. */
+        const char *sp = memchr(buf, ' ', len);
+        int ok2xx = sp != NULL && (size_t)(sp - buf) + 1 < len && sp[1] == '2';
         sd_audit_clean(line, sizeof(line), buf, len, 60);
-        sd_audit_set(p, SD_AUDIT_LATE, "HTTP answered without TLS: %s", line);
+        sd_audit_set(p, ok2xx ? SD_AUDIT_OPEN : SD_AUDIT_LATE, "HTTP answered without TLS: %s",
+                     line);
+        p->finding = SD_AUDIT_F_PLAINTEXT;
     } else
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "%zu non-TLS, non-HTTP bytes came back", len);
 out:
     sd_audit_conn_close(&c);
 }
 
+/*
+ * Ends a connection as a well-behaved client does: its close_notify, then
+ * whatever the server still sends, up to the server's own close_notify or
+ * the end of the stream, for at most a third of the time limit. An OpenSSL
+ * server that frees a connection before it has sent its close_notify drops
+ * that connection's session from its cache (ssl_clear_bad_session): an
+ * abrupt close here would decide by a race whether the next connection
+ * finds a session to resume at all.
+ */
+static void sd_audit_close_cleanly(struct sd_audit_run *r, struct sd_audit_conn *c)
+{
+    char buf[4096];
+    size_t n;
+
+    c->deadline = sd_audit_now_ms() + r->o->timeout_ms / 3;
+    ERR_clear_error();
+    if (SSL_shutdown(c->ssl) < 0) {
+        ERR_clear_error();
+        return;
+    }
+    while (sd_audit_step(c, SD_AUDIT_READ, buf, sizeof(buf), &n) == SD_AUDIT_IO_OK)
+        ;
+    ERR_clear_error();
+}
+
 /* One connection with the control under sni, resuming sess if given:
- * 0 done (*reused set, *out the session when out is non-NULL), -1 failed
- * with why. */
+ * 0 done (*reused set, *out the session when out is non-NULL), -2 the
+ * server refused the handshake with an alert, -1 failed otherwise; why
+ * says what happened. */
 static int sd_audit_session(struct sd_audit_run *r, const char *sni, SSL_SESSION *sess,
                             int *reused, SSL_SESSION **out, char *why, size_t cap)
 {
@@ -1245,6 +1558,8 @@ static int sd_audit_session(struct sd_audit_run *r, const char *sni, SSL_SESSION
                       &tcp_failed) != 0 ||
         sd_audit_step(&c, SD_AUDIT_HANDSHAKE, NULL, 0, NULL) != SD_AUDIT_IO_OK) {
         snprintf(why, cap, "%s", c.why);
+        if (c.ssl != NULL && c.alert >= 0)
+            rc = -2;
         goto out;
     }
     *reused = SSL_session_reused(c.ssl);
@@ -1266,6 +1581,7 @@ static int sd_audit_session(struct sd_audit_run *r, const char *sni, SSL_SESSION
             *out = NULL;
         }
     }
+    sd_audit_close_cleanly(r, &c);
     rc = 0;
 out:
     free(a);
@@ -1281,7 +1597,7 @@ static void sd_audit_sni_resumption(struct sd_audit_run *r)
     const char *na, *nb;
     SSL_SESSION *sess = NULL;
     char why[160];
-    int reused;
+    int reused, rc;
 
     if (r->o->n_names < 2) {
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "needs --servername A --servername B");
@@ -1297,12 +1613,20 @@ static void sd_audit_sni_resumption(struct sd_audit_run *r)
         sd_audit_set(p, SD_AUDIT_PASS, "no resumable session was issued under %s", na);
         goto out;
     }
-    if (sd_audit_session(r, nb, sess, &reused, NULL, why, sizeof(why)) != 0) {
+    rc = sd_audit_session(r, nb, sess, &reused, NULL, why, sizeof(why));
+    if (rc == -2) {
+        /* Refused rather than resumed: what nginx does since its fix for
+         * CVE-2025-23419. */
+        sd_audit_set(p, SD_AUDIT_PASS, "resuming under %s refused: %s", nb, why);
+        goto out;
+    }
+    if (rc != 0) {
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "resumption under %s failed: %s", nb, why);
         goto out;
     }
     if (reused) {
         sd_audit_set(p, SD_AUDIT_OPEN, "session from %s resumed under %s", na, nb);
+        p->finding = SD_AUDIT_F_SNI_RESUMPTION;
         goto out;
     }
     /* For the report: does it resume at all? */
@@ -1351,9 +1675,10 @@ static void sd_audit_renegotiation(struct sd_audit_run *r)
     }
     c.deadline = sd_audit_now_ms() + r->o->timeout_ms;
     io = sd_audit_step(&c, SD_AUDIT_HANDSHAKE, NULL, 0, NULL);
-    if (io == SD_AUDIT_IO_OK && !SSL_renegotiate_pending(c.ssl))
+    if (io == SD_AUDIT_IO_OK && !SSL_renegotiate_pending(c.ssl)) {
         sd_audit_set(p, SD_AUDIT_OPEN, "renegotiation completed");
-    else if (io == SD_AUDIT_IO_TIMEOUT)
+        p->finding = SD_AUDIT_F_RENEGOTIATION;
+    } else if (io == SD_AUDIT_IO_TIMEOUT)
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "no answer within %u ms", r->o->timeout_ms);
     else if (io == SD_AUDIT_IO_OK)
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "renegotiation still pending");
@@ -1403,7 +1728,9 @@ static void sd_audit_identity_headers(struct sd_audit_run *r)
     for (i = 0; i < sizeof(rnd); i++)
         snprintf(nonce + 2 * i, 3, "%02x", rnd[i]);
     snprintf(marker, sizeof(marker), "sdaudit-marker-%s", nonce);
-    off = (size_t)snprintf(extra, sizeof(extra), "X-Steeldoor-Audit: %s\r\n", marker);
+    /* Not a name any proxy reserves (steeldoor's HTTP mode removes every
+     * X-Steeldoor-*): the marker must reach the backend. */
+    off = (size_t)snprintf(extra, sizeof(extra), "X-Audit-Marker: %s\r\n", marker);
     for (i = 0; i < SD_AUDIT_NHEADERS; i++) {
         /* Shaped like the real thing where that is simple; each carries
          * a unique token to look for in the echo. */
@@ -1452,9 +1779,10 @@ static void sd_audit_identity_headers(struct sd_audit_run *r)
             flen += (size_t)snprintf(found + flen, sizeof(found) - flen, "%s%s",
                                      forged > 1 ? ", " : "", sd_audit_headers[i]);
     }
-    if (forged > 0)
+    if (forged > 0) {
         sd_audit_set(p, SD_AUDIT_OPEN, "forged %s reached the backend", found);
-    else if (memmem(a->buf, a->len, marker, strlen(marker)) != NULL)
+        p->finding = SD_AUDIT_F_HEADERS;
+    } else if (memmem(a->buf, a->len, marker, strlen(marker)) != NULL)
         sd_audit_set(p, SD_AUDIT_PASS, "headers echoed, forged ones removed or replaced");
     else
         sd_audit_set(p, SD_AUDIT_UNDETERMINED, "%s; the backend echoes no headers", a->line);
@@ -1482,11 +1810,11 @@ int sd_audit_run(const struct sd_audit_opts *o, struct sd_audit_report *rep,
     ERR_clear_error();
     if (sd_audit_load_control(o, &r.cred[SD_AUDIT_CONTROL], err) != 0)
         goto out;
-    r.ca = sd_audit_load_ca(o->cacert, err);
-    if (r.ca == NULL)
-        goto out;
-    r.store = sd_audit_load_store(o->cacert, err);
+    r.store = sd_audit_load_store(o, err);
     if (r.store == NULL)
+        goto out;
+    r.ca = sd_audit_control_issuer(o, r.store, &r.cred[SD_AUDIT_CONTROL], err);
+    if (r.ca == NULL)
         goto out;
     if (sd_audit_make_creds(&r, err) != 0)
         goto out;

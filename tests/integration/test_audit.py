@@ -240,13 +240,19 @@ def test_silent_endpoint_times_out(audit):
         srv.close()
 
 
-def test_control_refused(steeldoor, echo_backend, audit, pki):
-    """The control must get in; a certificate the endpoint refuses is exit 2."""
+@pytest.mark.parametrize("which", ["expired", "serverauth"])
+def test_control_refused(steeldoor, echo_backend, audit, pki, which):
+    """The control must get in; a certificate the endpoint refuses is exit 2.
+    Issued by --cacert but expired or serverAuth-only: the auditor leaves dates
+    and key usage to the server (that is how they are tested on their own,
+    docs/audit.md), and steeldoor refuses it. (A control that --cacert did not
+    issue is refused before any probe: test_audit_explain.py.)"""
     sd = steeldoor(target=echo_backend.target)
-    crt, key = pki.othca_client
+    crt, key = getattr(pki, which)
     rc, rep, _ = audit(sd.port, cert=crt, key=key)
     assert rc == 2, table(rep)
     assert "valid certificate" in rep["error"], rep
+    assert [p["name"] for p in rep["probes"]] == ["control"], table(rep)
 
 
 @pytest.mark.parametrize("args", [
