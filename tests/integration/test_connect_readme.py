@@ -16,7 +16,7 @@ README = os.path.join(HERE, "..", "..", "README.md")
 def sidecar_block():
     text = open(README, encoding="utf-8").read()
     i = text.index("The whole sidecar picture")
-    b = text.index("```\n", i) + 4
+    b = text.index("```sh\n", i) + 6
     e = text.index("```\n", b)
     return text[b:e]
 

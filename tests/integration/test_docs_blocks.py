@@ -41,14 +41,9 @@ DOCS = ["README.md"] + sorted("docs/" + p.name for p in (REPO / "docs").glob("*.
 # A whole document's session may take at most this long (they take 5-20 s).
 DOC_TIMEOUT = 60
 
-# The one block allowed without a tag, run as sh: the README's sidecar
-# example, which tests/integration/test_connect_readme.py finds by its bare
-# opening fence ("```\n" after "The whole sidecar picture"). Tag it ```sh
-# once that test looks for the tagged fence.
-UNTAGGED_RUN = {
-    ("README.md", "# B, the protected service: answers with the request headers"):
-        "test_connect_readme.py extracts it by its bare ``` fence",
-}
+# No block is allowed without a tag (the README's sidecar example, which
+# test_connect_readme.py also runs, is tagged sh like the others).
+UNTAGGED_RUN = {}
 
 # Every ```console block: commands shown, not run here, and why. A console
 # block missing from this list, or an entry matching no block, fails.
