@@ -525,7 +525,9 @@ static const char sd_man_environment[] =
     "  NOTIFY_SOCKET  set by systemd for a Type=notify service: the master sends\n"
     "                 READY=1 once its workers are started, RELOADING=1 and\n"
     "                 then READY=1 around each reload, STOPPING=1 at shutdown.\n"
-    "                 Workers never send.\n";
+    "                 Workers never send.\n"
+    "  COLUMNS        the width steeldoor audit fits its table to (else the\n"
+    "                 terminal's, else 80; 60 to 200).\n";
 
 static const char sd_man_exit[] =
     "steeldoor serve and steeldoor connect exit 0 after a shutdown by SIGTERM or\n"
