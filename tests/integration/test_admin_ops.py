@@ -359,11 +359,18 @@ def _worker_kill(sd, lp, ap, ctx):
     # all but those that died with it were counted closed
     assert acc == load.connected, "accepted_total +%d, clients made %d connections" % (
         acc, load.connected)
-    assert closed == acc - lost - unlogged, "closed +%d, accepted +%d, lost %d, unlogged %d" % (
-        closed, acc, lost, unlogged)
-    assert end.v("steeldoor_connections_total", listener="api", result="ok",
-                 reason="none") - base.v("steeldoor_connections_total", listener="api",
-                                         result="ok", reason="none") == load.ok - unlogged
+    # A worker counts a connection closed as it makes its line, but writes
+    # the lines of one batch of events when the batch ends (log.c holds
+    # them): a connection the killed worker counted in its last batch has
+    # lost its line. So the count lies between the lines and the lines plus
+    # the connections in flight on the killed worker.
+    assert len(lines) <= closed <= len(lines) + unlogged + lost, \
+        "closed +%d, accepted +%d, lines %d, lost %d, unlogged %d" % (
+            closed, acc, len(lines), lost, unlogged)
+    ok_closed = end.v("steeldoor_connections_total", listener="api", result="ok",
+                      reason="none") - base.v("steeldoor_connections_total", listener="api",
+                                              result="ok", reason="none")
+    assert ok_closed == closed and closed <= load.ok, (ok_closed, closed, load.ok)
     st, j = al.readyz(ap)
     assert al.check(j, "workers")["ok"] and al.check(j, "workers")["detail"].startswith("2/2"), j
     s = al.get(ap, "/status").json()
