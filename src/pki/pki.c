@@ -28,11 +28,11 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "sd/format.h"
 #include "sd/policy.h"
 
 #define SD_PKI_CA_CN      "steeldoor dev CA"
@@ -617,26 +617,12 @@ static int sd_pki_emit_append(FILE *fp, const void *obj)
     return fputs(a->lines, fp) == EOF ? -1 : 0;
 }
 
-/* Refuses to prompt on the terminal for the passphrase of an encrypted
- * key: the PKI never writes one, and encrypted keys are told apart and
- * refused before any read (sd_pki_not_a), so this is a second lock. */
-static int sd_pki_no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
-
 /* The files the PKI reads are its own (PEM, as it writes them), but a CA
  * brought from elsewhere may come as DER, encrypted, as PKCS#12, or with
  * its two files swapped: every such file is read by content (never by its
  * name), DER taken as well as PEM, and anything else named with the fix.
- * (src/tls/load.c does the same for what serve and connect read.) */
+ * (sd/format.h: the same reading as serve and connect's.) */
 #define SD_PKI_READ_MAX (1u << 20) /* far above any certificate or key file */
-
-enum sd_pki_want { SD_PKI_WANT_CERT, SD_PKI_WANT_KEY, SD_PKI_WANT_CRL };
 
 /* Reads all of fp (at most SD_PKI_READ_MAX bytes) into *out (to free,
  * after OPENSSL_cleanse for a key), without stdio's buffer: a key's bytes
@@ -676,112 +662,37 @@ static int sd_pki_slurp(FILE *fp, const char *path, unsigned char **out, size_t 
     return -1;
 }
 
-static int sd_pki_has(const unsigned char *d, size_t len, const char *s)
+/* swap[size] = the pair a swapped file belongs to ("ca.crt and ca.key"),
+ * from file's name in the directory. */
+static const char *sd_pki_swap(char *swap, size_t size, const char *file)
 {
-    return memmem(d, len, s, strlen(s)) != NULL;
-}
-
-/* 1 if d starts with a DER SEQUENCE whose length fits in len. */
-static int sd_pki_is_der(const unsigned char *d, size_t len)
-{
-    const unsigned char *p = d;
-    long olen = 0;
-    int tag = 0, cls = 0, r = ASN1_get_object(&p, &olen, &tag, &cls, (long)len);
-
-    ERR_clear_error();
-    return !(r & 0x80) && (r & V_ASN1_CONSTRUCTED) && tag == V_ASN1_SEQUENCE &&
-           cls == V_ASN1_UNIVERSAL;
-}
-
-/* What a DER file holds, as the noun of a message ("a CRL"), or NULL for
- * none known; *enc_key is set for an encrypted private key. */
-static const char *sd_pki_der_kind(const unsigned char *d, size_t len, int *enc_key)
-{
-    const unsigned char *p;
-    const char *kind = NULL;
-    void *o;
-
-    *enc_key = 0;
-#define SD_PKI_TRY(d2i, freefn, k)                                                        \
-    if (kind == NULL) {                                                                   \
-        p = d;                                                                            \
-        if ((o = d2i(NULL, &p, (long)len)) != NULL) {                                     \
-            freefn(o);                                                                    \
-            kind = (k);                                                                   \
-        }                                                                                 \
-    }
-    SD_PKI_TRY(d2i_X509, X509_free, "a certificate")
-    SD_PKI_TRY(d2i_X509_CRL, X509_CRL_free, "a CRL")
-    SD_PKI_TRY(d2i_PKCS12, PKCS12_free, "a PKCS#12 bundle")
-    SD_PKI_TRY(d2i_X509_SIG, X509_SIG_free, "an encrypted private key")
-    SD_PKI_TRY(d2i_AutoPrivateKey, EVP_PKEY_free, "a private key")
-#undef SD_PKI_TRY
-    ERR_clear_error();
-    if (kind != NULL && strcmp(kind, "an encrypted private key") == 0)
-        *enc_key = 1;
-    return kind;
-}
-
-/* err = why DIR/file (path) is not what want asked for, with the fix;
- * returns -1. file is the name in the directory ("ca.key"): the swap hint
- * names its pair ("ca.crt"). */
-static int sd_pki_not_a(struct sd_err *err, const char *path, const char *file,
-                        const unsigned char *d, size_t len, enum sd_pki_want want)
-{
-    static const char *const nouns[] = {"a certificate", "a private key", "a CRL"};
-    const char *noun = nouns[want], *kind = NULL;
     const char *dot = strrchr(file, '.');
     int stem = dot != NULL ? (int)(dot - file) : (int)strlen(file);
-    int enc = 0, blank = 1, text = 1;
-    size_t i;
 
-    ERR_clear_error();
-    for (i = 0; i < len; i++) {
-        if (d[i] != ' ' && d[i] != '\t' && d[i] != '\r' && d[i] != '\n')
-            blank = 0;
-        if ((d[i] < 0x20 && d[i] != '\t' && d[i] != '\r' && d[i] != '\n') || d[i] == 0x7f)
-            text = 0;
-    }
-    if (blank)
-        return sd_err_set(err, "%s is empty: expected %s (PEM or DER)", path, noun);
-    if (sd_pki_has(d, len, "-----BEGIN ")) {
-        enc = sd_pki_has(d, len, "-----BEGIN ENCRYPTED PRIVATE KEY-----") ||
-              (sd_pki_has(d, len, "PRIVATE KEY-----") &&
-               sd_pki_has(d, len, "Proc-Type: 4,ENCRYPTED"));
-        if (enc)
-            kind = "an encrypted private key";
-        else if (sd_pki_has(d, len, "PRIVATE KEY-----"))
-            kind = "a private key";
-        else if (sd_pki_has(d, len, "-----BEGIN CERTIFICATE-----") ||
-                 sd_pki_has(d, len, "-----BEGIN X509 CERTIFICATE-----"))
-            kind = "a certificate";
-        else if (sd_pki_has(d, len, "-----BEGIN X509 CRL-----"))
-            kind = "a CRL";
-        else
-            return sd_err_set(err, "%s holds PEM data that is not %s", path, noun);
-    } else if (sd_pki_is_der(d, len)) {
-        kind = sd_pki_der_kind(d, len, &enc);
-        if (kind == NULL)
-            return sd_err_set(err, "%s holds DER data that is not %s", path, noun);
-    } else {
-        return sd_err_set(err, "%s is neither PEM nor DER%s: expected %s", path,
-                          text ? " (it is text)" : "", noun);
-    }
-    if (strcmp(kind, "a PKCS#12 bundle") == 0)
-        return sd_err_set(err, "%s holds a PKCS#12 bundle (.p12/.pfx), which steeldoor pki "
-                          "does not read: take the certificate out with `openssl pkcs12 -in "
-                          "%s -nokeys -out cert.pem` and the key with `(umask 077; openssl "
-                          "pkcs12 -in %s -nocerts -nodes -out key.pem)`", path, path, path);
-    if (enc && want == SD_PKI_WANT_KEY)
-        return sd_err_set(err, "%s holds an encrypted private key, and steeldoor pki never "
-                          "asks for a passphrase: decrypt it once with `(umask 077; openssl "
-                          "pkey -in %s -out %s.plain)` and put %s.plain in its place", path,
-                          path, path, path);
-    if ((want == SD_PKI_WANT_CERT && strstr(kind, "private key") != NULL) ||
-        (want == SD_PKI_WANT_KEY && strcmp(kind, "a certificate") == 0))
-        return sd_err_set(err, "%s holds %s, not %s: are %.*s.crt and %.*s.key swapped?",
-                          path, kind, noun, stem, file, stem, file);
-    return sd_err_set(err, "%s holds %s, not %s", path, kind, noun);
+    snprintf(swap, size, "%.*s.crt and %.*s.key", stem, file, stem, file);
+    return swap;
+}
+
+/* Keeps the first certificate of a file (sd_format_certs): a chain after
+ * it is not the PKI's to read. */
+static int sd_pki_first_cert(X509 *x, int index, void *arg, struct sd_err *err)
+{
+    (void)err;
+    if (index == 1)
+        *(X509 **)arg = x;
+    else
+        X509_free(x);
+    return 0;
+}
+
+static int sd_pki_first_crl(X509_CRL *crl, int index, void *arg, struct sd_err *err)
+{
+    (void)err;
+    if (index == 1)
+        *(X509_CRL **)arg = crl;
+    else
+        X509_CRL_free(crl);
+    return 0;
 }
 
 /* Opens DIR/file (flags as sd_pki_fopen) and reads it whole: *data NULL
@@ -805,15 +716,16 @@ static int sd_pki_read(const struct sd_pki_dir *d, const char *file, unsigned in
     return rc;
 }
 
-/* Loads DIR/file, PEM or DER; with SD_PKI_OPTIONAL a missing file gives
- * *out NULL. */
+/* Loads DIR/file's (first) certificate, PEM or DER; with SD_PKI_OPTIONAL
+ * a missing file gives *out NULL. */
 static int sd_pki_load_cert(const struct sd_pki_dir *d, const char *file,
                             unsigned int flags, X509 **out, struct sd_err *err)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], swap[2 * NAME_MAX + 16];
     unsigned char *data = NULL;
+    struct sd_format h;
     size_t len = 0;
-    int rc = -1;
+    int n, rc = -1;
 
     *out = NULL;
     if (sd_pki_read(d, file, flags, path, sizeof(path), &data, &len, err) != 0)
@@ -822,27 +734,15 @@ static int sd_pki_load_cert(const struct sd_pki_dir *d, const char *file,
         rc = 0;
         goto out;
     }
-    if (sd_pki_has(data, len, "-----BEGIN CERTIFICATE-----") ||
-        sd_pki_has(data, len, "-----BEGIN X509 CERTIFICATE-----")) {
-        BIO *bio = BIO_new_mem_buf(data, (int)len);
-        *out = bio != NULL ? PEM_read_bio_X509(bio, NULL, sd_pki_no_passphrase, NULL) : NULL;
-        BIO_free(bio);
-        if (*out == NULL) {
-            sd_err_openssl(err, "%s: the PEM certificate cannot be parsed", path);
-            goto out;
-        }
-    } else if (sd_pki_is_der(data, len)) {
-        const unsigned char *p = data;
-        *out = d2i_X509(NULL, &p, (long)len);
-        if (*out != NULL && p != data + len) {
-            X509_free(*out);
-            *out = NULL;
-            sd_err_set(err, "%s: bytes after the DER certificate", path);
-            goto out;
-        }
+    n = sd_format_certs(data, len, path, SD_FORMAT_WANT_CERT, sd_pki_first_cert, out, err);
+    if (n < 0) {
+        X509_free(*out);
+        *out = NULL;
+        goto out;
     }
-    if (*out == NULL) {
-        sd_pki_not_a(err, path, file, data, len, SD_PKI_WANT_CERT);
+    if (n == 0) {
+        sd_format_sniff(data, len, &h);
+        sd_format_not(err, path, &h, SD_FORMAT_WANT_CERT, sd_pki_swap(swap, sizeof(swap), file));
         goto out;
     }
     rc = 0;
@@ -866,22 +766,9 @@ static int sd_pki_load_crl(const struct sd_pki_dir *d, const char *file,
         rc = 0;
         goto out;
     }
-    if (sd_pki_has(data, len, "-----BEGIN X509 CRL-----")) {
-        BIO *bio = BIO_new_mem_buf(data, (int)len);
-        *out = bio != NULL ? PEM_read_bio_X509_CRL(bio, NULL, sd_pki_no_passphrase, NULL)
-                           : NULL;
-        BIO_free(bio);
-        if (*out == NULL) {
-            sd_err_openssl(err, "%s: the PEM CRL cannot be parsed (remove it to start "
-                           "afresh)", path);
-            goto out;
-        }
-    } else if (sd_pki_is_der(data, len)) {
-        const unsigned char *p = data;
-        *out = d2i_X509_CRL(NULL, &p, (long)len);
-    }
-    if (*out == NULL) {
-        sd_pki_not_a(err, path, file, data, len, SD_PKI_WANT_CRL);
+    if (sd_format_crls(data, len, path, sd_pki_first_crl, out, err) < 0) {
+        X509_CRL_free(*out);
+        *out = NULL;
         goto out;
     }
     rc = 0;
@@ -893,46 +780,27 @@ out:
 static int sd_pki_load_key(const struct sd_pki_dir *d, const char *file, EVP_PKEY **out,
                            struct sd_err *err)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], swap[2 * NAME_MAX + 16];
     unsigned char *data = NULL;
+    struct sd_format h;
     size_t len = 0;
     int rc = -1;
 
     *out = NULL;
     if (sd_pki_read(d, file, SD_PKI_SECRET, path, sizeof(path), &data, &len, err) != 0)
         goto out;
-    if (sd_pki_has(data, len, "-----BEGIN ENCRYPTED PRIVATE KEY-----") ||
-        sd_pki_has(data, len, "Proc-Type: 4,ENCRYPTED")) {
-        sd_pki_not_a(err, path, file, data, len, SD_PKI_WANT_KEY);
+    sd_format_sniff(data, len, &h);
+    if (h.kinds & SD_FORMAT_KEY_ENC) {
+        /* The PKI reads its key from one place: the fix must put the
+         * decrypted key there. */
+        sd_err_set(err, "%s holds an encrypted private key, and steeldoor pki never asks for "
+                   "a passphrase: decrypt it once with `(umask 077; openssl pkey -in %s -out "
+                   "%s.plain)` and put %s.plain in its place", path, path, path, path);
         goto out;
     }
-    if (sd_pki_has(data, len, "PRIVATE KEY-----")) {
-        BIO *bio = BIO_new_mem_buf(data, (int)len);
-        *out = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, sd_pki_no_passphrase, NULL)
-                           : NULL;
-        BIO_free(bio);
-        if (*out == NULL) {
-            sd_err_openssl(err, "%s: the PEM private key cannot be parsed", path);
-            goto out;
-        }
-    } else if (sd_pki_is_der(data, len)) {
-        const unsigned char *p = data;
-        const char *kind;
-        int enc = 0;
-        kind = sd_pki_der_kind(data, len, &enc);
-        if (kind != NULL && strcmp(kind, "a private key") == 0)
-            *out = d2i_AutoPrivateKey(NULL, &p, (long)len);
-        if (*out != NULL && p != data + len) {
-            EVP_PKEY_free(*out);
-            *out = NULL;
-            sd_err_set(err, "%s: bytes after the DER private key", path);
-            goto out;
-        }
-    }
-    if (*out == NULL) {
-        sd_pki_not_a(err, path, file, data, len, SD_PKI_WANT_KEY);
+    *out = sd_format_key(data, len, path, sd_pki_swap(swap, sizeof(swap), file), err);
+    if (*out == NULL)
         goto out;
-    }
     rc = 0;
 out:
     if (data != NULL)
