@@ -11,7 +11,7 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS    ?=
 FUZZ_NAMES   := policy peer sni yaml log pp2 http_resp http_req http_chunked http_ident \
-                jwt jwks apikeys
+                jwt jwks apikeys format
 FUZZ_RUN     ?= $(FUZZ_NAMES)
 # The project's warnings (sd_* in the Makefile), -Wconversion included;
 # no _FORTIFY_SOURCE (ASan checks every access itself).
@@ -42,6 +42,7 @@ FUZZ_MAXLEN_http_resp := 40000
 FUZZ_MAXLEN_jwt := 9000
 FUZZ_MAXLEN_jwks := 16384
 FUZZ_MAXLEN_apikeys := 16384
+FUZZ_MAXLEN_format := 16384
 
 .PHONY: fuzz fuzz-deps fuzz-run fuzz-clean
 # Built by pattern rules only: without this, make would delete them as

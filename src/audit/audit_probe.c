@@ -26,6 +26,7 @@
  */
 #include "sd/audit.h"
 #include "sd/files.h"
+#include "sd/format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +50,6 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -127,262 +127,93 @@ static void sd_audit_cred_free(struct sd_audit_cred *c)
     c->chain = NULL;
 }
 
-/* Refuses to prompt for a passphrase: the auditor runs unattended. */
-static int sd_audit_no_pass(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
-
-/* A file given on the command line, as a memory BIO: read through the
- * snapshot reader (never blocks on a FIFO or a device, refuses anything but
- * a regular file, reads to end of file with a cap); the bytes are copied and
- * the snapshot, which may hold a key, is wiped when freed. */
-static BIO *sd_audit_file_bio(const char *path, struct sd_err *err)
-{
-    struct sd_files *fs = sd_files_new();
-    const struct sd_file *f = NULL;
-    BIO *bio = NULL;
-
-    if (fs == NULL) {
-        sd_err_set(err, "out of memory");
-        return NULL;
-    }
-    if (sd_files_get(fs, path, &f, err) != 0)
-        goto out;
-    if (f->kind != SD_FILE_REG) {
-        sd_err_set(err, "%s: not a regular file", path);
-        goto out;
-    }
-    bio = BIO_new(BIO_s_mem());
-    if (bio == NULL || (f->len > 0 && BIO_write(bio, f->data, (int)f->len) != (int)f->len)) {
-        BIO_free(bio);
-        bio = NULL;
-        sd_err_set(err, "%s: out of memory", path);
-    }
-out:
-    sd_files_free(fs);
-    return bio;
-}
-
 /*
- * What an input file holds, so that a file the auditor cannot use is
- * refused with a message that says what it is and how to convert it,
- * instead of "not a PEM certificate". Bits, since a PEM file may hold
- * several things.
+ * The input files: read whole through the snapshot reader (it never
+ * blocks on a FIFO or a device, refuses anything but a regular file and
+ * reads to end of file with a cap; the key's bytes are wiped when the set
+ * is freed), then by sd/format.h, as serve reads them: PEM or DER, and a
+ * file in another form (PKCS#12, an encrypted key, the other file of the
+ * pair, a CSR) named with the command that converts it. Nothing prompts
+ * for a passphrase: the auditor may run unattended.
  */
-#define SD_AUDIT_IN_CERT     0x001u /* a PEM certificate */
-#define SD_AUDIT_IN_KEY      0x002u /* a PEM private key, not encrypted */
-#define SD_AUDIT_IN_ENC_KEY  0x004u /* a PEM private key, encrypted */
-#define SD_AUDIT_IN_CSR      0x008u /* a PEM certificate request */
-#define SD_AUDIT_IN_DER_CERT 0x010u
-#define SD_AUDIT_IN_DER_KEY  0x020u
-#define SD_AUDIT_IN_DER_ENC  0x040u /* DER PKCS#8, encrypted */
-#define SD_AUDIT_IN_PKCS12   0x080u
-#define SD_AUDIT_IN_EMPTY    0x100u
+#define SD_AUDIT_SWAP "--cert and --key" /* the pair a swapped file belongs to */
 
-static int sd_audit_pem_label_is(const char *label, size_t len, const char *want)
+/* err = "FLAG " + err: which flag gave the file the message names. */
+static int sd_audit_flag_err(struct sd_err *err, const char *flag)
 {
-    return strlen(want) == len && memcmp(label, want, len) == 0;
+    char msg[SD_ERR_MAX];
+
+    if (err == NULL)
+        return -1;
+    snprintf(msg, sizeof(msg), "%s", err->msg);
+    return sd_err_set(err, "%s %s", flag, msg);
 }
 
-static unsigned int sd_audit_sniff(const unsigned char *d, size_t n)
+static int sd_audit_file(struct sd_files *fs, const char *flag, const char *path,
+                         const struct sd_file **f, struct sd_err *err)
 {
-    static const char begin[] = "-----BEGIN ";
-    const unsigned char *p = d, *end = d + n, *q;
-    unsigned int in = 0;
-    int pem = 0;
-    X509 *x;
-    PKCS12 *p12;
-    X509_SIG *sig;
-    EVP_PKEY *k;
+    if (sd_files_get(fs, path, f, err) != 0)
+        return sd_audit_flag_err(err, flag);
+    if ((*f)->kind != SD_FILE_REG)
+        return sd_err_set(err, "%s %s: not a regular file", flag, path);
+    return 0;
+}
 
-    if (n == 0)
-        return SD_AUDIT_IN_EMPTY;
-    while ((p = memmem(p, (size_t)(end - p), begin, sizeof(begin) - 1)) != NULL) {
-        const char *label = (const char *)p + sizeof(begin) - 1;
-        const unsigned char *next;
-        size_t len;
+/* err = "FLAG PATH <why it is not what want asked for>"; returns -1. */
+static int sd_audit_not(struct sd_err *err, const char *flag, const char *path,
+                        const struct sd_file *f, enum sd_format_want want)
+{
+    struct sd_format h;
 
-        pem = 1;
-        q = memmem(label, (size_t)(end - (const unsigned char *)label), "-----", 5);
-        if (q == NULL)
-            break;
-        len = (size_t)((const char *)q - label);
-        next = memmem(q, (size_t)(end - q), begin, sizeof(begin) - 1);
-        if (sd_audit_pem_label_is(label, len, "CERTIFICATE") ||
-            sd_audit_pem_label_is(label, len, "X509 CERTIFICATE") ||
-            sd_audit_pem_label_is(label, len, "TRUSTED CERTIFICATE"))
-            in |= SD_AUDIT_IN_CERT;
-        else if (sd_audit_pem_label_is(label, len, "ENCRYPTED PRIVATE KEY"))
-            in |= SD_AUDIT_IN_ENC_KEY;
-        else if (len >= 11 && memcmp(label + len - 11, "PRIVATE KEY", 11) == 0)
-            /* PKCS#8, or a traditional RSA/EC/DSA key, which is encrypted
-             * when its headers say so */
-            in |= memmem(q, (size_t)((next != NULL ? next : end) - q), "ENCRYPTED", 9) != NULL
-                  ? SD_AUDIT_IN_ENC_KEY : SD_AUDIT_IN_KEY;
-        else if (sd_audit_pem_label_is(label, len, "CERTIFICATE REQUEST") ||
-                 sd_audit_pem_label_is(label, len, "NEW CERTIFICATE REQUEST"))
-            in |= SD_AUDIT_IN_CSR;
-        p = q;
+    sd_format_sniff(f->data, f->len, &h);
+    sd_format_not(err, path, &h, want, SD_AUDIT_SWAP);
+    return sd_audit_flag_err(err, flag);
+}
+
+/* The control's certificate (the first) and the chain sent after it. */
+static int sd_audit_take_control(X509 *x, int index, void *arg, struct sd_err *err)
+{
+    struct sd_audit_cred *c = arg;
+
+    if (index == 1) {
+        c->crt = x;
+        return 0;
     }
-    if (pem)
-        return in;
-    /* Not PEM: try the binary forms one by one (each parse is strict). */
-    q = d;
-    if ((x = d2i_X509(NULL, &q, (long)n)) != NULL) {
+    if (sk_X509_push(c->chain, x) <= 0) {
         X509_free(x);
-        in = SD_AUDIT_IN_DER_CERT;
-    } else if ((q = d, p12 = d2i_PKCS12(NULL, &q, (long)n)) != NULL) {
-        PKCS12_free(p12);
-        in = SD_AUDIT_IN_PKCS12;
-    } else if ((q = d, sig = d2i_X509_SIG(NULL, &q, (long)n)) != NULL) {
-        X509_SIG_free(sig);
-        in = SD_AUDIT_IN_DER_ENC;
-    } else if ((q = d, k = d2i_AutoPrivateKey(NULL, &q, (long)n)) != NULL) {
-        EVP_PKEY_free(k);
-        in = SD_AUDIT_IN_DER_KEY;
+        return sd_err_set(err, "out of memory");
     }
-    ERR_clear_error();
-    return in;
-}
-
-/* What a file read into a memory BIO holds; reads nothing off the BIO. */
-static unsigned int sd_audit_sniff_bio(BIO *bio)
-{
-    char *data = NULL;
-    long n = BIO_get_mem_data(bio, &data);
-
-    return n >= 0 && data != NULL ? sd_audit_sniff((const unsigned char *)data, (size_t)n)
-                                  : SD_AUDIT_IN_EMPTY;
-}
-
-/* What the file at path holds; 0 when it cannot be read (the loader that
- * reads it says why). */
-static unsigned int sd_audit_sniff_path(const char *path)
-{
-    struct sd_err ignored;
-    BIO *bio = sd_audit_file_bio(path, &ignored);
-    unsigned int in = bio != NULL ? sd_audit_sniff_bio(bio) : 0;
-
-    BIO_free(bio);
-    return in;
-}
-
-/*
- * The message for a --cert or --cacert file without a PEM certificate:
- * what the file is instead, and the command that converts it. The
- * auditor reads PEM only and never prompts for a passphrase: it may run
- * unattended, and a prompt on the terminal would hang it.
- */
-static int sd_audit_no_cert(const struct sd_audit_opts *o, const char *flag, const char *path,
-                            unsigned int in, struct sd_err *err)
-{
-    int ca = strcmp(flag, "--cacert") == 0;
-
-    if (in & SD_AUDIT_IN_PKCS12)
-        return ca ? sd_err_set(err, "--cacert %s: a PKCS#12 file; the auditor reads PEM. "
-                               "Convert it: openssl pkcs12 -in %s -cacerts -nokeys -out ca.crt",
-                               path, path)
-                  : sd_err_set(err, "%s %s: a PKCS#12 file; the auditor reads PEM. Convert it: "
-                               "openssl pkcs12 -in %s -clcerts -nokeys -out client.crt && "
-                               "(umask 077; openssl pkcs12 -in %s -nocerts -nodes -out "
-                               "client.key), then --cert client.crt --key client.key",
-                               flag, path, path, path);
-    if (in & SD_AUDIT_IN_DER_CERT)
-        return sd_err_set(err, "%s %s: a DER certificate; the auditor reads PEM. Convert it: "
-                          "openssl x509 -inform DER -in %s -out %s.pem", flag, path, path, path);
-    if (in & (SD_AUDIT_IN_KEY | SD_AUDIT_IN_ENC_KEY | SD_AUDIT_IN_DER_KEY |
-              SD_AUDIT_IN_DER_ENC)) {
-        unsigned int key_in = ca ? 0 : sd_audit_sniff_path(o->key);
-        if ((key_in & (SD_AUDIT_IN_CERT | SD_AUDIT_IN_DER_CERT)) && !(key_in & SD_AUDIT_IN_KEY))
-            return sd_err_set(err, "--cert %s holds a private key and --key %s a certificate: "
-                              "the two are swapped (--cert %s --key %s)", path, o->key,
-                              o->key, path);
-        return sd_err_set(err, "%s %s: a private key, not a certificate", flag, path);
-    }
-    if (in & SD_AUDIT_IN_CSR)
-        return sd_err_set(err, "%s %s: a certificate request (CSR), not a certificate",
-                          flag, path);
-    if (in & SD_AUDIT_IN_EMPTY)
-        return sd_err_set(err, "%s %s: empty file", flag, path);
-    return sd_err_set(err, "%s %s: no PEM certificate in it", flag, path);
-}
-
-/* The same for a --key file without an unencrypted PEM private key. */
-static int sd_audit_no_key(const struct sd_audit_opts *o, unsigned int in, struct sd_err *err)
-{
-    const char *path = o->key;
-
-    if (in & (SD_AUDIT_IN_ENC_KEY | SD_AUDIT_IN_DER_ENC))
-        return sd_err_set(err, "--key %s: the private key is encrypted, and the auditor never "
-                          "asks for a passphrase. Write an unencrypted copy only you can read: "
-                          "(umask 077; openssl pkey%s -in %s -out client-plain.key)", path,
-                          (in & SD_AUDIT_IN_DER_ENC) ? " -inform DER" : "", path);
-    if (in & SD_AUDIT_IN_PKCS12)
-        return sd_err_set(err, "--key %s: a PKCS#12 file; the auditor reads PEM. Convert it: "
-                          "openssl pkcs12 -in %s -clcerts -nokeys -out client.crt && "
-                          "(umask 077; openssl pkcs12 -in %s -nocerts -nodes -out client.key), "
-                          "then --cert client.crt --key client.key", path, path, path);
-    if (in & SD_AUDIT_IN_DER_KEY)
-        return sd_err_set(err, "--key %s: a DER private key; the auditor reads PEM. Convert it: "
-                          "(umask 077; openssl pkey -inform DER -in %s -out %s.pem)",
-                          path, path, path);
-    if (in & (SD_AUDIT_IN_CERT | SD_AUDIT_IN_DER_CERT))
-        return sd_err_set(err, "--key %s: a certificate, not a private key", path);
-    if (in & SD_AUDIT_IN_EMPTY)
-        return sd_err_set(err, "--key %s: empty file", path);
-    if (in & SD_AUDIT_IN_KEY)
-        return sd_err_openssl(err, "--key %s: cannot read the private key", path);
-    return sd_err_set(err, "--key %s: no PEM private key in it", path);
+    return 0;
 }
 
 /* Loads the control: the certificate, any chain after it, and its key. */
 static int sd_audit_load_control(const struct sd_audit_opts *o, struct sd_audit_cred *c,
                                  struct sd_err *err)
 {
-    BIO *bio = NULL;
-    X509 *x;
-    unsigned int in;
-    int rc = -1;
+    struct sd_files *fs = sd_files_new();
+    const struct sd_file *cf = NULL, *kf = NULL;
+    int n, rc = -1;
 
-    bio = sd_audit_file_bio(o->cert, err);
-    if (bio == NULL)
-        goto out;
-    in = sd_audit_sniff_bio(bio);
-    c->crt = PEM_read_bio_X509(bio, NULL, sd_audit_no_pass, NULL);
-    if (c->crt == NULL) {
-        ERR_clear_error();
-        sd_audit_no_cert(o, "--cert", o->cert, in, err);
+    if (fs == NULL || (c->chain = sk_X509_new_null()) == NULL) {
+        sd_err_set(err, "out of memory");
         goto out;
     }
-    c->chain = sk_X509_new_null();
-    if (c->chain == NULL) {
-        sd_err_openssl(err, "%s: out of memory", o->cert);
+    if (sd_audit_file(fs, "--cert", o->cert, &cf, err) != 0 ||
+        sd_audit_file(fs, "--key", o->key, &kf, err) != 0)
+        goto out;
+    n = sd_format_certs(cf->data, cf->len, o->cert, SD_FORMAT_WANT_CERT, sd_audit_take_control,
+                        c, err);
+    if (n < 0) {
+        sd_audit_flag_err(err, "--cert");
         goto out;
     }
-    while ((x = PEM_read_bio_X509(bio, NULL, sd_audit_no_pass, NULL)) != NULL) {
-        if (sk_X509_push(c->chain, x) <= 0) {
-            X509_free(x);
-            sd_err_openssl(err, "%s: out of memory", o->cert);
-            goto out;
-        }
-    }
-    ERR_clear_error(); /* the end of the file */
-    BIO_free(bio);
-    bio = sd_audit_file_bio(o->key, err);
-    if (bio == NULL)
+    if (n == 0) {
+        sd_audit_not(err, "--cert", o->cert, cf, SD_FORMAT_WANT_CERT);
         goto out;
-    in = sd_audit_sniff_bio(bio);
-    /* Never a prompt: sd_audit_no_pass refuses every passphrase request. */
-    c->key = PEM_read_bio_PrivateKey(bio, NULL, sd_audit_no_pass, NULL);
+    }
+    c->key = sd_format_key(kf->data, kf->len, o->key, SD_AUDIT_SWAP, err);
     if (c->key == NULL) {
-        if (!(in & SD_AUDIT_IN_KEY))
-            ERR_clear_error();
-        sd_audit_no_key(o, in, err);
+        sd_audit_flag_err(err, "--key");
         goto out;
     }
     if (X509_check_private_key(c->crt, c->key) != 1) {
@@ -393,39 +224,48 @@ static int sd_audit_load_control(const struct sd_audit_opts *o, struct sd_audit_
     }
     rc = 0;
 out:
-    BIO_free(bio);
+    sd_files_free(fs);
     return rc;
+}
+
+static int sd_audit_take_ca(X509 *x, int index, void *arg, struct sd_err *err)
+{
+    int ok = X509_STORE_add_cert(arg, x);
+
+    X509_free(x);
+    return ok ? 0 : sd_err_openssl(err, "cannot add CA certificate %d", index);
 }
 
 /* Every certificate of the CA file, as a trust store. */
 static X509_STORE *sd_audit_load_store(const struct sd_audit_opts *o, struct sd_err *err)
 {
-    BIO *bio = sd_audit_file_bio(o->cacert, err);
-    X509_STORE *store = bio != NULL ? X509_STORE_new() : NULL;
-    unsigned int in = bio != NULL ? sd_audit_sniff_bio(bio) : 0;
-    X509 *x;
-    int n = 0;
+    struct sd_files *fs = sd_files_new();
+    const struct sd_file *f = NULL;
+    X509_STORE *store = X509_STORE_new();
+    int n;
 
-    while (store != NULL && (x = PEM_read_bio_X509(bio, NULL, sd_audit_no_pass, NULL)) != NULL) {
-        int ok = X509_STORE_add_cert(store, x);
-        X509_free(x);
-        if (!ok) {
-            X509_STORE_free(store);
-            store = NULL;
-        }
-        n++;
+    if (fs == NULL || store == NULL) {
+        sd_err_set(err, "out of memory");
+        goto fail;
     }
-    ERR_clear_error(); /* the end of the file */
-    if (bio != NULL && (store == NULL || n == 0)) {
-        X509_STORE_free(store);
-        store = NULL;
-        if (n == 0)
-            sd_audit_no_cert(o, "--cacert", o->cacert, in, err);
-        else
-            sd_err_set(err, "--cacert %s: cannot load CA certificates", o->cacert);
+    if (sd_audit_file(fs, "--cacert", o->cacert, &f, err) != 0)
+        goto fail;
+    n = sd_format_certs(f->data, f->len, o->cacert, SD_FORMAT_WANT_CA, sd_audit_take_ca, store,
+                        err);
+    if (n < 0) {
+        sd_audit_flag_err(err, "--cacert");
+        goto fail;
     }
-    BIO_free(bio);
+    if (n == 0) {
+        sd_audit_not(err, "--cacert", o->cacert, f, SD_FORMAT_WANT_CA);
+        goto fail;
+    }
+    sd_files_free(fs);
     return store;
+fail:
+    X509_STORE_free(store);
+    sd_files_free(fs);
+    return NULL;
 }
 
 /* A certificate name, RFC 2253, for a message. */

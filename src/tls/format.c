@@ -39,7 +39,7 @@ static const char *const sd_format_noun[] = {
 
 /* Offset of needle in data[from, len), or len. */
 static size_t sd_format_find(const unsigned char *data, size_t len, size_t from,
-                          const char *needle)
+                             const char *needle)
 {
     size_t n = strlen(needle), i;
 
@@ -257,19 +257,19 @@ void sd_format_why(char *buf, size_t size, const char *path, const struct sd_for
     if (h->kinds & SD_FORMAT_P12) {
         if (want == SD_FORMAT_WANT_CERT || want == SD_FORMAT_WANT_KEY)
             sd_format_say(buf, size, "holds a PKCS#12 bundle (.p12/.pfx), which steeldoor does "
-                       "not read: take the certificates out with `openssl pkcs12 -in %s "
-                       "-nokeys -out cert.pem` and the key with `(umask 077; openssl pkcs12 "
-                       "-in %s -nocerts -nodes -out key.pem)`", path, path);
+                          "not read: take the certificates out with `openssl pkcs12 -in %s "
+                          "-nokeys -out cert.pem` and the key with `(umask 077; openssl pkcs12 "
+                          "-in %s -nocerts -nodes -out key.pem)`", path, path);
         else
             sd_format_say(buf, size, "holds a PKCS#12 bundle (.p12/.pfx), not %s: take its "
-                       "certificates out with `openssl pkcs12 -in %s -nokeys -out ca.pem`",
-                       noun, path);
+                          "CA certificates out with `openssl pkcs12 -in %s -cacerts -nokeys "
+                          "-out ca.pem`", noun, path);
     } else if (h->kinds & SD_FORMAT_KEY_ENC) {
         sd_format_plain_name(plain, sizeof(plain), path);
         if (want == SD_FORMAT_WANT_KEY)
             sd_format_say(buf, size, "holds an encrypted private key, and steeldoor never asks "
-                       "for a passphrase: decrypt it once with `(umask 077; openssl pkey -in "
-                       "%s -out %s)` and give that file as the key (mode 0600)", path, plain);
+                          "for a passphrase: decrypt it once with `(umask 077; openssl pkey -in "
+                          "%s -out %s)` and give that file as the key (mode 0600)", path, plain);
         else
             sd_format_say(buf, size, "holds an encrypted private key, not %s%s%s", noun,
                           want == SD_FORMAT_WANT_CERT && swap != NULL ? ": " : "",
@@ -284,24 +284,24 @@ void sd_format_why(char *buf, size_t size, const char *path, const struct sd_for
                       swap != NULL ? ": " : "", swapped);
     } else if (h->kinds & SD_FORMAT_TRUSTED) {
         sd_format_say(buf, size, "holds an OpenSSL TRUSTED CERTIFICATE, not a plain certificate: "
-                   "convert it with `openssl x509 -in %s -out ca.pem`", path);
+                      "convert it with `openssl x509 -in %s -out ca.pem`", path);
     } else if (h->kinds & SD_FORMAT_CERT) {
         sd_format_say(buf, size, "holds a certificate, not %s", noun);
     } else if (h->kinds & SD_FORMAT_CRL) {
-        sd_format_say(buf, size, "holds a CRL, not %s: give CRL files with --crl", noun);
+        sd_format_say(buf, size, "holds a CRL, not %s", noun);
     } else if (h->kinds & SD_FORMAT_P7) {
         sd_format_say(buf, size, "holds a PKCS#7 bundle (.p7b), not %s: take its certificates "
-                   "out with `openssl pkcs7 -print_certs -in %s -out certs.pem`", noun, path);
+                      "out with `openssl pkcs7 -print_certs -in %s -out certs.pem`", noun, path);
     } else if (h->kinds & SD_FORMAT_CSR) {
         sd_format_say(buf, size, "holds a certificate signing request, not %s: have it signed "
-                   "(steeldoor pki issue, or your CA) and give the certificate", noun);
+                      "(steeldoor pki issue, or your CA) and give the certificate", noun);
     } else if (h->kinds & SD_FORMAT_PUBKEY) {
         sd_format_say(buf, size, "holds a public key, not %s", noun);
     } else if (h->enc == SD_FORMAT_PEM && h->label[0] != '\0') {
         sd_format_say(buf, size, "holds PEM data of type \"%s\", not %s", h->label, noun);
     } else {
         sd_format_say(buf, size, "holds %s data of no kind steeldoor reads: expected %s",
-                   h->enc == SD_FORMAT_PEM ? "PEM" : "DER", noun);
+                      h->enc == SD_FORMAT_PEM ? "PEM" : "DER", noun);
     }
 }
 
@@ -449,5 +449,7 @@ int sd_format_crls(const void *data, size_t len, const char *path, sd_format_crl
     if (!sd_format_pem_done())
         return sd_err_openssl(err, "%s: CRL number %d of the file is not a valid PEM CRL",
                               path, index + 1);
+    if (index == 0) /* a BEGIN line OpenSSL does not take as one (not at a line start) */
+        return sd_err_set(err, "%s: no PEM CRL could be read from it", path);
     return index;
 }

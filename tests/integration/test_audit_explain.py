@@ -781,34 +781,59 @@ def forms(pki, tmp_path_factory):
     return f
 
 
-def _conversion(msg):
-    """The shell command a message gives, with the passphrase supplied."""
-    m = re.search(r"(?:Convert it|only you can read): (.*?)(?:, then --cert .*)?$", msg)
-    assert m, msg
-    cmd = m.group(1)
-    for tool in ("openssl pkcs12 ", "openssl pkey "):
-        cmd = cmd.replace(tool, tool + "-passin pass:%s " % PASS.decode())
-    return cmd
+def _conversions(msg):
+    """The shell commands a message gives (each between backquotes), with
+    the passphrase supplied."""
+    cmds = re.findall(r"`([^`]*)`", msg)
+    assert cmds, msg
+    out = []
+    for cmd in cmds:
+        for tool in ("openssl pkcs12 ", "openssl pkey "):
+            cmd = cmd.replace(tool, tool + "-passin pass:%s " % PASS.decode())
+        out.append(cmd)
+    return out
+
+
+# DER, as serve reads it: the auditor reads it too (it fails only at the
+# closed port)
+DER_CASES = {
+    "der-cert": {"--cert": "client.der"},
+    "der-cacert": {"--cacert": "ca.der"},
+    "der-key": {"--key": "key.der"},
+    "der-all": {"--cert": "client.der", "--key": "key.der", "--cacert": "ca.der"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(DER_CASES))
+def test_der_input_is_read(sd_bin, pki, forms, case):
+    files = {"--cert": pki.client_cert, "--key": pki.client_key, "--cacert": pki.ca}
+    for flag, name in DER_CASES[case].items():
+        files[flag] = forms[name]
+    args = ["127.0.0.1:%d" % closed_port(), "--timeout", "1s"] + \
+        [x for kv in files.items() for x in kv]
+    rc, out, err = _run(sd_bin, args)
+    assert rc == 2 and "connect" in err and "refused" in err.lower(), err
 
 
 # which flag gets which file, what the message must say, and the files the
-# printed command leaves for (--cert, --key, --cacert), in the directory it
-# runs in or ({src}) beside the file given; None: no command
+# printed commands leave for (--cert, --key, --cacert), in the directory they
+# run in or beside the file given ({plain}: the name with -plain before its
+# extension); None: no command
 INPUT_CASES = {
-    "der-cert": ({"--cert": "client.der"}, "a DER certificate", {"--cert": "{src}.pem"}),
-    "der-cacert": ({"--cacert": "ca.der"}, "a DER certificate", {"--cacert": "{src}.pem"}),
-    "der-key": ({"--key": "key.der"}, "a DER private key", {"--key": "{src}.pem"}),
-    "encrypted-pkcs8": ({"--key": "key-pkcs8-enc.pem"}, "encrypted",
-                        {"--key": "client-plain.key"}),
-    "encrypted-legacy": ({"--key": "key-legacy-enc.pem"}, "encrypted",
-                         {"--key": "client-plain.key"}),
-    "encrypted-der": ({"--key": "key-enc.der"}, "encrypted", {"--key": "client-plain.key"}),
-    "p12-cert": ({"--cert": "client.p12", "--key": "client.p12"}, "a PKCS#12 file",
-                 {"--cert": "client.crt", "--key": "client.key"}),
-    "p12-key": ({"--key": "client.p12"}, "a PKCS#12 file",
-                {"--cert": "client.crt", "--key": "client.key"}),
-    "p12-cacert": ({"--cacert": "client.p12"}, "a PKCS#12 file", {"--cacert": "ca.crt"}),
-    "empty-cert": ({"--cert": "empty.pem"}, "empty file", None),
+    "encrypted-pkcs8": ({"--key": "key-pkcs8-enc.pem"}, "holds an encrypted private key",
+                        {"--key": "{dir}/key-pkcs8-enc-plain.pem"}),
+    "encrypted-legacy": ({"--key": "key-legacy-enc.pem"}, "holds an encrypted private key",
+                         {"--key": "{dir}/key-legacy-enc-plain.pem"}),
+    "encrypted-der": ({"--key": "key-enc.der"}, "holds an encrypted private key",
+                      {"--key": "{dir}/key-enc-plain.pem"}),
+    "p12-cert": ({"--cert": "client.p12", "--key": "client.p12"}, "holds a PKCS#12 bundle",
+                 {"--cert": "cert.pem", "--key": "key.pem"}),
+    "p12-key": ({"--key": "client.p12"}, "holds a PKCS#12 bundle",
+                {"--cert": "cert.pem", "--key": "key.pem"}),
+    "p12-cacert": ({"--cacert": "client.p12"}, "holds a PKCS#12 bundle", {"--cacert": "ca.pem"}),
+    "empty-cert": ({"--cert": "empty.pem"}, "is empty: expected a certificate", None),
+    "key-as-cacert": ({"--cacert": "key.der"}, "holds a private key, not a CA certificate",
+                      None),
 }
 
 
@@ -825,29 +850,34 @@ def test_input_in_the_wrong_form_is_named_with_its_conversion(sd_bin, pki, forms
     assert rc == 2, err
     flag = sorted(given)[0] if len(given) == 1 else "--cert"
     line = err.strip().split("\n")[-1]
-    assert "%s %s" % (flag, files[flag]) in line, line
-    assert says in line, line
+    assert "%s %s %s" % (flag, files[flag], says) in line, line
     if converted is None:
         return
-    # the command, run as printed (plus the passphrase), makes files the
+    # the commands, run as printed (plus the passphrase), make files the
     # auditor loads: it then fails only at the closed port
-    cmd = _conversion(line)
-    r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, timeout=30)
-    assert r.returncode == 0, (cmd, r.stderr)
+    for cmd in _conversions(line):
+        r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, timeout=30)
+        assert r.returncode == 0, (cmd, r.stderr)
     for flag2, name in converted.items():
-        files[flag2] = tmp_path / name.format(src=files[flag2])
+        made = name.format(dir=forms[given[flag]].parent) if "{dir}" in name else tmp_path / name
+        assert Path(made).exists(), (made, line)
+        if flag2 == "--key":
+            assert os.stat(made).st_mode & 0o077 == 0, oct(os.stat(made).st_mode)
+        files[flag2] = made
     args = [target, "--timeout", "1s"] + [x for kv in files.items() for x in kv]
     rc, out, err = _run(sd_bin, args)
-    assert rc == 2 and "connect" in err and "refused" in err.lower(), (cmd, err)
+    assert rc == 2 and "connect" in err and "refused" in err.lower(), err
+    for flag2, name in converted.items():
+        if "{dir}" in name:
+            os.unlink(files[flag2])
 
 
 def test_swapped_cert_and_key_name_both_files(sd_bin, pki):
     rc, out, err = _run(sd_bin, ["127.0.0.1:%d" % closed_port()] +
                         _files(pki, cert=pki.client_key, key=pki.client_cert))
     assert rc == 2
-    assert ("--cert %s holds a private key and --key %s a certificate"
-            % (pki.client_key, pki.client_cert)) in err, err
-    assert "swapped" in err, err
+    assert ("--cert %s holds a private key, not a certificate: are --cert and --key swapped?"
+            % pki.client_key) in err, err
 
 
 def test_key_of_another_certificate_names_both_files(sd_bin, pki):

@@ -218,7 +218,7 @@ def test_pkcs12_refused_with_the_commands(sd_bin, pki, fmt, flag):
 def test_pkcs12_as_cacert_refused(sd_bin, pki, fmt):
     msg = start_refused(sd_bin, serve_cmd(pki, cacert=fmt["p12"]))
     assert "%s holds a PKCS#12 bundle" % fmt["p12"] in msg, msg
-    assert "openssl pkcs12 -in %s -nokeys -out ca.pem" % fmt["p12"] in msg, msg
+    assert "openssl pkcs12 -in %s -cacerts -nokeys -out ca.pem" % fmt["p12"] in msg, msg
 
 
 ENCRYPTED = {
