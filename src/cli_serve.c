@@ -14,6 +14,8 @@
 #include "sd/gen.h"
 #include "sd/log.h"
 #include "sd/master.h"
+#include "sd/net.h"
+#include "sd/privs.h"
 #include "sd/admin.h"
 #include "sd/policy.h"
 #include "sd/tls.h"
@@ -336,17 +338,29 @@ static int sd_cli_check_cert(void *arg, const struct sd_tls_cert_info *ci)
 static int sd_cli_check(struct sd_config *cfg, struct sd_files *files, const char *cmd)
 {
     char source[1024];
+    struct sd_privs privs;
     struct sd_err err;
     struct sd_gen *g;
     size_t i;
 
     snprintf(source, sizeof(source), "%s", cfg->source != NULL ? cfg->source
                                                                : "the command line");
-    if (sd_tls_init(&err) != 0 || (g = sd_gen_new(cfg, files, 1, &err)) == NULL) {
-        sd_log_fatal(cmd, err.msg);
-        printf("steeldoor: %s: configuration FAILED\n", source);
-        return 1;
+    /* What a start checks before it builds anything: the account, and
+     * that every address could be listened on (binding none for good). */
+    if (cfg->user != NULL && sd_privs_resolve(cfg->user, &privs, &err) != 0)
+        goto failed;
+    for (i = 0; i < cfg->nlisteners; i++) {
+        if (sd_net_check_listenable(&cfg->listeners[i].listen_addr, &err) != 0) {
+            sd_config_where(cfg, &cfg->listeners[i], &err);
+            goto failed;
+        }
     }
+    if (sd_tls_init(&err) != 0)
+        goto failed;
+    g = sd_gen_new(cfg, files, 1, &err);
+    cfg = NULL; /* sd_gen_new took it */
+    if (g == NULL)
+        goto failed;
     printf("steeldoor: %s: configuration OK, %zu listener%s, %d worker%s\n", source,
            g->cfg->nlisteners, g->cfg->nlisteners == 1 ? "" : "s", g->cfg->workers,
            g->cfg->workers == 1 ? "" : "s");
@@ -365,8 +379,21 @@ static int sd_cli_check(struct sd_config *cfg, struct sd_files *files, const cha
                    lc->ncrls == 1 ? "" : "s");
         (void)sd_tls_info_certs(g->tls[i], lc, sd_cli_check_cert, NULL);
     }
+    /* The warnings a start gives (expiry, a CRL going stale, a server
+     * certificate without a SAN), on stderr as log lines. */
+    for (i = 0; i < g->cfg->nlisteners; i++) {
+        if (g->tls[i] == NULL) /* a plaintext admin listener */
+            continue;
+        sd_tls_warn_expiry(g->tls[i], &g->cfg->listeners[i], g->cfg->expiry_warning_s);
+        sd_tls_warn_crls(g->tls[i], g->cfg->listeners[i].name, g->cfg->expiry_warning_s);
+    }
     sd_gen_unref(g);
     return 0;
+failed:
+    sd_config_free(cfg);
+    sd_log_fatal(cmd, err.msg);
+    printf("steeldoor: %s: configuration FAILED\n", source);
+    return 1;
 }
 
 static int sd_cli_main(int argc, char **argv, int connector)
@@ -403,6 +430,14 @@ static int sd_cli_main(int argc, char **argv, int connector)
             return rc;
         }
         rc = usage ? 2 : 1;
+        if (src->check) {
+            sd_log_fatal(cmd, err.msg);
+            printf("steeldoor: %s: configuration FAILED\n",
+                   src->config != NULL ? src->config : "the command line");
+            sd_files_free(files);
+            sd_gen_source_free(src);
+            return rc;
+        }
     } else {
         rc = rc == 1 ? 0 : 2;
     }

@@ -464,10 +464,15 @@ static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
     struct sd_err sub;
     char where[64];
 
-    if (l->listen == NULL)
+    if (l->listen == NULL) {
+        if (l->name != NULL)
+            return sd_err_set(err, "%s %s: missing listen address (%slisten)",
+                              l->mode == SD_MODE_CONNECT ? "connector" : "listener", l->name,
+                              from_flags ? "--" : "");
         return sd_err_set(err, "%s %zu: missing listen address (%slisten)",
-                          l->mode == SD_MODE_ADMIN ? "admin" : "listener", idx,
+                          l->mode == SD_MODE_ADMIN ? "admin" : "listener", idx + 1,
                           from_flags ? "--" : "");
+    }
     if (l->mode == SD_MODE_ADMIN)
         return sd_config_validate_admin(l, from_flags, err);
     if (l->mode == SD_MODE_CONNECT) {
@@ -498,6 +503,23 @@ static int sd_config_validate_listener(struct sd_listener_conf *l, size_t idx,
     return 0;
 }
 
+void sd_config_where(const struct sd_config *cfg, const struct sd_listener_conf *lc,
+                     struct sd_err *err)
+{
+    const char *kind = lc->mode == SD_MODE_CONNECT ? "connector"
+                       : lc->mode == SD_MODE_ADMIN ? "admin listener" : "listener";
+    char where[SD_ERR_MAX];
+
+    if (cfg->source != NULL && lc->line > 0)
+        snprintf(where, sizeof(where), "%s line %u: %s %s", cfg->source, lc->line, kind,
+                 lc->name);
+    else if (cfg->source != NULL)
+        snprintf(where, sizeof(where), "%s: %s %s", cfg->source, kind, lc->name);
+    else
+        snprintf(where, sizeof(where), "%s %s", kind, lc->name);
+    sd_err_prefix(err, where);
+}
+
 int sd_config_validate(struct sd_config *cfg, struct sd_err *err)
 {
     size_t i, j, nadmin = 0;
@@ -514,9 +536,18 @@ int sd_config_validate(struct sd_config *cfg, struct sd_err *err)
         sd_err_set(err, "no listener configured (use --listen ... or --config FILE)");
         goto fail;
     }
-    for (i = 0; i < cfg->nlisteners; i++)
-        if (sd_config_validate_listener(&cfg->listeners[i], i, cfg->source == NULL, err) != 0)
+    for (i = 0; i < cfg->nlisteners; i++) {
+        if (sd_config_validate_listener(&cfg->listeners[i], i, cfg->source == NULL, err) != 0) {
+            /* "FILE line N: listener NAME: ...": where it is written */
+            if (cfg->source != NULL && cfg->listeners[i].line > 0) {
+                char where[SD_ERR_MAX];
+                snprintf(where, sizeof(where), "%s line %u", cfg->source,
+                         cfg->listeners[i].line);
+                return sd_err_prefix(err, where);
+            }
             goto fail;
+        }
+    }
     for (i = 0; i < cfg->nlisteners; i++) {
         for (j = i + 1; j < cfg->nlisteners; j++) {
             if (strcmp(cfg->listeners[i].name, cfg->listeners[j].name) == 0) {

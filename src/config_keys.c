@@ -465,9 +465,10 @@ const struct sd_config_key sd_config_keys[] = {
       .help = "warn about certificates expiring within DUR, at load and every 12 hours" },
     { .name = "check", .where = SD_KEY_FLAG, .scope = SD_SCOPE_PROCESS,
       .type = SD_KT_SPECIAL, .group = SD_GROUP_RELOAD,
-      .help = "load and check everything (files, keys against certificates, chains, rules), "
-              "print what would run, and exit: 0 when it would start (binds nothing, so it "
-              "can check a new configuration next to the running one)" },
+      .help = "load and check everything (files, keys against certificates, chains, rules, "
+              "the --user account, that each address is this host's), print what would run "
+              "and the start's warnings, and exit: 0 when it would start (binds nothing, so "
+              "it can check a new configuration next to the running one)" },
     { .name = "help", .where = SD_KEY_FLAG, .scope = SD_SCOPE_PROCESS,
       .type = SD_KT_SPECIAL, .group = SD_GROUP_RELOAD, .help = "this text" },
 };
@@ -618,7 +619,7 @@ const char *sd_config_key_nearest(const char *word, unsigned where, int scope, i
     for (i = 0; i < sd_config_nkeys; i++) {
         const struct sd_config_key *k = &sd_config_keys[i];
         const char *name = (where & SD_KEY_FLAG) ? sd_config_key_flag_name(k) : k->name;
-        size_t d;
+        size_t d, d2;
 
         if (!(k->where & where) || k->type == SD_KT_SPECIAL)
             continue;
@@ -626,7 +627,13 @@ const char *sd_config_key_nearest(const char *word, unsigned where, int scope, i
             continue;
         if (role >= 0 && k->scope == SD_SCOPE_LISTENER && !sd_config_key_for(k, role))
             continue;
-        d = sd_config_key_distance(word, name);
+        /* A key has two spellings (mode: http is --http): a word spelt
+         * as the other one (--mode, http:) is the commonest slip. The
+         * answer is in the spelling asked for. */
+        d = sd_config_key_distance(word, k->name);
+        d2 = sd_config_key_distance(word, sd_config_key_flag_name(k));
+        if (d2 < d)
+            d = d2;
         if (d < bestd) {
             bestd = d;
             best = name;

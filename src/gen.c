@@ -108,30 +108,16 @@ struct sd_config *sd_gen_parse(const struct sd_source *src, struct sd_files *fil
         *usage = 1;
         goto fail;
     }
-    if (sd_config_validate(cfg, err) != 0)
+    /* A listener without its target, an address that does not parse, two
+     * listeners on one port: what the user wrote, a usage error too. */
+    if (sd_config_validate(cfg, err) != 0) {
+        *usage = 1;
         goto fail;
+    }
     return cfg;
 fail:
     sd_config_free(cfg);
     return NULL;
-}
-
-/* Prefixes err with where the failing listener is written: "FILE line N:
- * listener NAME: " (config file), or "listener NAME: " (flags), so an
- * error about a certificate says which listener's it is. */
-static void sd_gen_where(const struct sd_config *cfg, const struct sd_listener_conf *lc,
-                         struct sd_err *err)
-{
-    const char *kind = lc->mode == SD_MODE_CONNECT ? "connector"
-                       : lc->mode == SD_MODE_ADMIN ? "admin listener" : "listener";
-    char where[SD_ERR_MAX];
-
-    if (cfg->source != NULL && lc->line > 0)
-        snprintf(where, sizeof(where), "%s line %u: %s %s", cfg->source, lc->line, kind,
-                 lc->name);
-    else
-        snprintf(where, sizeof(where), "%s %s", kind, lc->name);
-    sd_err_prefix(err, where);
 }
 
 struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_t id,
@@ -162,7 +148,7 @@ struct sd_gen *sd_gen_new(struct sd_config *cfg, struct sd_files *files, uint64_
                                                 : sd_tls_server_new(lc, files, err);
         if (g->tls[i] == NULL ||
             sd_auth_new(&cfg->listeners[i], files, &g->auth[i], err) != 0) {
-            sd_gen_where(cfg, lc, err);
+            sd_config_where(cfg, lc, err);
             sd_gen_unref(g);
             return NULL;
         }

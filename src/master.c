@@ -155,7 +155,8 @@ static void sd_master_warn_expiry(struct sd_master *m, int all)
         if (certs)
             sd_tls_warn_expiry(m->gen->tls[i], &m->gen->cfg->listeners[i],
                                m->gen->cfg->expiry_warning_s);
-        sd_tls_warn_crls(m->gen->tls[i], m->gen->cfg->expiry_warning_s);
+        sd_tls_warn_crls(m->gen->tls[i], m->gen->cfg->listeners[i].name,
+                         m->gen->cfg->expiry_warning_s);
     }
     if (certs)
         m->cert_warn_ms = now + SD_EXPIRY_PERIOD_MS;
@@ -290,8 +291,17 @@ static int sd_master_prepare(struct sd_master *m, struct sd_err *err)
     m->nls = 0;
     for (i = 0; i < cfg->nlisteners; i++)
         if (sd_master_open_row(m, &cfg->listeners[i].listen_addr,
-                               cfg->listeners[i].listen_mode, err) != 0)
-            return sd_err_prefix(err, cfg->listeners[i].name);
+                               cfg->listeners[i].listen_mode, err) != 0) {
+            const struct sd_listener_conf *lc = &cfg->listeners[i];
+            /* From flags a listener is named by its address, which the
+             * error already starts with: say it once. */
+            if (cfg->source == NULL && strcmp(lc->name, lc->listen) == 0)
+                return sd_err_prefix(err, lc->mode == SD_MODE_CONNECT ? "connector"
+                                          : lc->mode == SD_MODE_ADMIN ? "admin listener"
+                                                                      : "listener");
+            sd_config_where(cfg, lc, err);
+            return -1;
+        }
     return 0;
 }
 

@@ -144,6 +144,54 @@ fail:
     return -1;
 }
 
+int sd_net_check_listenable(const struct sd_addr *addr, struct sd_err *err)
+{
+    struct sockaddr_storage ss = addr->ss;
+    int fd, one = 1, e;
+
+    if (ss.ss_family == AF_UNIX) {
+        char dir[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+        const char *path = ((const struct sockaddr_un *)&addr->ss)->sun_path;
+        char *slash;
+        struct stat st;
+
+        snprintf(dir, sizeof(dir), "%s", path);
+        slash = strrchr(dir, '/');
+        if (slash == NULL)
+            return 0;
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+        if (stat(dir, &st) != 0)
+            return sd_err_set(err, "%s: cannot listen: its directory %s: %s", addr->text, dir,
+                              strerror(errno));
+        if (!S_ISDIR(st.st_mode))
+            return sd_err_set(err, "%s: cannot listen: %s is not a directory", addr->text,
+                              dir);
+        return 0;
+    }
+    /* Port 0: the address is tried, never the port the configuration
+     * names, which a running steeldoor may hold. */
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return sd_err_set(err, "%s: socket: %s", addr->text, strerror(errno));
+    if (ss.ss_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&ss, addr->len) != 0) {
+        e = errno;
+        close(fd);
+        return sd_err_set(err, "%s: cannot listen: %s%s", addr->text, strerror(e),
+                          e == EADDRNOTAVAIL ? " (not an address of this host)" : "");
+    }
+    close(fd);
+    return 0;
+}
+
 int sd_net_check_free(const struct sd_addr *addr, struct sd_err *err)
 {
     int fd, one = 1;

@@ -215,4 +215,10 @@ int sd_config_load_yaml(struct sd_config *cfg, const char *path, struct sd_files
 int sd_config_load_yaml_bytes(struct sd_config *cfg, const char *name, const void *data,
                               size_t len, struct sd_err *err);
 
+/* Prefixes err with where listener lc is written, for an error about it:
+ * "FILE line N: listener NAME" (a config file; "connector", "admin
+ * listener" by its mode), or "listener NAME" (flags). */
+void sd_config_where(const struct sd_config *cfg, const struct sd_listener_conf *lc,
+                     struct sd_err *err);
+
 #endif

@@ -134,7 +134,9 @@ int sd_config_key_for(const struct sd_config_key *k, int connector);
  * of its length, 3 at most), for "did you mean": among the keys written
  * `where` (SD_KEY_FLAG: flag spellings, SD_KEY_YAML: YAML names), of scope
  * (enum sd_key_scope, or -1: any) and, for listener keys, role (0 a
- * listener's, 1 a connector's, -1 any). NULL when none is close. */
+ * listener's, 1 a connector's, -1 any). A word is compared with both
+ * spellings of each key (`--mode` finds `--http`, `http:` finds `mode`);
+ * the answer is in the spelling asked for. NULL when none is close. */
 const char *sd_config_key_nearest(const char *word, unsigned where, int scope, int role);
 /* The key whose flag is `--flag`, or NULL. */
 const struct sd_config_key *sd_config_key_flag(const char *flag);

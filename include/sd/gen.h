@@ -68,8 +68,8 @@ int sd_gen_source_add(struct sd_source *src, const struct sd_config_key *key,
  * with a config file, the file is loaded (through the snapshot `files`),
  * then the process-level settings of the command line override it.
  * Returns a new config, or NULL with err; *usage is set when the error is
- * in what the user wrote rather than in a value found invalid as a whole
- * (exit status 2 at start, as for any usage error). */
+ * in what the user wrote (a file that does not parse, a bad value, a
+ * missing one: exit status 2 at start), not for running out of memory. */
 struct sd_config *sd_gen_parse(const struct sd_source *src, struct sd_files *files,
                                int *usage, struct sd_err *err);
 

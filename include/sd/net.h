@@ -63,6 +63,11 @@ void sd_net_unlink_unix(const struct sd_addr *addr, struct sd_unix_owned *own);
 int sd_net_unix_set_mode(const struct sd_addr *addr, const struct sd_unix_owned *own,
                          unsigned mode, struct sd_err *err);
 
+/* Checks, binding nothing that stays, that addr could be listened on: an
+ * IP address of this host (its port is not tried), or a unix socket path
+ * whose directory exists. For serve --check. Returns 0, or -1 with err. */
+int sd_net_check_listenable(const struct sd_addr *addr, struct sd_err *err);
+
 /* Checks that no other socket holds addr (see net.c for why). Returns 0, or
  * -1 with err. */
 int sd_net_check_free(const struct sd_addr *addr, struct sd_err *err);

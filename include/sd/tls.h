@@ -113,12 +113,16 @@ void sd_tls_set_session_cache(struct sd_sesscache *cache);
  * the worker's timer rather than by OpenSSL every 255 handshakes). */
 void sd_tls_expire_sessions(struct sd_tls *tls);
 
-/* Logs a "cert_expiry" warning for each server or client-CA certificate of
- * the listener that expires within within_s seconds (or has expired). */
 /* Logs crl_expiry for each issuer whose newest CRL is within a quarter of
  * its life (at least an hour, at most within_s) of its nextUpdate, or past
- * it (error: clients are refused). At load and periodically (master). */
-void sd_tls_warn_crls(const struct sd_tls *tls, uint32_t within_s);
+ * it (level warn either way, as cert_expiry; its msg says when clients are
+ * being refused). At load and periodically (master); listener names the
+ * listener. */
+void sd_tls_warn_crls(const struct sd_tls *tls, const char *listener, uint32_t within_s);
+
+/* Logs a "cert_expiry" warning for each certificate of the listener (its
+ * own, its chain, its CAs) that expires within within_s seconds (or has
+ * expired), and cert_no_san for a server certificate without a SAN. */
 void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf *lc,
                         uint32_t within_s);
 

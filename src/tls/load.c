@@ -312,7 +312,7 @@ static void sd_tls_crl_freshness(struct sd_tls *tls, struct sd_files *files)
     }
 }
 
-void sd_tls_warn_crls(const struct sd_tls *tls, uint32_t within_s)
+void sd_tls_warn_crls(const struct sd_tls *tls, const char *listener, uint32_t within_s)
 {
     int64_t now = (int64_t)time(NULL);
     size_t i;
@@ -336,6 +336,7 @@ void sd_tls_warn_crls(const struct sd_tls *tls, uint32_t within_s)
             continue;
         sd_tls_name_text(X509_CRL_get_issuer(tls->crls[i].crl), issuer, sizeof(issuer));
         sd_log_begin(&l, "warn", "crl_expiry"); /* as cert_expiry, expired or not */
+        sd_log_str(&l, "listener", listener);
         sd_log_str(&l, "file", path);
         sd_log_str(&l, "issuer", issuer);
         sd_log_i64(&l, "seconds_left", next - now);
@@ -524,7 +525,8 @@ out:
     return rc;
 }
 
-static void sd_tls_warn_cert(X509 *x, const char *file, const char *role, uint32_t within_s)
+static void sd_tls_warn_cert(X509 *x, const char *listener, const char *file,
+                             const char *role, uint32_t within_s)
 {
     time_t limit = time(NULL) + (time_t)within_s;
     int days = 0, secs = 0;
@@ -536,6 +538,7 @@ static void sd_tls_warn_cert(X509 *x, const char *file, const char *role, uint32
     X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
     (void)ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x));
     sd_log_begin(&l, "warn", "cert_expiry");
+    sd_log_str(&l, "listener", listener);
     sd_log_str(&l, "file", file);
     sd_log_str(&l, "role", role);
     sd_log_str(&l, "subject", subj);
@@ -553,8 +556,10 @@ void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf 
     X509 *leaf = SSL_CTX_get0_certificate(tls->ctx);
     int i;
 
+    int client = lc->mode == SD_MODE_CONNECT; /* a connector's certificate is a client's */
+
     if (leaf != NULL)
-        sd_tls_warn_cert(leaf, lc->cert, "server", within_s);
+        sd_tls_warn_cert(leaf, lc->name, lc->cert, client ? "client" : "server", within_s);
     /* Clients match the name they dialled against the SANs only (RFC 6125;
      * Go, curl, browsers, Python): a server certificate without them is
      * refused by every client, whatever its CN says. */
@@ -574,11 +579,13 @@ void sd_tls_warn_expiry(const struct sd_tls *tls, const struct sd_listener_conf 
     }
     if (SSL_CTX_get0_chain_certs(tls->ctx, &chain) == 1)
         for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
-            sd_tls_warn_cert(sk_X509_value(chain, i), lc->cert, "server_chain", within_s);
+            sd_tls_warn_cert(sk_X509_value(chain, i), lc->name, lc->cert,
+                             client ? "client_chain" : "server_chain", within_s);
     for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
         X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
         if (ca != NULL)
-            sd_tls_warn_cert(ca, lc->cacert, "client_ca", within_s);
+            sd_tls_warn_cert(ca, lc->name, lc->cacert, client ? "server_ca" : "client_ca",
+                             within_s);
     }
     ERR_clear_error();
 }
