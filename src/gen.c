@@ -108,12 +108,11 @@ struct sd_config *sd_gen_parse(const struct sd_source *src, struct sd_files *fil
         *usage = 1;
         goto fail;
     }
-    /* A listener without its target, an address that does not parse, two
-     * listeners on one port: what the user wrote, a usage error too. */
-    if (sd_config_validate(cfg, err) != 0) {
-        *usage = 1;
+    /* A configuration incomplete or inconsistent as a whole (a listener
+     * without its target, two listeners on one port): exit status 1, as
+     * for a file that cannot be read, not a usage error. */
+    if (sd_config_validate(cfg, err) != 0)
         goto fail;
-    }
     return cfg;
 fail:
     sd_config_free(cfg);

@@ -68,8 +68,9 @@ int sd_gen_source_add(struct sd_source *src, const struct sd_config_key *key,
  * with a config file, the file is loaded (through the snapshot `files`),
  * then the process-level settings of the command line override it.
  * Returns a new config, or NULL with err; *usage is set when the error is
- * in what the user wrote (a file that does not parse, a bad value, a
- * missing one: exit status 2 at start), not for running out of memory. */
+ * in what the user wrote (a flag or file that does not parse, a bad value:
+ * exit status 2 at start), not for a configuration that is incomplete or
+ * inconsistent as a whole (a listener without its target: 1). */
 struct sd_config *sd_gen_parse(const struct sd_source *src, struct sd_files *files,
                                int *usage, struct sd_err *err);
 

@@ -472,18 +472,16 @@ static void sd_audit_print_json(FILE *out, const struct sd_audit_opts *o,
         fputs(",\"finding\":", out);
         if (p->finding > SD_AUDIT_F_NONE && p->finding < SD_AUDIT_F_COUNT) {
             const struct sd_audit_advice *a = &sd_audit_advice[p->finding];
-            fputs("{\"id\":", out);
-            sd_audit_json_str(out, a->id);
-            fputs(",\"what\":", out);
-            sd_audit_json_str(out, a->what);
-            fputs(",\"nginx\":", out);
-            sd_audit_json_str(out, a->nginx);
-            fputs(",\"haproxy\":", out);
-            sd_audit_json_str(out, a->haproxy);
-            fputs(",\"steeldoor\":", out);
-            sd_audit_json_str(out, a->steeldoor);
-            fputs(",\"other\":", out);
-            sd_audit_json_str(out, a->other);
+            const char *const kv[][2] = {
+                {"id", a->id},       {"what", a->what},           {"nginx", a->nginx},
+                {"haproxy", a->haproxy}, {"steeldoor", a->steeldoor}, {"other", a->other},
+            };
+            size_t k;
+
+            for (k = 0; k < sizeof(kv) / sizeof(kv[0]); k++) {
+                fprintf(out, "%s\"%s\":", k == 0 ? "{" : ",", kv[k][0]);
+                sd_audit_json_str(out, kv[k][1]);
+            }
             fputc('}', out);
         } else {
             fputs("null", out);

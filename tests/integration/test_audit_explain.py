@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 import sdlib
 from conftest import make_ca, make_leaf, _now
 from sdlib import closed_port, free_port
-from test_audit import HAPROXY, NGINX, HeaderEcho, Proc, wait_port
+# peers is a fixture: imported, it serves this module's tests too
+from test_audit import HAPROXY, NGINX, HeaderEcho, Proc, peers, wait_port  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "audit.md"
@@ -117,20 +118,6 @@ def forged_headers(rep):
 # --------------------------------------------------------------------------
 # peers: nginx and HAProxy in their own processes
 # --------------------------------------------------------------------------
-
-@pytest.fixture
-def peers():
-    made = []
-
-    def start(args, log):
-        pr = Proc(args, log)
-        made.append(pr)
-        return pr
-
-    yield start
-    for pr in made:
-        pr.stop()
-
 
 @pytest.fixture
 def nginx(peers, pki, tmp_path):
