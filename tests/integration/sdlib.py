@@ -725,8 +725,21 @@ class Steeldoor:
                 f.write("settle_probes: timed out %s\n" % self.args)
 
     def conn_logs(self, include_probes=False):
-        return [e for e in self.logs() if e.get("event") == "conn"
-                and (include_probes or e.get("peer") not in self.probe_peers)]
+        """The conn lines; without include_probes, each readiness probe's
+        line is left out: the first line of its peer address (start() waits
+        for the probes' lines, so they come before any test traffic). Only
+        the first: the kernel may give a later client the same port, and
+        its line is the test's."""
+        out, seen = [], set()
+        for e in self.logs():
+            if e.get("event") != "conn":
+                continue
+            peer = e.get("peer")
+            if not include_probes and peer in self.probe_peers and peer not in seen:
+                seen.add(peer)
+                continue
+            out.append(e)
+        return out
 
     def wait_log(self, pred, timeout=5.0, what="log line"):
         deadline = time.monotonic() + timeout
