@@ -755,6 +755,19 @@ class Steeldoor:
                                      % (what, timeout, "\n".join(self.raw_lines()[-25:])))
             time.sleep(0.05)
 
+    def wait_client_conn(self, pred=None, timeout=5.0):
+        """The first conn line of a client (not a readiness probe's: see
+        conn_logs) for which pred holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for e in self.conn_logs():
+                if pred is None or pred(e):
+                    return e
+            if time.monotonic() > deadline:
+                raise AssertionError("no client conn line within %.1fs; log tail:\n%s"
+                                     % (timeout, "\n".join(self.raw_lines()[-25:])))
+            time.sleep(0.05)
+
     def wait_conn(self, peer, timeout=5.0):
         """The 'conn' log line for a client with local address peer: the
         first one not returned by an earlier call. The kernel may give a new

@@ -28,7 +28,7 @@ def test_tls11_refused(steeldoor, backends, pki, good_ctx, healthy):
     assert r.returncode != 0, "TLS 1.1 handshake was not refused:\n" + out
     assert "Cipher is (NONE)" in out, out
     assert "alert protocol version" in out, out
-    e = sd.wait_log(lambda e: e.get("event") == "conn" and e.get("peer") not in sd.probe_peers)
+    e = sd.wait_client_conn()
     assert e["result"] == "refused" and e["reason"] == "protocol_version", e
     assert len(sd.conn_logs()) == before + 1
     time.sleep(0.2)

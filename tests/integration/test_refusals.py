@@ -62,8 +62,7 @@ def test_no_cert_curl(steeldoor, backends, pki):
              "https://localhost:%d/" % sd.port], timeout=20)
     assert r.returncode != 0, "curl without a client certificate succeeded"
     assert r.returncode != 28, "curl timed out instead of being refused"
-    e = sd.wait_log(lambda e: e.get("event") == "conn" and e.get("peer") not in sd.probe_peers
-                    and e.get("result") == "refused")
+    e = sd.wait_client_conn(lambda e: e.get("result") == "refused")
     assert e["reason"] == "no_client_certificate", e
     assert len(sd.conn_logs()) == before + 1
     time.sleep(0.3)
@@ -77,7 +76,7 @@ def test_curl_other_ca_refused(steeldoor, backends, pki):
              "--cacert", pki.ca, "--cert", pki.othca_client[0], "--key", pki.othca_client[1],
              "https://localhost:%d/" % sd.port], timeout=20)
     assert r.returncode not in (0, 28), (r.returncode, r.stderr)
-    e = sd.wait_log(lambda e: e.get("event") == "conn" and e.get("peer") not in sd.probe_peers)
+    e = sd.wait_client_conn()
     assert e["result"] == "refused" and e["reason"] == "unknown_ca", e
     time.sleep(0.3)
     assert rec.count == 0
