@@ -80,6 +80,13 @@ typedef int (*sd_format_cert_fn)(struct x509_st *x, int index, void *arg, struct
 int sd_format_certs(const void *data, size_t len, const char *path, enum sd_format_want want,
                     sd_format_cert_fn fn, void *arg, struct sd_err *err);
 
+/* sd_format_certs, for a file that must hold a certificate: none is an
+ * error saying what the file holds instead (sd_format_not, swap as
+ * there). Returns how many fn took (at least 1), or -1 with err. */
+int sd_format_certs_required(const void *data, size_t len, const char *path,
+                             enum sd_format_want want, const char *swap, sd_format_cert_fn fn,
+                             void *arg, struct sd_err *err);
+
 /* Reads the unencrypted private key of data[len]: PEM, or DER (PKCS#8,
  * or a traditional RSA, EC or DSA key). Anything else, an encrypted key
  * first, is refused with sd_format_not (swap as there). Returns a new key

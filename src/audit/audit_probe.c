@@ -159,17 +159,6 @@ static int sd_audit_file(struct sd_files *fs, const char *flag, const char *path
     return 0;
 }
 
-/* err = "FLAG PATH <why it is not what want asked for>"; returns -1. */
-static int sd_audit_not(struct sd_err *err, const char *flag, const char *path,
-                        const struct sd_file *f, enum sd_format_want want)
-{
-    struct sd_format h;
-
-    sd_format_sniff(f->data, f->len, &h);
-    sd_format_not(err, path, &h, want, SD_AUDIT_SWAP);
-    return sd_audit_flag_err(err, flag);
-}
-
 /* The control's certificate (the first) and the chain sent after it. */
 static int sd_audit_take_control(X509 *x, int index, void *arg, struct sd_err *err)
 {
@@ -192,7 +181,7 @@ static int sd_audit_load_control(const struct sd_audit_opts *o, struct sd_audit_
 {
     struct sd_files *fs = sd_files_new();
     const struct sd_file *cf = NULL, *kf = NULL;
-    int n, rc = -1;
+    int rc = -1;
 
     if (fs == NULL || (c->chain = sk_X509_new_null()) == NULL) {
         sd_err_set(err, "out of memory");
@@ -201,14 +190,9 @@ static int sd_audit_load_control(const struct sd_audit_opts *o, struct sd_audit_
     if (sd_audit_file(fs, "--cert", o->cert, &cf, err) != 0 ||
         sd_audit_file(fs, "--key", o->key, &kf, err) != 0)
         goto out;
-    n = sd_format_certs(cf->data, cf->len, o->cert, SD_FORMAT_WANT_CERT, sd_audit_take_control,
-                        c, err);
-    if (n < 0) {
+    if (sd_format_certs_required(cf->data, cf->len, o->cert, SD_FORMAT_WANT_CERT, SD_AUDIT_SWAP,
+                                 sd_audit_take_control, c, err) < 0) {
         sd_audit_flag_err(err, "--cert");
-        goto out;
-    }
-    if (n == 0) {
-        sd_audit_not(err, "--cert", o->cert, cf, SD_FORMAT_WANT_CERT);
         goto out;
     }
     c->key = sd_format_key(kf->data, kf->len, o->key, SD_AUDIT_SWAP, err);
@@ -242,7 +226,6 @@ static X509_STORE *sd_audit_load_store(const struct sd_audit_opts *o, struct sd_
     struct sd_files *fs = sd_files_new();
     const struct sd_file *f = NULL;
     X509_STORE *store = X509_STORE_new();
-    int n;
 
     if (fs == NULL || store == NULL) {
         sd_err_set(err, "out of memory");
@@ -250,14 +233,9 @@ static X509_STORE *sd_audit_load_store(const struct sd_audit_opts *o, struct sd_
     }
     if (sd_audit_file(fs, "--cacert", o->cacert, &f, err) != 0)
         goto fail;
-    n = sd_format_certs(f->data, f->len, o->cacert, SD_FORMAT_WANT_CA, sd_audit_take_ca, store,
-                        err);
-    if (n < 0) {
+    if (sd_format_certs_required(f->data, f->len, o->cacert, SD_FORMAT_WANT_CA, SD_AUDIT_SWAP,
+                                 sd_audit_take_ca, store, err) < 0) {
         sd_audit_flag_err(err, "--cacert");
-        goto fail;
-    }
-    if (n == 0) {
-        sd_audit_not(err, "--cacert", o->cacert, f, SD_FORMAT_WANT_CA);
         goto fail;
     }
     sd_files_free(fs);

@@ -723,9 +723,8 @@ static int sd_pki_load_cert(const struct sd_pki_dir *d, const char *file,
 {
     char path[PATH_MAX], swap[2 * NAME_MAX + 16];
     unsigned char *data = NULL;
-    struct sd_format h;
     size_t len = 0;
-    int n, rc = -1;
+    int rc = -1;
 
     *out = NULL;
     if (sd_pki_read(d, file, flags, path, sizeof(path), &data, &len, err) != 0)
@@ -734,15 +733,11 @@ static int sd_pki_load_cert(const struct sd_pki_dir *d, const char *file,
         rc = 0;
         goto out;
     }
-    n = sd_format_certs(data, len, path, SD_FORMAT_WANT_CERT, sd_pki_first_cert, out, err);
-    if (n < 0) {
+    if (sd_format_certs_required(data, len, path, SD_FORMAT_WANT_CERT,
+                                 sd_pki_swap(swap, sizeof(swap), file), sd_pki_first_cert, out,
+                                 err) < 0) {
         X509_free(*out);
         *out = NULL;
-        goto out;
-    }
-    if (n == 0) {
-        sd_format_sniff(data, len, &h);
-        sd_format_not(err, path, &h, SD_FORMAT_WANT_CERT, sd_pki_swap(swap, sizeof(swap), file));
         goto out;
     }
     rc = 0;

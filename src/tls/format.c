@@ -379,6 +379,19 @@ int sd_format_certs(const void *data, size_t len, const char *path, enum sd_form
     return 0;
 }
 
+int sd_format_certs_required(const void *data, size_t len, const char *path,
+                             enum sd_format_want want, const char *swap, sd_format_cert_fn fn,
+                             void *arg, struct sd_err *err)
+{
+    struct sd_format h;
+    int n = sd_format_certs(data, len, path, want, fn, arg, err);
+
+    if (n != 0)
+        return n;
+    sd_format_sniff(data, len, &h);
+    return sd_format_not(err, path, &h, want, swap);
+}
+
 EVP_PKEY *sd_format_key(const void *data, size_t len, const char *path, const char *swap,
                         struct sd_err *err)
 {

@@ -473,24 +473,17 @@ int sd_tls_load_identity(SSL_CTX *ctx, struct sd_files *files, const char *cert,
 {
     struct sd_tls_own_load own = {ctx, cert};
     const struct sd_file *cf = NULL, *kf = NULL;
-    struct sd_format h;
     EVP_PKEY *key = NULL;
-    int n, rc = -1;
+    int rc = -1;
 
     /* Nothing below reads an encrypted key, and nothing may prompt. */
     SSL_CTX_set_default_passwd_cb(ctx, sd_format_no_passphrase);
     if (sd_tls_file(files, cert, "certificate", &cf, err) != 0 ||
         sd_tls_file(files, key_path, "private key", &kf, err) != 0)
         goto out;
-    n = sd_format_certs(cf->data, cf->len, cert, SD_FORMAT_WANT_CERT, sd_tls_add_own_cert, &own,
-                        err);
-    if (n < 0)
+    if (sd_format_certs_required(cf->data, cf->len, cert, SD_FORMAT_WANT_CERT, SD_TLS_SWAP,
+                                 sd_tls_add_own_cert, &own, err) < 0)
         goto out;
-    if (n == 0) {
-        sd_format_sniff(cf->data, cf->len, &h);
-        sd_format_not(err, cert, &h, SD_FORMAT_WANT_CERT, SD_TLS_SWAP);
-        goto out;
-    }
     if (sd_tls_check_validity(SSL_CTX_get0_certificate(ctx), cert, role, err) != 0)
         goto out;
     key = sd_format_key(kf->data, kf->len, key_path, SD_TLS_SWAP, err);
